@@ -1,0 +1,44 @@
+# loan-stream: every target installs what it needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN := $(UV) run --frozen --no-progress
+PYTEST_ARGS ?=
+
+.PHONY: help install jars fmt lint typecheck test test-unit up down status topics demo \
+        kafka-producer-single spark-app-single kafka-consumer-output-%
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --no-progress
+	@touch $@
+
+install: .venv/.installed jars ## install uv (if missing), the Python deps and the JVM jars
+jars: .venv/.installed ## resolve the Kafka broker jars from Maven Central into .loans/jars (once)
+	@$(RUN) loans-stack jars
+
+fmt: .venv/.installed ## format and auto-fix
+	$(RUN) ruff format . && $(RUN) ruff check --fix .
+lint: .venv/.installed ## ruff lint + format check
+	$(RUN) ruff check . && $(RUN) ruff format --check .
+typecheck: .venv/.installed ## mypy on every package
+	$(RUN) mypy
+test: install lint typecheck ## the whole suite: lint, types, unit and integration tests (starts its own Kafka + MLflow)
+	$(RUN) pytest $(PYTEST_ARGS)
+test-unit: .venv/.installed ## unit tests only (no services)
+	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+up: install ## start Kafka (KRaft) + MLflow locally and create the topics
+	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
+down: .venv/.installed ## stop what `make up` started
+	@$(RUN) loans-stack down
+status: .venv/.installed ## what runs where
+	@$(RUN) loans-stack status
+topics: .venv/.installed ## print every topic the project uses
+	@$(RUN) loans-topics list
+
+demo: up ## bring the stack up and run the pipeline for a short while, then summarise
+	@$(RUN) loans-demo

@@ -1,0 +1,1 @@
+"""The embedded local stack: a real Apache Kafka broker (KRaft) and an MLflow server, without Docker."""

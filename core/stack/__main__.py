@@ -1,0 +1,5 @@
+"""`python -m core.stack up|down|status|jars`, the same as `loans-stack`."""
+
+from core.stack.cli import main
+
+raise SystemExit(main())

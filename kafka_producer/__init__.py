@@ -1,0 +1,1 @@
+"""loan-stream: kafka_producer."""

@@ -1,0 +1,86 @@
+"""`loans-topics`: create the project's topics (idempotently), list them, or print a topic's name."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from core.cli import run_main
+from core.errors import ConfigError, ServiceError
+from core.logging import configure
+from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+
+log = logging.getLogger(__name__)
+
+
+def admin_client(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient(
+        {"bootstrap.servers": kafka.bootstrap_servers, "client.id": f"{kafka.client_id}-admin"}
+    )
+
+
+def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:
+    """Create each missing topic (partitions, retention from settings); return the names created."""
+    admin = admin_client(kafka)
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise ServiceError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}; is it up (make up)?"
+        ) from exc
+    names = names or topics.all()
+    wanted = [n for n in names if n not in existing]
+    config = {"retention.ms": str(topics.retention_ms)}
+    new = [NewTopic(n, topics.partitions, topics.replication_factor, config=config) for n in wanted]
+    created = []
+    for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise ServiceError(f"cannot create topic {name!r}: {exc.args[0].str()}") from exc
+    log.info("topics: %d created, %d already there", len(created), len(names) - len(wanted))
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loans-topics", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("create", help="create every topic that does not exist yet")
+    sub.add_parser("list", help="print every topic name the project uses")
+    name = sub.add_parser(
+        "name", help="print one topic's name: applications, history, truth, dlq or a stream"
+    )
+    name.add_argument("which")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        configure(load(LogSettings).level)
+        topics = load(TopicSettings)
+        if args.command == "create":
+            ensure_topics(load(KafkaSettings), topics)
+        elif args.command == "list":
+            print("\n".join(topics.all()))
+        else:
+            print(topic_name(topics, args.which))
+        return 0
+
+    return run_main(body)
+
+
+def topic_name(topics: TopicSettings, which: str) -> str:
+    """Topic of an input (`applications`, `history`, `truth`, `dlq`) or an output stream (`risk` ...)."""
+    if which in topics.streams:
+        return topics.output(which)
+    if which in ("applications", "history", "truth", "dlq"):
+        return str(getattr(topics, which))
+    choices = ", ".join(["applications", "history", "truth", "dlq", *topics.streams])
+    raise ConfigError(f"unknown topic {which!r}; choose one of: {choices}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

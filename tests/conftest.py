@@ -1,0 +1,85 @@
+"""Session fixtures for real services: a Kafka broker and an MLflow server (never mocks).
+
+Kafka: `LOANS_KAFKA_BOOTSTRAP_SERVERS` if set; else a testcontainers broker when `LOANS_TEST_DOCKER=1`
+and a Docker engine answers; else the same local KRaft broker `make up` runs, on free ports in a
+temp folder. MLflow: `LOANS_MLFLOW_TRACKING_URI` if set, else a local server on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
+from core.stack import jars
+from core.stack.kafka import KafkaBroker
+from core.stack.mlflow_server import MlflowServer
+from core.stack.process import free_port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if servers := os.environ.get("LOANS_KAFKA_BOOTSTRAP_SERVERS"):
+        yield servers
+        return
+    if os.environ.get("LOANS_TEST_DOCKER") == "1":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    jar_dir = jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka")
+    broker = KafkaBroker(
+        tmp_path_factory.mktemp("kafka"), jar_dir, port=free_port(), controller_port=free_port()
+    )
+    broker.start(timeout_s=90)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap)
+
+
+@pytest.fixture
+def topics() -> TopicSettings:
+    """Topic settings whose every name is unique to this test (a uuid prefix), 1 partition each."""
+    tag = uuid.uuid4().hex[:8]
+    return TopicSettings(
+        applications=f"t{tag}.applications",
+        history=f"t{tag}.history",
+        truth=f"t{tag}.truth",
+        dlq=f"t{tag}.dlq",
+        output_prefix=f"t{tag}",
+        partitions=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if uri := os.environ.get("LOANS_MLFLOW_TRACKING_URI"):
+        yield uri
+        return
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), port=free_port())
+    server.start(timeout_s=120)
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_settings(mlflow_uri: str) -> MlflowSettings:
+    return MlflowSettings(tracking_uri=mlflow_uri)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

@@ -1,0 +1,53 @@
+"""Pid-file and port handling of the local stack (no services needed)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import PortInUseError
+from core.stack.process import ManagedProcess, free_port, port_free, require_free
+
+
+def test_stale_pid_file_is_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text("999999")  # no such process
+    proc = ManagedProcess("x", pid_file, tmp_path / "x.log", marker="never-there")
+    assert proc.pid() is None
+    assert not pid_file.exists()
+
+
+def test_pid_of_unrelated_live_process_is_not_ours(tmp_path: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pid_file = tmp_path / "x.pid"
+        pid_file.write_text(str(other.pid))
+        assert ManagedProcess("x", pid_file, tmp_path / "x.log", marker="server.properties").pid() is None
+        assert other.poll() is None  # and we did not touch it
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_start_and_stop_own_process(tmp_path: Path) -> None:
+    marker = str(tmp_path / "marker-arg")
+    proc = ManagedProcess("sleeper", tmp_path / "s.pid", tmp_path / "s.log", marker=marker)
+    pid = proc.start([sys.executable, "-c", "import time, sys; time.sleep(60)", marker])
+    assert proc.pid() == pid
+    assert proc.stop(timeout_s=5) is True
+    assert proc.pid() is None
+    assert proc.stop() is False
+
+
+def test_port_in_use_names_port_and_setting() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert not port_free("127.0.0.1", port)
+        with pytest.raises(PortInUseError, match=f"port {port} .* set LOANS_STACK_KAFKA_PORT"):
+            require_free("127.0.0.1", port, "LOANS_STACK_KAFKA_PORT")
