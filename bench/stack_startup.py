@@ -30,7 +30,8 @@ def _timed_start(broker: KafkaBroker) -> float:
 
 
 def _summary(name: str, values: list[float]) -> str:
-    return f"{name:<34} median {statistics.median(values):5.2f} s   min {min(values):5.2f}   max {max(values):5.2f}"
+    median, low, high = statistics.median(values), min(values), max(values)
+    return f"{name:<34} median {median:5.2f} s   min {low:5.2f}   max {high:5.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
