@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars fmt lint typecheck test test-unit up down status topics demo \
+.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit up down status topics demo \
         kafka-producer-single spark-app-single kafka-consumer-output-%
 
 help: ## list the targets
@@ -39,6 +39,15 @@ status: .venv/.installed ## what runs where
 	@$(RUN) loans-stack status
 topics: .venv/.installed ## print every topic the project uses
 	@$(RUN) loans-topics list
+
+PRODUCER_ARGS ?= --rate 500
+kafka-producer-single: up ## publish Lending Club history, then live applications at 500/s until Ctrl-C (PRODUCER_ARGS=...)
+	@$(RUN) loans-produce $(PRODUCER_ARGS)
+
+bench-generator: .venv/.installed ## generation speed vs a naive per-row Faker generator (one core)
+	@$(RUN) python -m bench.generator
+bench-produce: jars ## end-to-end produce throughput to the local broker (acks=all)
+	@$(RUN) python -m bench.produce
 
 demo: up ## bring the stack up and run the pipeline for a short while, then summarise
 	@$(RUN) loans-demo

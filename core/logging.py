@@ -19,3 +19,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("py4j", "urllib3", "alembic", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # librdkafka logs every failed reconnect; the clients report what matters (error_cb, delivery reports)
+    logging.getLogger("librdkafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

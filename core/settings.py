@@ -42,6 +42,9 @@ class KafkaSettings(BaseSettings):
     model_config = _config("LOANS_KAFKA_")
     bootstrap_servers: BootstrapServers = "localhost:9092"
     client_id: str = "loan-stream"
+    delivery_timeout_ms: int = Field(
+        30_000, ge=1_000, description="give up on an undelivered event after this"
+    )
 
 
 class TopicSettings(BaseSettings):

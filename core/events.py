@@ -1,0 +1,120 @@
+"""Event contracts, written once. Spark schemas are derived from these classes (sparky/schema.py).
+
+Every message is JSON (`model_dump_json()`), UTF-8, keyed: `application_id` for applications and
+ground truth, the Lending Club `id` for history. Times are timezone-aware UTC with an explicit
+`event_time` used for watermarks. Credit fields carry Lending Club's names and units
+(`int_rate` and `revol_util` as fractions, `term` in months) so one model serves history and live.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    MOBILE_APP = "mobile_app"
+    BRANCH = "branch"
+    PHONE = "phone"
+    PARTNER = "partner"
+
+
+class ApplicationStatus(StrEnum):
+    """Furthest funnel stage an application reached: started (abandoned) -> submitted (in review)
+    -> approved or declined -> funded."""
+
+    STARTED = "started"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    FUNDED = "funded"
+
+
+class CreditFields(BaseModel):
+    """Lending Club application-time fields, shared by live applications and historical loans."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loan_amnt: float = Field(ge=500, le=40_000)
+    term: int = Field(description="months: 36 or 60")
+    int_rate: float = Field(ge=0, le=0.4, description="fraction, e.g. 0.1065")
+    installment: float = Field(gt=0)
+    grade: str = Field(pattern=r"^[A-G]$")
+    sub_grade: str = Field(pattern=r"^[A-G][1-5]$")
+    emp_title: str | None = None
+    emp_length: str | None = Field(None, description="'< 1 year', '1 year' ... '10+ years', or None (n/a)")
+    home_ownership: str
+    annual_inc: float | None = Field(None, ge=0)
+    verification_status: str
+    purpose: str
+    title: str | None = None
+    dti: float = Field(ge=0, description="debt-to-income, in percent as Lending Club gives it")
+    earliest_cr_line: date | None = None
+    fico_range_low: int = Field(ge=300, le=850)
+    fico_range_high: int = Field(ge=300, le=850)
+    open_acc: int | None = Field(None, ge=0)
+    pub_rec: int | None = Field(None, ge=0)
+    revol_bal: float = Field(ge=0)
+    revol_util: float | None = Field(None, ge=0, description="fraction, e.g. 0.837")
+    total_acc: int | None = Field(None, ge=0)
+    delinq_2yrs: int | None = Field(None, ge=0)
+    inq_last_6mths: int | None = Field(None, ge=0)
+    addr_state: str = Field(pattern=r"^[A-Z]{2}$")
+    zip_code: str = Field(pattern=r"^\d{3}xx$")
+
+
+class LoanApplication(CreditFields):
+    """One live loan application as the analytics see it (no ground truth in here)."""
+
+    application_id: str
+    event_time: datetime
+    customer_id: str
+    ssn_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="salted SHA-256; never the clear SSN")
+    email: str
+    phone: str
+    device_id: str
+    ip_address: str
+    user_agent: str
+    channel: Channel
+    session_seconds: float = Field(ge=0)
+    form_fill_seconds: float = Field(ge=0)
+    attempts: int = Field(ge=1)
+    status: ApplicationStatus
+    processing_ms: int = Field(ge=0)
+
+
+class HistoricalLoan(CreditFields):
+    """One issued Lending Club loan with its final outcome; `event_time` is the issue date (UTC)."""
+
+    id: str
+    issue_d: date
+    loan_status: str
+    event_time: datetime
+
+
+class ApplicationTruth(BaseModel):
+    """Simulation ground truth for one application, on its own topic, out of the analytics' view."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    application_id: str
+    event_time: datetime
+    is_fraud: bool
+    fraud_ring: str | None = None
+    will_default: bool
+
+
+TERMINAL_STATUSES = (
+    "Fully Paid",
+    "Charged Off",
+    "Does not meet the credit policy. Status:Fully Paid",
+    "Does not meet the credit policy. Status:Charged Off",
+)
+
+
+def is_default(loan_status: str) -> bool:
+    """True for a charged-off loan in either spelling."""
+    return loan_status.endswith("Charged Off")

@@ -1,0 +1,116 @@
+"""What `loans-produce` sends: historical loans (backfill, issue_d order), then live applications
+at an accurate pace, each application's ground truth on the truth topic."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from core.settings import TopicSettings
+from generator.applications import ApplicationGenerator
+from generator.encode import json_lines
+from generator.history import synthetic_history
+from generator.lending_club import ReadReport, read_history
+from kafka_producer.producer import DeliveryStats, EventProducer
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """A live status line on stderr: rewritten in place on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, stats: DeliveryStats, every_s: float | None = None) -> None:
+        self.stats = stats
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s if every_s is not None else (0.5 if self.tty else 5.0)
+        self._last = 0.0
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.every_s:
+            self._last = now
+            end = "\n" if force or not self.tty else ""
+            print(f"\r{self.stats.line()}   ", end=end, file=sys.stderr, flush=True)
+
+
+def send_frame(producer: EventProducer, topic: str, frame: pd.DataFrame, key: str) -> None:
+    producer.send(topic, frame[key].astype(str).str.encode("utf-8").tolist(), json_lines(frame))
+
+
+def publish_history(
+    producer: EventProducer,
+    topics: TopicSettings,
+    source: str,
+    seed: int,
+    synthetic_count: int,
+    progress: Progress,
+    chunk: int = 5_000,
+) -> ReadReport:
+    """Send history from a CSV path, `synthetic` rows, or nothing (`none`); return the read report."""
+    report = ReadReport()
+    if source == "none":
+        return report
+    if source == "synthetic":
+        frame = synthetic_history(seed, synthetic_count)
+        log.info("sending %d synthetic historical loans to %s", len(frame), topics.history)
+        for start in range(0, len(frame), chunk):
+            send_frame(producer, topics.history, frame.iloc[start : start + chunk], "id")
+            progress.tick()
+        return report
+    loans = read_history(Path(source), report)
+    log.info("sending %d historical loans from %s to %s", len(loans), source, topics.history)
+    for start in range(0, len(loans), chunk):
+        part = loans[start : start + chunk]
+        producer.send(
+            topics.history,
+            [loan.id.encode() for loan in part],
+            [loan.model_dump_json().encode() for loan in part],
+        )
+        progress.tick()
+    return report
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Live pacing: `rate` events/s (0 = as fast as possible), stop after `count` or `duration_s`."""
+
+    rate: float
+    count: int | None = None
+    duration_s: float | None = None
+    batch: int = 2_000
+
+    def batch_size(self) -> int:
+        """About 20 batches a second when paced, so the rate is smooth."""
+        return self.batch if self.rate <= 0 else max(1, min(self.batch, int(self.rate / 20) or 1))
+
+
+def publish_live(
+    producer: EventProducer,
+    topics: TopicSettings,
+    generator: ApplicationGenerator,
+    pace: Pace,
+    progress: Progress,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Send applications (and their truth) until `count` or `duration_s`; return how many were sent."""
+    sent, started = 0, clock()
+    spacing = 1.0 / pace.rate if pace.rate > 0 else 0.0
+    while (pace.count is None or sent < pace.count) and (
+        pace.duration_s is None or clock() - started < pace.duration_s
+    ):
+        n = pace.batch_size() if pace.count is None else min(pace.batch_size(), pace.count - sent)
+        if pace.rate > 0 and (delay := started + sent / pace.rate - clock()) > 0:
+            producer.poll(delay)  # wait for the pace while serving delivery reports
+        batch = generator.batch(n, datetime.now(UTC), spacing)
+        send_frame(producer, topics.applications, batch.applications, "application_id")
+        send_frame(producer, topics.truth, batch.truth, "application_id")
+        sent += n
+        progress.tick()
+    return sent

@@ -1,0 +1,72 @@
+"""Spark schemas derived from the pydantic contracts in `core.events`; no StructField is hand-written."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from types import NoneType, UnionType
+from typing import Union, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
+
+SCALARS: dict[object, DataType] = {
+    str: StringType(),
+    int: LongType(),
+    float: DoubleType(),
+    bool: BooleanType(),
+    datetime: TimestampType(),
+    date: DateType(),
+    Decimal: DecimalType(18, 2),
+}
+
+
+def spark_type(tp: object) -> DataType:
+    """The Spark type of one annotation: `X | None` -> X, list -> array, model -> struct, enum -> string."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        return spark_type(next(a for a in args if a is not NoneType))
+    if origin is list:
+        return ArrayType(spark_type(args[0]))
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return to_struct_type(tp)
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return StringType()
+    if tp in SCALARS:
+        return SCALARS[tp]
+    raise TypeError(f"no Spark type for {tp!r}; add it to SCALARS in sparky/schema.py")
+
+
+def to_struct_type(model: type[BaseModel]) -> StructType:
+    """A StructType with one field per model field, nullable unless the field is required."""
+    hints = get_type_hints(model)
+    return StructType(
+        [
+            StructField(name, spark_type(hints[name]), not field.is_required())
+            for name, field in model.model_fields.items()
+        ]
+    )
+
+
+def required_fields(model: type[BaseModel]) -> list[str]:
+    return [name for name, field in model.model_fields.items() if field.is_required()]
+
+
+LOAN_APPLICATION = to_struct_type(LoanApplication)
+HISTORICAL_LOAN = to_struct_type(HistoricalLoan)
+APPLICATION_TRUTH = to_struct_type(ApplicationTruth)

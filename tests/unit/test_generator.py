@@ -1,0 +1,92 @@
+"""Live applications: deterministic, valid against the contract, realistic, with real fraud rings."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.events import ApplicationTruth, Channel, LoanApplication
+from generator.applications import ApplicationGenerator, Batch
+from generator.encode import json_lines
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def batch() -> Batch:
+    return ApplicationGenerator(seed=7, fraud_share=0.05, customers=20_000).batch(20_000, START, 0.05)
+
+
+def test_same_seed_same_events_different_seed_different_events() -> None:
+    def make(seed: int) -> pd.DataFrame:
+        return ApplicationGenerator(seed, customers=2_000).batch(500, START, 0.1).applications
+
+    pd.testing.assert_frame_equal(make(3), make(3))
+    assert (make(3)["loan_amnt"].to_numpy() != make(4)["loan_amnt"].to_numpy()).mean() > 0.5
+
+
+def test_every_event_validates_against_the_contracts(batch: Batch) -> None:
+    apps = [LoanApplication.model_validate_json(line) for line in json_lines(batch.applications)]
+    truth = [ApplicationTruth.model_validate_json(line) for line in json_lines(batch.truth)]
+    assert len(apps) == len(truth) == len(batch)
+    assert apps[0].event_time == START and apps[1].event_time.tzinfo is not None
+    assert len({a.application_id for a in apps}) == len(apps)
+    assert [a.application_id for a in apps] == [t.application_id for t in truth]
+
+
+def test_application_ids_stay_unique_across_batches() -> None:
+    gen = ApplicationGenerator(seed=1, customers=1_000)
+    ids = pd.concat([gen.batch(300, START).applications["application_id"] for _ in range(3)])
+    assert ids.is_unique
+
+
+def test_ssn_is_only_ever_a_salted_hash(batch: Batch) -> None:
+    ssn = batch.applications["ssn_hash"]
+    assert ssn.str.fullmatch(r"[0-9a-f]{64}").all()
+    text = b"\n".join(json_lines(batch.applications)).decode()
+    assert re.search(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", text) is None  # no clear-text SSN anywhere
+
+
+def test_customers_keep_their_identity_across_applications(batch: Batch) -> None:
+    apps = batch.applications.merge(batch.truth[["application_id", "is_fraud"]], on="application_id")
+    legit = apps[~apps["is_fraud"]]
+    repeat = legit.groupby("customer_id").filter(lambda g: len(g) > 1)
+    assert len(repeat) > 100
+    per_customer = repeat.groupby("customer_id")[["ssn_hash", "email", "phone"]].nunique()
+    assert (per_customer == 1).all().all()
+
+
+def test_fraud_rings_share_identifiers_across_customers(batch: Batch) -> None:
+    apps = batch.applications.merge(batch.truth, on=["application_id", "event_time"])
+    fraud, legit = apps[apps["is_fraud"]], apps[~apps["is_fraud"]]
+    assert 0.04 < len(fraud) / len(apps) < 0.06
+    for column in ("device_id", "ip_address", "ssn_hash", "phone"):
+        ring_sharing = fraud.groupby(column)["customer_id"].nunique()
+        assert ring_sharing.median() >= 5, column
+    own_devices = legit[legit["channel"].isin(["web", "mobile_app", "partner"])]
+    assert own_devices.groupby("device_id")["customer_id"].nunique().quantile(0.999) <= 1
+    assert fraud["form_fill_seconds"].median() < legit["form_fill_seconds"].median() / 3
+
+
+def test_funnel_and_channels_behave_differently(batch: Batch) -> None:
+    apps = batch.applications
+    assert set(apps["channel"]) == {c.value for c in Channel}
+    assert set(apps["status"]) == {"started", "submitted", "approved", "declined", "funded"}
+    conversion = apps.assign(done=apps["status"] != "started").groupby("channel")["done"].mean()
+    assert conversion["branch"] > conversion["web"] > conversion["mobile_app"]
+    decided = apps[apps["status"].isin(["approved", "declined", "funded"])]
+    approval = decided.assign(ok=decided["status"] != "declined").groupby("grade")["ok"].mean()
+    assert approval["A"] > approval["D"] > approval["G"]
+
+
+def test_installment_and_rate_follow_lending_club(batch: Batch) -> None:
+    apps = batch.applications
+    r = apps["int_rate"] / 12
+    expected = apps["loan_amnt"] * r / (1 - (1 + r) ** -apps["term"])
+    assert np.abs(expected - apps["installment"]).max() <= 0.01
+    by_grade = apps.groupby("grade")["int_rate"].mean()
+    assert by_grade.is_monotonic_increasing
