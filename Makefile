@@ -44,6 +44,14 @@ PRODUCER_ARGS ?= --rate 500
 kafka-producer-single: up ## publish Lending Club history, then live applications at 500/s until Ctrl-C (PRODUCER_ARGS=...)
 	@$(RUN) loans-produce $(PRODUCER_ARGS)
 
+SPARK_ARGS ?=
+spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, channel + DLQ, lake) until Ctrl-C (SPARK_ARGS=...)
+	@$(RUN) loans-stream $(SPARK_ARGS)
+
+CONSUMER_ARGS ?=
+kafka-consumer-output-%: .venv/.installed ## print one stream readably until Ctrl-C: risk fraud stats segment channel scores dlq (CONSUMER_ARGS="--from-beginning --json ...")
+	@$(RUN) loans-consume $* $(CONSUMER_ARGS)
+
 bench-generator: .venv/.installed ## generation speed vs a naive per-row Faker generator (one core)
 	@$(RUN) python -m bench.generator
 bench-produce: jars ## end-to-end produce throughput to the local broker (acks=all)

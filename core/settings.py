@@ -125,6 +125,13 @@ class SparkJobSettings(BaseSettings):
     watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
     shuffle_partitions: int = Field(4, ge=1)
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
+    window: str = Field("1 minute", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
+    starting_offsets: str = Field("latest", pattern=r"^(earliest|latest)$")
+    max_offsets_per_trigger: int = Field(200_000, ge=1)
+    max_message_bytes: int = Field(100_000, ge=1, description="larger input messages go to the DLQ")
+    lake_dir: Path = Path(".loans/lake")
+    risk_alert_threshold: float = Field(0.6, ge=0, le=1)
+    fraud_score_threshold: float = Field(0.5, ge=0, le=1)
 
 
 class GeneratorSettings(BaseSettings):

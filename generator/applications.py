@@ -53,6 +53,8 @@ class ApplicationGenerator:
 
     def batch(self, n: int, start: datetime, spacing_s: float = 0.0) -> Batch:
         """`n` applications with event times `start + i * spacing_s` (UTC)."""
+        if n == 0:
+            return Batch(pd.DataFrame(columns=APPLICATION_COLUMNS), pd.DataFrame(columns=TRUTH_COLUMNS))
         rng = self.rng
         times = pd.Timestamp(start).tz_convert("UTC") + pd.to_timedelta(np.arange(n) * spacing_s, unit="s")
         credit = sample_credit(rng, n, as_of=times.tz_localize(None).values.astype("datetime64[D]"))

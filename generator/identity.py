@@ -60,6 +60,8 @@ def ssn_hashes(rng: np.random.Generator, n: int, salt: str) -> np.ndarray:
 
 def hex_ids(rng: np.random.Generator, n: int, prefix: str, digits: int = 12) -> np.ndarray:
     """`prefix` + `digits` random hex characters, e.g. device ids `dev-3fa9c2e01b7d`."""
+    if n == 0:
+        return np.array([], dtype=str)
     values = rng.integers(0, 16 ** min(digits, 15), n, dtype=np.int64)
     return np.char.add(prefix, np.char.zfill(np.char.mod("%x", values), digits))
 

@@ -1,7 +1,11 @@
-"""`loans-demo` (`make demo`): exercise the running local stack end to end and say what happened.
+"""`loans-demo` (`make demo`): run the whole path on the local stack for a bounded time and say what happened.
 
-For now: a Kafka round trip (produce, consume back, compare) and an MLflow round trip.
-Later slices add the generator, the Spark job and the champion model to this story.
+1. Kafka and MLflow round trips (the stack answers).
+2. The Spark job starts (fresh checkpoints under .loans/demo), then live applications are
+   produced at `--rate` for `--seconds`, with a few malformed messages mixed in.
+3. After the job has caught up, each output topic is summarised: records written during the demo
+   and the latest two, as `make kafka-consumer-output-<stream>` prints them.
+Later slices add the champion model and the scores stream to this story.
 """
 
 from __future__ import annotations
@@ -13,12 +17,26 @@ import time
 import uuid
 
 import mlflow
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import KafkaSettings, LogSettings, MlflowSettings, TopicSettings, load
+from core.settings import (
+    KafkaSettings,
+    LogSettings,
+    MlflowSettings,
+    PathSettings,
+    SparkJobSettings,
+    TopicSettings,
+    load,
+)
+from generator.applications import ApplicationGenerator
+from kafka_producer.consume import format_message
+from kafka_producer.producer import EventProducer
+from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics
+from sparky.job import Job, monitor
+from sparky.session import build_session
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +81,98 @@ def mlflow_round_trip(settings: MlflowSettings) -> float:
     return float(mlflow.get_run(run.info.run_id).data.metrics["demo_metric"])
 
 
+def produce_live(kafka: KafkaSettings, topics: TopicSettings, rate: float, seconds: float) -> int:
+    """Live applications at `rate` for `seconds`, plus three malformed messages for the DLQ."""
+    producer = EventProducer(kafka)
+    sent = publish_live(
+        producer,
+        topics,
+        ApplicationGenerator(seed=7),
+        Pace(rate, duration_s=seconds),
+        Progress(producer.stats, every_s=5),
+    )
+    for key, bad in (
+        (b"demo-bad-json", b"{oops"),
+        (b"demo-empty", b""),
+        (b"demo-missing", b'{"channel": "web"}'),
+    ):
+        producer.send(topics.applications, [key], [bad])
+    producer.close()
+    return sent
+
+
+def summarise(kafka: KafkaSettings, topics: TopicSettings, since_ms: int) -> None:
+    """Per output topic: how many records were written since `since_ms`, and the latest two."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"demo-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    for stream in [*topics.streams, "dlq"]:
+        topic = topics.dlq if stream == "dlq" else topics.output(stream)
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in meta.partitions], 10)
+        records: list[bytes] = []
+        for tp in starts:
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            start = high if tp.offset < 0 else tp.offset
+            records += _read_range(consumer, TopicPartition(topic, tp.partition, start), high)
+        print(f"\n{topic}: {len(records):,} records during the demo")
+        for raw in records[-2:]:
+            print("   ", format_message(stream, raw))
+    consumer.close()
+
+
+def _read_range(consumer: Consumer, start: TopicPartition, end: int) -> list[bytes]:
+    if start.offset >= end:
+        return []
+    consumer.assign([start])
+    out: list[bytes] = []
+    while len(out) < end - start.offset:
+        batch = consumer.consume(1000, 5)
+        if not batch:
+            break
+        out += [m.value() or b"" for m in batch if m.error() is None]
+    return out[-50:]  # the latest few are all we print; the count comes from the offsets
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-demo", description=__doc__)
-    parser.add_argument("--count", type=int, default=100, help="messages in the Kafka round trip")
+    parser.add_argument("--rate", type=float, default=300, help="live applications per second")
+    parser.add_argument("--seconds", type=float, default=40, help="how long to produce")
+    parser.add_argument("--drain", type=float, default=20, help="seconds the job gets to catch up afterwards")
     args = parser.parse_args(argv)
 
     def body() -> int:
         configure(load(LogSettings).level)
-        kafka, topics, ml = load(KafkaSettings), load(TopicSettings), load(MlflowSettings)
-        matched = kafka_round_trip(kafka, topics, args.count)
-        print(f"kafka  {kafka.bootstrap_servers}: sent {args.count}, read back {matched} identical")
+        kafka, topics, ml, paths = (
+            load(KafkaSettings),
+            load(TopicSettings),
+            load(MlflowSettings),
+            load(PathSettings),
+        )
+        matched = kafka_round_trip(kafka, topics, 100)
+        print(f"kafka  {kafka.bootstrap_servers}: sent 100, read back {matched} identical")
         metric = mlflow_round_trip(ml)
         print(f"mlflow {ml.tracking_uri}: logged demo_metric=0.42, read back {metric}")
-        print(f"topics ready: {', '.join(topics.all())}")
-        return 0 if matched == args.count and metric == 0.42 else 1
+        run_dir = paths.home / "demo" / time.strftime("%Y%m%d-%H%M%S")
+        job = load(SparkJobSettings, checkpoint_dir=run_dir / "checkpoints", lake_dir=paths.home / "lake")
+        spark = build_session(job, paths)
+        queries = Job(spark, kafka, topics, job).start()
+        since_ms = int(time.time() * 1000)
+        try:
+            time.sleep(5)  # let every query pin its starting offsets
+            sent = produce_live(kafka, topics, args.rate, args.seconds)
+            print(f"produced {sent:,} live applications at {args.rate:.0f}/s and 3 malformed messages")
+            monitor(spark, queries, every_s=10, duration_s=args.drain)
+        finally:
+            for q in queries:
+                q.stop()
+        summarise(kafka, topics, since_ms)
+        print(f"\nlake: {paths.home / 'lake'} (Parquet, by date); Spark checkpoints: {run_dir}")
+        print("next: make kafka-producer-single, make spark-app-single, make kafka-consumer-output-risk")
+        return 0 if matched == 100 and metric == 0.42 else 1
 
     return run_main(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,13 +14,15 @@ from core.errors import ServiceError
 log = logging.getLogger(__name__)
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
+MAVEN_SETTINGS = INFRA / "maven-settings.xml"
 KAFKA_POM = INFRA / "kafka" / "pom.xml"
 SPARK_POM = INFRA / "spark" / "pom.xml"
 _STAMP = ".pom.sha256"
 
 
-def ensure(pom: Path, dest: Path) -> Path:
-    """Copy `pom`'s runtime dependencies into `dest` unless already there for this exact pom."""
+def ensure(pom: Path, dest: Path, provided: Path | None = None) -> Path:
+    """Copy `pom`'s runtime dependencies into `dest` unless already there for this exact pom;
+    jars whose artifact `provided` already holds (e.g. pyspark's own jars) are left out."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()
     stamp = dest / _STAMP
     if stamp.exists() and stamp.read_text() == digest and any(dest.glob("*.jar")):
@@ -47,8 +50,18 @@ def ensure(pom: Path, dest: Path) -> Path:
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
         raise ServiceError(f"mvn could not resolve {pom}: {' | '.join(tail)}")
+    if provided is not None:
+        have = {_artifact(jar.name) for jar in provided.glob("*.jar")}
+        for jar in dest.glob("*.jar"):
+            if _artifact(jar.name) in have:
+                jar.unlink()
     stamp.write_text(digest)
     return dest
+
+
+def _artifact(file_name: str) -> str:
+    """`kafka-clients-3.9.2.jar` -> `kafka-clients`."""
+    return re.sub(r"-\d[^-]*(-[A-Za-z0-9]+)?\.jar$", "", file_name)
 
 
 def classpath(dest: Path) -> str:

@@ -90,3 +90,9 @@ def test_installment_and_rate_follow_lending_club(batch: Batch) -> None:
     assert np.abs(expected - apps["installment"]).max() <= 0.01
     by_grade = apps.groupby("grade")["int_rate"].mean()
     assert by_grade.is_monotonic_increasing
+
+
+def test_tiny_and_empty_batches_work() -> None:
+    gen = ApplicationGenerator(seed=9, customers=500, fraud_share=0.5)
+    sizes = [len(gen.batch(n, START, 0.1)) for n in (0, 1, 2, 1, 3)]
+    assert sizes == [0, 1, 2, 1, 3]

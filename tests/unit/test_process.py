@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import PortInUseError
-from core.stack.process import ManagedProcess, free_port, port_free, require_free
+from core.stack.process import ManagedProcess, free_port, port_free, require_free, wait_until
 
 
 def test_stale_pid_file_is_removed(tmp_path: Path) -> None:
@@ -23,7 +23,8 @@ def test_stale_pid_file_is_removed(tmp_path: Path) -> None:
 
 def test_pid_of_unrelated_live_process_is_not_ours(tmp_path: Path) -> None:
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
+    try:  # an exec'ing process shows an empty cmdline for an instant (which pid() treats as ours)
+        wait_until(lambda: bool(Path(f"/proc/{other.pid}/cmdline").read_bytes()), 5, "child exec")
         pid_file = tmp_path / "x.pid"
         pid_file.write_text(str(other.pid))
         assert ManagedProcess("x", pid_file, tmp_path / "x.log", marker="server.properties").pid() is None

@@ -1,0 +1,1 @@
+"""One module per output stream; each exposes a pure `build()`."""

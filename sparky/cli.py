@@ -1,0 +1,60 @@
+"""`loans-stream` (`make spark-app-single`): run the one Spark job until Ctrl-C (or --duration).
+
+Local by default (LOANS_SPARK_MASTER=local[*]). On a cluster, submit this same entry point:
+    spark-submit --master spark://host:7077 --jars "$(ls .loans/jars/spark/*.jar | paste -sd,)" \\
+        --py-files dist/loan_stream-*.whl sparky/cli.py
+with LOANS_KAFKA_BOOTSTRAP_SERVERS and LOANS_SPARK_CHECKPOINT_DIR (shared storage) set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from core.cli import run_main
+from core.logging import configure
+from core.settings import KafkaSettings, LogSettings, PathSettings, SparkJobSettings, TopicSettings, load
+from kafka_producer.topics import ensure_topics
+from sparky.job import Job, monitor
+from sparky.session import build_session
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="loans-stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read input topics from their start (only when the checkpoints are new)",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--progress-every", type=float, default=30.0, help="seconds between progress log lines"
+    )
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        configure(load(LogSettings).level)
+        overrides = {"starting_offsets": "earliest"} if args.from_beginning else {}
+        kafka, topics, job = load(KafkaSettings), load(TopicSettings), load(SparkJobSettings, **overrides)
+        ensure_topics(kafka, topics)
+        spark = build_session(job, load(PathSettings))
+        queries = Job(spark, kafka, topics, job).start()
+        try:
+            monitor(spark, queries, args.progress_every, args.duration)
+        finally:
+            for q in queries:
+                q.stop()
+            log.info("stopped %d queries", len(queries))
+        return 0
+
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
