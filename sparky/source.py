@@ -9,7 +9,10 @@ Valid rows are parsed once; a row is re-read as a string map only when something
 from __future__ import annotations
 
 import logging
+import operator
+from collections.abc import Iterable
 from enum import StrEnum
+from functools import reduce
 from typing import get_args, get_type_hints
 
 from annotated_types import Ge, Gt, Le, Lt
@@ -19,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from core.settings import KafkaSettings, SparkJobSettings
-from sparky.schema import spark_type, to_struct_type
+from sparky.schema import required_fields, spark_type, to_struct_type
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +112,9 @@ def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
     return checks
 
 
-def _all_null(checks: list[Column]) -> Column:
-    cond = F.lit(True)
-    for check in checks:
-        cond = cond & check.isNull()
-    return cond
-
-
-def _required_present(model: type[BaseModel], event: Column) -> Column:
-    cond = F.lit(True)
-    for name, field in model.model_fields.items():
-        if field.is_required():
-            cond = cond & event[name].isNotNull()
-    return cond
+def _all(conditions: Iterable[Column]) -> Column:
+    """The AND of `conditions` (true when there are none)."""
+    return reduce(operator.and_, conditions, F.lit(True))
 
 
 def parse(
@@ -146,7 +139,9 @@ def parse(
     value_checks = _value_checks(model, F.col("event"))
     # cheap test first: parsed cleanly, required fields there, values within the contract
     clean = (
-        F.col("event")[CORRUPT].isNull() & _required_present(model, F.col("event")) & _all_null(value_checks)
+        F.col("event")[CORRUPT].isNull()
+        & _all(F.col("event")[name].isNotNull() for name in required_fields(model))
+        & _all(check.isNull() for check in value_checks)
     )
     reason = (
         F.when(F.col("payload").isNull() | (F.col("payload_bytes") == 0), F.lit("empty value"))
