@@ -269,6 +269,30 @@ def read(consumer: Consumer, topic: str, follow: bool, limit: int | None) -> Ite
         yield msg
 
 
+def read_topic(
+    kafka: KafkaSettings, topic: str, expected: int, timeout_s: float = 60.0, settle_s: float = 2.0
+) -> list[Message]:
+    """Every message on `topic` from its start: poll until `expected` have arrived, then `settle_s`
+    longer to catch any extra (duplicates), or until `timeout_s` passes."""
+    consumer = Consumer(consumer_config(kafka, None, from_beginning=True))
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(1000, 0.5) if m.error() is None]
+            if len(messages) >= expected:
+                deadline = min(deadline, time.monotonic() + settle_s)
+    finally:
+        consumer.close()
+    return messages
+
+
+def keyed_json(messages: list[Message]) -> dict[str, Any]:
+    """`{key: parsed JSON value}` of the messages that have both (the last one wins per key)."""
+    return {key.decode(): json.loads(value) for m in messages if (key := m.key()) and (value := m.value())}
+
+
 def consume(kafka: KafkaSettings, topic: str, stream: str, args: argparse.Namespace) -> int:
     """Print `topic` until done, Ctrl-C or a closed pipe; status lines on stderr."""
     consumer = Consumer(consumer_config(kafka, args.group, args.from_beginning))

@@ -31,7 +31,7 @@ from core.settings import (
     load,
 )
 from generator.applications import ApplicationGenerator
-from kafka_producer.consume import format_message
+from kafka_producer.consume import format_message, keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics
@@ -50,24 +50,7 @@ def kafka_round_trip(kafka: KafkaSettings, topics: TopicSettings, count: int) ->
     for key, value in sent.items():
         producer.produce(topic, json.dumps(value).encode(), key.encode())
     producer.flush(30)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"demo-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    got: dict[str, dict] = {}
-    deadline = time.monotonic() + 30
-    while len(got) < count and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error() is not None:
-            continue
-        raw_key, raw_value = msg.key(), msg.value()
-        if raw_key and raw_value:
-            got[raw_key.decode()] = json.loads(raw_value)
-    consumer.close()
+    got = keyed_json(read_topic(kafka, topic, count, timeout_s=30, settle_s=0))
     admin_client(kafka).delete_topics([topic])
     return sum(got.get(k) == v for k, v in sent.items())
 

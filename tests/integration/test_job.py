@@ -4,19 +4,19 @@ output exactly as expected, malformed messages all land in the DLQ with reasons,
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator, Batch
 from generator.encode import json_lines
 from generator.history import synthetic_history
+from kafka_producer.consume import read_topic
 from kafka_producer.topics import ensure_topics
 from sparky.job import Job
 
@@ -27,28 +27,12 @@ N_APPS = 400
 
 
 def read_all(kafka: KafkaSettings, topic: str, until: int, timeout_s: float = 180) -> list[dict]:
-    """Values on `topic` from the beginning, polling until `until` records or the deadline (+3 s)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"t-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[dict] = []
-    deadline, settle = time.monotonic() + timeout_s, None
-    try:
-        while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
-            for msg in consumer.consume(500, 0.5):
-                raw = msg.value()
-                if msg.error() is None and raw:
-                    values.append(json.loads(raw))
-            if settle is None and len(values) >= until:
-                settle = time.monotonic() + 3
-    finally:
-        consumer.close()
-    return values
+    """Values on `topic` from the beginning, read until `until` records or the deadline (+3 s)."""
+    return [
+        json.loads(value)
+        for m in read_topic(kafka, topic, until, timeout_s, settle_s=3)
+        if (value := m.value())
+    ]
 
 
 MALFORMED = {

@@ -6,18 +6,17 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 
 from core.errors import DeliveryError
 from core.settings import KafkaSettings, TopicSettings
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from generator.history import synthetic_history
+from kafka_producer.consume import read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import ensure_topics
@@ -26,29 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def read_keys(kafka: KafkaSettings, topic: str, expected: int, timeout_s: float = 60) -> Counter[str]:
-    """Every key on `topic` (from the beginning), polling until `expected` or the deadline, then 2 s more."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": str(uuid.uuid4()),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    keys: Counter[str] = Counter()
-    deadline, settle = time.monotonic() + timeout_s, None
-    try:
-        while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
-            for msg in consumer.consume(1000, 0.5):
-                key = msg.key()
-                if msg.error() is None and key is not None:
-                    keys[key.decode()] += 1
-            if settle is None and sum(keys.values()) >= expected:
-                settle = time.monotonic() + 2
-    finally:
-        consumer.close()
-    return keys
+    """How often each key is on `topic` (from the start), read until `expected` or the deadline, + 2 s."""
+    return Counter(key.decode() for m in read_topic(kafka, topic, expected, timeout_s) if (key := m.key()))
 
 
 def test_sends_n_and_reads_back_exactly_n_each_once(kafka: KafkaSettings, topics: TopicSettings) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import mlflow
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from mlflow.tracking import MlflowClient
 
 from core.settings import KafkaSettings, MlflowSettings, TopicSettings
+from kafka_producer.consume import keyed_json, read_topic
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.demo import kafka_round_trip
 
@@ -29,26 +29,7 @@ def test_produce_and_consume_real_messages(kafka: KafkaSettings, topics: TopicSe
         producer.produce(topic, json.dumps(value).encode(), key.encode())
     assert producer.flush(30) == 0
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": str(uuid.uuid4()),
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    got: dict[str, dict] = {}
-    deadline = time.monotonic() + 30
-    try:
-        while len(got) < len(sent) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            raw_key, raw_value = msg.key(), msg.value()
-            if raw_key and raw_value:
-                got[raw_key.decode()] = json.loads(raw_value)
-    finally:
-        consumer.close()
+    got = keyed_json(read_topic(kafka, topic, len(sent), timeout_s=30, settle_s=0))
     assert got == sent
 
 
