@@ -113,8 +113,3 @@ TERMINAL_STATUSES = (
     "Does not meet the credit policy. Status:Fully Paid",
     "Does not meet the credit policy. Status:Charged Off",
 )
-
-
-def is_default(loan_status: str) -> bool:
-    """True for a charged-off loan in either spelling."""
-    return loan_status.endswith("Charged Off")

@@ -29,10 +29,6 @@ class DeliveryStats:
     first_error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
-    @property
-    def pending(self) -> int:
-        return self.sent - self.delivered - self.failed
-
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return (

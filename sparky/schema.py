@@ -23,7 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
+from core.events import HistoricalLoan, LoanApplication
 
 SCALARS: dict[object, DataType] = {
     str: StringType(),
@@ -69,4 +69,3 @@ def required_fields(model: type[BaseModel]) -> list[str]:
 
 LOAN_APPLICATION = to_struct_type(LoanApplication)
 HISTORICAL_LOAN = to_struct_type(HistoricalLoan)
-APPLICATION_TRUTH = to_struct_type(ApplicationTruth)
