@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
 .PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit up down status topics demo \
-        kafka-producer-single spark-app-single kafka-consumer-output-%
+        kafka-producer-single spark-app-single kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +51,17 @@ spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, chan
 CONSUMER_ARGS ?=
 kafka-consumer-output-%: .venv/.installed ## print one stream readably until Ctrl-C: risk fraud stats segment channel scores dlq (CONSUMER_ARGS="--from-beginning --json ...")
 	@$(RUN) loans-consume $* $(CONSUMER_ARGS)
+
+TRAIN_ARGS ?=
+train: up ## train baselines + the PyTorch model, log to MLflow, register as `candidate` (TRAIN_ARGS="--source lending-club ...")
+	@$(RUN) loans-train $(TRAIN_ARGS)
+PROMOTE_ARGS ?=
+promote: up ## move `champion` to `candidate` if it beats the champion on the same validation data (PROMOTE_ARGS=--force)
+	@$(RUN) loans-promote $(PROMOTE_ARGS)
+serve: up ## prediction API on the champion, hot-swapped when the alias moves (docs at /docs)
+	@$(RUN) loans-serve
+dashboard: up ## live dashboard over the output topics
+	@$(RUN) loans-dashboard
 
 bench-generator: .venv/.installed ## generation speed vs a naive per-row Faker generator (one core)
 	@$(RUN) python -m bench.generator
