@@ -115,13 +115,25 @@ class MlflowSettings(BaseSettings):
     model_name: str = "loan-default"
 
 
+TRIGGER = r"^\d+(\.\d+)? (second|seconds|minute|minutes)$"
+
+
 class SparkJobSettings(BaseSettings):
     """The Spark job: master, checkpoints, trigger, watermark, Spark's own log level."""
 
     model_config = _config("LOANS_SPARK_")
     master: str = "local[*]"
     checkpoint_dir: Path = Path(".loans/checkpoints")
-    trigger: str = Field("1 second", pattern=r"^\d+(\.\d+)? (second|seconds|minute|minutes)$")
+    trigger: str = Field(
+        "0 seconds",
+        pattern=TRIGGER,
+        description="events query (Kafka in, per-application outputs): 0 = next batch right away",
+    )
+    feed_trigger: str = Field(
+        "1 second", pattern=TRIGGER, description="queries on the feed: windows and fraud"
+    )
+    lake_trigger: str = Field("30 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
+    feed_keep_batches: int = Field(600, ge=10, description="events batches kept in the feed folder")
     watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
     shuffle_partitions: int = Field(4, ge=1)
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")

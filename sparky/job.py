@@ -1,22 +1,28 @@
 """The one Spark Structured Streaming job: Kafka in, six analyses, dead letters and the lake out.
 
-Queries (each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<name>):
-- `events` (foreachBatch): parses applications and history ONCE per micro-batch, then writes
-  dead letters to `loan.dlq`, every per-application analysis (risk; scores joins here) to its
-  topic, and every valid event to the Parquet lake (partitioned by date and batch, idempotent
-  on replay).
+The input is read from Kafka and parsed ONCE per micro-batch, by the `events` query (foreachBatch):
+per-application outputs first (risk; scores joins here), then the valid applications to the
+*feed* (Parquet under the checkpoint folder, one directory per batch), then dead letters to
+`loan.dlq`, then every valid event to the lake (partitioned by date and batch, idempotent on
+replay). The other queries read the feed as a file stream: no second Kafka read, no second JSON
+parse, only the columns each needs.
 - `stats`, `segment`, `channel`: event-time windows with a watermark, update mode, keyed by group.
 - `fraud`: stateful velocity signals, flagged per micro-batch (foreachBatch).
-If one query fails to start or dies, the job fails rather than running with the rest.
+- `lake`: every valid application to the Parquet lake, in larger, less frequent batches.
+The lake is partitioned by date and `<run>-<batch>` (idempotent on replay). Each query is
+checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<name>. If one query fails to start
+or dies, the job fails rather than running with the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import reduce
+from functools import cached_property, reduce
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,9 @@ from pyspark.sql.streaming import StreamingQuery
 from core.events import HistoricalLoan, LoanApplication
 from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
 from sparky.analyses import channel, fraud, risk, segment, stats
+from sparky.schema import to_struct_type
 from sparky.sink import start_batch_sink, start_kafka_sink, write_kafka
-from sparky.source import dead_letters, parse, read_kafka, valid_events
+from sparky.source import Parser, read_kafka, valid_events
 
 log = logging.getLogger(__name__)
 
@@ -64,71 +71,103 @@ class Job:
     topics: TopicSettings
     settings: SparkJobSettings
 
+    @cached_property
+    def parsers(self) -> dict[str, Parser]:
+        return {name: Parser(model, self.settings) for name, model in INPUTS.items()}
+
+    @cached_property
+    def run_id(self) -> str:
+        """Names this job's lake partitions: stable across restarts on the same checkpoints, so a
+        replayed batch overwrites its own files and never those of another run."""
+        return hashlib.sha256(str(Path(self.settings.checkpoint_dir).resolve()).encode()).hexdigest()[:8]
+
+    @property
+    def feed_dir(self) -> Path:
+        """Valid applications, one `batch_id=N` folder per events batch (lives with the checkpoints)."""
+        return Path(self.settings.checkpoint_dir) / "feed" / "applications"
+
     def applications(self) -> DataFrame:
-        """Valid live applications as a streaming DataFrame (a Kafka source of its own)."""
-        raw = read_kafka(self.spark, self.kafka, [self.topics.applications], self.settings)
-        return valid_events(parse(raw, LoanApplication, self.settings))
+        """Valid live applications as a streaming DataFrame: the feed the events query writes."""
+        self.feed_dir.mkdir(parents=True, exist_ok=True)
+        schema = to_struct_type(LoanApplication).add("batch_id", "long")
+        return self.spark.readStream.schema(schema).parquet(str(self.feed_dir)).drop("batch_id")
+
+    def write_feed(self, applications: DataFrame, batch_id: int) -> None:
+        """Write batch `batch_id` once: a replayed batch whose folder is complete is not written again
+        (new file names would be read twice); folders older than `feed_keep_batches` are removed."""
+        folder = self.feed_dir / f"batch_id={batch_id}"
+        if not (folder / "_SUCCESS").exists():
+            applications.coalesce(1).write.mode("overwrite").parquet(str(folder))
+        for old in self.feed_dir.glob("batch_id=*"):
+            if int(old.name.split("=")[1]) < batch_id - self.settings.feed_keep_batches:
+                shutil.rmtree(old, ignore_errors=True)
 
     def handle_events(self, batch: DataFrame, batch_id: int) -> None:
-        """One micro-batch of both input topics: parse each once, then fan out."""
+        """One micro-batch of both input topics: parse each once, then fan out, latency-critical first."""
         topics, job = self.topics, self.settings
-        started = time.monotonic()
+        started, marks = time.monotonic(), []
         batch = batch.persist()
+        topics_row = batch.agg(F.collect_set("topic")).first()
+        present = set(topics_row[0]) if topics_row else set()
+        # eager and cut from the plan: the outputs below are planned against the parsed rows
         parsed = {
-            name: parse(batch.where(F.col("topic") == getattr(topics, name)), model, job).persist()
-            for name, model in INPUTS.items()
+            name: parse(batch.where(F.col("topic") == topic)).localCheckpoint()
+            for name, parse in self.parsers.items()
+            if (topic := getattr(topics, name)) in present
         }
         try:
-            letters = reduce(DataFrame.unionByName, (dead_letters(p) for p in parsed.values()))
-            write_kafka(
-                letters, topics.dlq, ("source_topic", "source_partition", "source_offset"), self.kafka
-            )
-            applications = valid_events(parsed["applications"])
-            for analysis in PER_APPLICATION:
+            if "applications" in parsed:
+                applications = valid_events(parsed["applications"])
+                for analysis in PER_APPLICATION:
+                    out = analysis.build(applications, job)
+                    write_kafka(out, topics.output(analysis.name), analysis.key, self.kafka)
+                marks.append(("outputs", time.monotonic()))
+                self.write_feed(applications, batch_id)
+                marks.append(("feed", time.monotonic()))
+            letters = [self.parsers[name].dead_letters(p) for name, p in parsed.items()]
+            if letters and not (bad := reduce(DataFrame.unionByName, letters)).isEmpty():
                 write_kafka(
-                    analysis.build(applications, job), topics.output(analysis.name), analysis.key, self.kafka
+                    bad, topics.dlq, ("source_topic", "source_partition", "source_offset"), self.kafka
                 )
-            marks = [("dlq+outputs", time.monotonic())]
-            for name, rows in parsed.items():
-                archive(valid_events(rows), Path(job.lake_dir) / name, batch_id)
-            marks.append(("lake", time.monotonic()))
-            log.info(
-                "events batch %d done in %.1f s (dead letters and outputs %.1f s, lake %.1f s)",
-                batch_id,
-                marks[-1][1] - started,
-                marks[0][1] - started,
-                marks[1][1] - marks[0][1],
-            )
+                marks.append(("dead letters", time.monotonic()))
+            if "history" in parsed:
+                archive(
+                    valid_events(parsed["history"]), Path(job.lake_dir) / "history", self.run_id, batch_id
+                )
+                marks.append(("history to lake", time.monotonic()))
+            steps, before = [], started
+            for step, at in marks:
+                steps.append(f"{step} {at - before:.1f} s")
+                before = at
+            log.info("events batch %d done in %.1f s (%s)", batch_id, before - started, ", ".join(steps))
         finally:
-            for rows in parsed.values():
-                rows.unpersist()
-            batch.unpersist()
+            batch.unpersist()  # the checkpointed parses are freed when dropped
 
     def handle_fraud(self, signals: DataFrame, batch_id: int) -> None:
         write_kafka(
             fraud.flag(signals, self.settings), self.topics.output("fraud"), ("application_id",), self.kafka
         )
 
+    def handle_lake(self, applications: DataFrame, batch_id: int) -> None:
+        archive(applications, Path(self.settings.lake_dir) / "applications", self.run_id, batch_id)
+
     def start(self) -> list[StreamingQuery]:
         """Start every query; if one fails to start, stop those already running and raise."""
         queries: list[StreamingQuery] = []
+        job = self.settings
         try:
-            raw = read_kafka(
-                self.spark, self.kafka, [self.topics.applications, self.topics.history], self.settings
-            )
-            queries.append(start_batch_sink(raw, "events", self.handle_events, self.settings))
+            raw = read_kafka(self.spark, self.kafka, [self.topics.applications, self.topics.history], job)
+            queries.append(start_batch_sink(raw, "events", self.handle_events, job))
+            fed = job.model_copy(update={"trigger": job.feed_trigger})
             for a in WINDOWED:
-                df = a.build(self.applications(), self.settings)
+                df = a.build(self.applications(), job)
                 queries.append(
-                    start_kafka_sink(
-                        df, a.name, self.topics.output(a.name), a.key, a.mode, self.kafka, self.settings
-                    )
+                    start_kafka_sink(df, a.name, self.topics.output(a.name), a.key, a.mode, self.kafka, fed)
                 )
-            queries.append(
-                start_batch_sink(
-                    fraud.signals(self.applications()), "fraud", self.handle_fraud, self.settings
-                )
-            )
+            signals = fraud.signals(self.applications())
+            queries.append(start_batch_sink(signals, "fraud", self.handle_fraud, fed))
+            lake = job.model_copy(update={"trigger": job.lake_trigger})
+            queries.append(start_batch_sink(self.applications(), "lake", self.handle_lake, lake))
         except Exception:
             for q in queries:
                 q.stop()
@@ -137,13 +176,14 @@ class Job:
         return queries
 
 
-def archive(events: DataFrame, path: Path, batch_id: int) -> None:
-    """Append one micro-batch to the lake; rewriting the same batch id replaces it (idempotent replay)."""
+def archive(events: DataFrame, path: Path, run_id: str, batch_id: int) -> None:
+    """Append one micro-batch to the lake, partitioned by date and `<run>-<batch>`: rewriting the
+    same batch replaces only its own files (idempotent replay)."""
     (
         events.withColumn("date", F.to_date("event_time"))
-        .withColumn("batch_id", F.lit(batch_id))
+        .withColumn("batch", F.lit(f"{run_id}-{batch_id:06d}"))
         .write.mode("overwrite")
-        .partitionBy("date", "batch_id")
+        .partitionBy("date", "batch")
         .parquet(str(path))
     )
 

@@ -117,34 +117,64 @@ def _all(conditions: Iterable[Column]) -> Column:
     return reduce(operator.and_, conditions, F.lit(True))
 
 
-def parse(
-    raw: DataFrame, model: type[BaseModel], job: SparkJobSettings, schema: StructType | None = None
-) -> DataFrame:
-    """Raw Kafka rows -> columns `event` (struct of the model), `reason` (null when valid) and the
-    source coordinates. Valid rows: `reason IS NULL`."""
-    schema = StructType([*(schema or to_struct_type(model)).fields, StructField(CORRUPT, StringType())])
-    text = F.col("value").cast("string")
-    size = F.length(F.col("value"))
-    event = F.from_json(text, schema, {"columnNameOfCorruptRecord": CORRUPT})
-    parsed = raw.select(
-        F.col("key").cast("string").alias("key"),
-        text.alias("payload"),
-        size.alias("payload_bytes"),
-        F.col("topic").alias("source_topic"),
-        F.col("partition").alias("source_partition"),
-        F.col("offset").alias("source_offset"),
-        event.alias("event"),
-    )
+class Parser:
+    """Raw Kafka rows -> `event` (struct of the model), `ok` (passed validation) and the source
+    coordinates. The column expressions are built once (hundreds of calls into the JVM), and only
+    the cheap test runs on every row: the expression that names what is wrong is planned and run
+    only on rows that failed it (`dead_letters`), so a clean micro-batch never pays for it."""
+
+    def __init__(self, model: type[BaseModel], job: SparkJobSettings, schema: StructType | None = None):
+        schema = StructType([*(schema or to_struct_type(model)).fields, StructField(CORRUPT, StringType())])
+        text = F.col("value").cast("string")
+        size = F.coalesce(F.length(F.col("value")), F.lit(0))
+        event = F.col("event")
+        stored = F.col("payload_bytes")
+        clean = (
+            (stored > 0)
+            & (stored <= job.max_message_bytes)
+            & event[CORRUPT].isNull()
+            & _all(event[name].isNotNull() for name in required_fields(model))
+            & _all(check.isNull() for check in _value_checks(model, event))
+        )
+        self.columns = [
+            F.col("key").cast("string").alias("key"),
+            text.alias("payload"),
+            size.alias("payload_bytes"),
+            F.col("topic").alias("source_topic"),
+            F.col("partition").alias("source_partition"),
+            F.col("offset").alias("source_offset"),
+            F.from_json(text, schema, {"columnNameOfCorruptRecord": CORRUPT}).alias("event"),
+        ]
+        self.ok = F.coalesce(clean, F.lit(False)).alias("ok")
+        self.reason = _reason(model, job).alias("reason")
+
+    def __call__(self, raw: DataFrame) -> DataFrame:
+        return raw.select(*self.columns).select("*", self.ok)
+
+    def dead_letters(self, parsed: DataFrame) -> DataFrame:
+        """Dead-letter records of the rows that failed: source coordinates, reason, the payload (cut
+        at PAYLOAD_KEEP characters)."""
+        return (
+            parsed.where(~F.col("ok"))
+            .select("*", self.reason)
+            .select(
+                "key",
+                "source_topic",
+                "source_partition",
+                "source_offset",
+                "reason",
+                F.substring("payload", 1, PAYLOAD_KEEP).alias("payload"),
+                "payload_bytes",
+                F.current_timestamp().alias("failed_at"),
+            )
+        )
+
+
+def _reason(model: type[BaseModel], job: SparkJobSettings) -> Column:
+    """What is wrong with a row that failed the cheap test: size, JSON, then each field."""
     as_map = F.from_json(F.col("payload"), "map<string,string>")
-    value_checks = _value_checks(model, F.col("event"))
-    # cheap test first: parsed cleanly, required fields there, values within the contract
-    clean = (
-        F.col("event")[CORRUPT].isNull()
-        & _all(F.col("event")[name].isNotNull() for name in required_fields(model))
-        & _all(check.isNull() for check in value_checks)
-    )
-    reason = (
-        F.when(F.col("payload").isNull() | (F.col("payload_bytes") == 0), F.lit("empty value"))
+    return (
+        F.when(F.col("payload_bytes") == 0, F.lit("empty value"))
         .when(
             F.col("payload_bytes") > job.max_message_bytes,
             F.concat(
@@ -153,34 +183,30 @@ def parse(
                 F.lit(f" bytes exceeds LOANS_SPARK_MAX_MESSAGE_BYTES={job.max_message_bytes}"),
             ),
         )
-        .when(clean, F.lit(None).cast("string"))  # the common case: no second parse
         .when(as_map.isNull(), F.lit("not a JSON object"))
         .otherwise(
             F.coalesce(
                 F.nullif(
-                    F.concat_ws("; ", *_type_checks(model, F.col("event"), as_map), *value_checks), F.lit("")
+                    F.concat_ws(
+                        "; ",
+                        *_type_checks(model, F.col("event"), as_map),
+                        *_value_checks(model, F.col("event")),
+                    ),
+                    F.lit(""),
                 ),
                 F.lit("malformed record"),
             )
         )
     )
-    return parsed.withColumn("reason", reason)
+
+
+def parse(
+    raw: DataFrame, model: type[BaseModel], job: SparkJobSettings, schema: StructType | None = None
+) -> DataFrame:
+    """`Parser(model, job, schema)(raw)`, for one-off use (streams and tests)."""
+    return Parser(model, job, schema)(raw)
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
     """The events that passed validation, as flat columns of the model."""
-    return parsed.where(F.col("reason").isNull()).select("event.*").drop(CORRUPT)
-
-
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    """Dead-letter records: source coordinates, reason, the payload (cut at PAYLOAD_KEEP characters)."""
-    return parsed.where(F.col("reason").isNotNull()).select(
-        "key",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "reason",
-        F.substring("payload", 1, PAYLOAD_KEEP).alias("payload"),
-        "payload_bytes",
-        F.current_timestamp().alias("failed_at"),
-    )
+    return parsed.where(F.col("ok")).select("event.*").drop(CORRUPT)

@@ -105,16 +105,20 @@ def band(risk_score: Column) -> Column:
     return result.otherwise(F.lit(TOP_BAND))
 
 
-def score(events: DataFrame) -> DataFrame:
-    """`events` plus `risk_score` (double in [0, 1]), `risk_band` and `reason_codes` (RULES order)."""
+def score_columns() -> dict[str, Column]:
+    """`risk_score` (double in [0, 1]), `risk_band` and `reason_codes` (RULES order), as expressions."""
     points = sum((F.when(_fires(r), F.lit(r.weight)).otherwise(F.lit(0.0)) for r in RULES), _base())
-    codes = F.array_compact(F.array(*(F.when(_fires(r), F.lit(r.code)) for r in RULES)))
-    risk_score = F.round(F.least(points, F.lit(1.0)), 4)
-    return (
-        events.withColumn("risk_score", risk_score.cast("double"))
-        .withColumn("risk_band", band(F.col("risk_score")))
-        .withColumn("reason_codes", codes)
-    )
+    risk_score = F.round(F.least(points, F.lit(1.0)), 4).cast("double")
+    return {
+        "risk_score": risk_score,
+        "risk_band": band(risk_score),
+        "reason_codes": F.array_compact(F.array(*(F.when(_fires(r), F.lit(r.code)) for r in RULES))),
+    }
+
+
+def score(events: DataFrame) -> DataFrame:
+    """`events` plus `risk_score`, `risk_band` and `reason_codes` (one projection)."""
+    return events.select("*", *(c.alias(name) for name, c in score_columns().items()))
 
 
 def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:
@@ -127,5 +131,6 @@ def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:
      "alert": false}
     `alert` is `risk_score >= job.risk_alert_threshold`.
     """
-    scored = score(events).withColumn("alert", F.col("risk_score") >= F.lit(job.risk_alert_threshold))
-    return scored.select(*OUTPUT_COLUMNS)
+    return score(events).select(
+        *OUTPUT_COLUMNS[:-1], (F.col("risk_score") >= F.lit(job.risk_alert_threshold)).alias("alert")
+    )

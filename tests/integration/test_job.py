@@ -4,6 +4,7 @@ output exactly as expected, malformed messages all land in the DLQ with reasons,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,7 @@ def job_run(
         lake_dir=tmp_path / "lake",
         starting_offsets="earliest",
         trigger="1 second",
+        lake_trigger="2 seconds",
         watermark="10 minutes",
     )
     job = Job(spark, kafka, topics, settings)
@@ -115,6 +117,10 @@ def test_every_output_of_the_job(
     channels = read_all(kafka, topics.output("channel"), 1, timeout_s=60)
     assert {r["channel"] for r in channels} == set(batch.applications["channel"])
 
-    lake = spark.read.parquet(str(job.settings.lake_dir / "applications"))
-    assert lake.count() == N_APPS
+    lake = job.settings.lake_dir / "applications"
+    deadline = time.monotonic() + 60
+    while not lake.exists() or spark.read.parquet(str(lake)).count() < N_APPS:
+        assert time.monotonic() < deadline, "the lake did not receive every application within 60 s"
+        time.sleep(2)
+    assert spark.read.parquet(str(lake)).count() == N_APPS
     assert spark.read.parquet(str(job.settings.lake_dir / "history")).count() == 50

@@ -1,0 +1,286 @@
+"""The Spark job under a steady input rate: does every stream keep up, and how late is each output?
+
+For each rate: fresh topics and checkpoints, the job started (local[*] on this machine), then the
+project's producer (`loans-produce`, a separate process) publishes applications at that rate for
+--duration seconds. Afterwards every input and output record is read back with its Kafka timestamp:
+- per-application streams (risk, fraud): latency = output record time - input record time, per id;
+- windowed streams (stats, channel): an update counting n applications is matched to the n-th
+  input of its group (window, and channel); latency = output time - that input's time;
+  segment: the same, to the newest input of its window written before the update (a lower bound).
+A rate is kept up with when every valid application reached loan.risk within --drain seconds after
+the producer stopped, the producer held its rate, and risk p99 stayed under --p99-limit.
+
+Baseline in the same run (--baseline): the earlier design, where each query reads Kafka and parses
+the JSON itself (5 Kafka reads and 5 parses of every message instead of 1).
+
+    uv run python -m bench.pipeline --rates 1000 2000 4000 8000 --duration 60 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+from pyspark.sql import DataFrame, SparkSession
+
+from core.events import LoanApplication
+from core.logging import configure
+from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
+from core.stack import jars
+from core.stack.kafka import KafkaBroker
+from core.stack.process import free_port
+from kafka_producer.topics import ensure_topics
+from sparky.job import Job
+from sparky.session import build_session
+from sparky.source import parse, read_kafka, valid_events
+
+STREAMS = ("risk", "fraud", "stats", "segment", "channel")
+
+
+class KafkaPerQueryJob(Job):
+    """The baseline: windowed and fraud queries each read Kafka and parse the JSON themselves."""
+
+    def applications(self) -> DataFrame:
+        raw = read_kafka(self.spark, self.kafka, [self.topics.applications], self.settings)
+        return valid_events(parse(raw, LoanApplication, self.settings))
+
+
+@dataclass
+class Outcome:
+    design: str
+    rate: float
+    produced: int = 0
+    produce_s: float = 0.0
+    in_risk: int = 0
+    drained_s: float | None = None
+    latency: dict[str, list[float]] = field(default_factory=dict)  # stream -> [p50, p95, p99] seconds
+    records: dict[str, int] = field(default_factory=dict)
+
+    def kept_up(self, p99_limit: float) -> bool:
+        risk = self.latency.get("risk", [float("inf")] * 3)
+        return (
+            self.drained_s is not None
+            and self.produced / self.produce_s >= 0.95 * self.rate
+            and risk[2] <= p99_limit
+        )
+
+
+def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]:
+    """Every record of `topic` as (key, timestamp in s, value), read up to the current end."""
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex}"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        left = {p for p, end in ends.items() if end > 0}
+        out: list[tuple[str, float, bytes]] = []
+        while left:
+            for m in consumer.consume(10_000, timeout=1.0):
+                if m.error():
+                    continue
+                out.append(((m.key() or b"").decode(), m.timestamp()[1] / 1000, m.value() or b""))
+                if m.offset() + 1 >= ends[m.partition()]:
+                    left.discard(m.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def end_offsets(kafka: KafkaSettings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "bench-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def percentiles(values: list[float]) -> list[float]:
+    return [float(x) for x in np.percentile(values, [50, 95, 99])] if values else []
+
+
+def window_of(event_time: str, seconds: int) -> str:
+    t = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
+    return datetime.fromtimestamp(t - t % seconds).isoformat()
+
+
+def windowed_latency(
+    inputs: dict[tuple[str, ...], list[float]], outputs: list[tuple[tuple[str, ...], float, int]]
+) -> list[float]:
+    """Output (group, time, count n) -> time - n-th input time of the group (inputs sorted)."""
+    lat = []
+    for group, at, n in outputs:
+        times = inputs.get(group, [])
+        if 0 < n <= len(times):
+            lat.append(at - times[n - 1])
+    return lat
+
+
+def measure(kafka: KafkaSettings, topics: TopicSettings, outcome: Outcome, window_s: int) -> None:
+    apps = read_all(kafka, topics.applications)
+    sent = {key: at for key, at, _ in apps}
+    by_window: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    by_channel: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for _, at, raw in apps:
+        event = json.loads(raw)
+        w = window_of(event["event_time"], window_s)
+        by_window[(w,)].append(at)
+        by_channel[(w, event["channel"])].append(at)
+    for times in (*by_window.values(), *by_channel.values()):
+        times.sort()
+    for stream in STREAMS:
+        records = read_all(kafka, topics.output(stream))
+        outcome.records[stream] = len(records)
+        if stream in ("risk", "fraud"):
+            lat = [at - sent[key] for key, at, _ in records if key in sent]
+        else:
+            rows = [(json.loads(v), at) for _, at, v in records]
+            if stream == "segment":
+                lat = [
+                    at - max((t for t in by_window.get((w,), []) if t <= at), default=at)
+                    for r, at in rows
+                    for w in [window_of(r["window_start"], window_s)]
+                ]
+            else:
+                group = (
+                    (lambda r: (window_of(r["window_start"], window_s),))
+                    if stream == "stats"
+                    else (lambda r: (window_of(r["window_start"], window_s), r["channel"]))
+                )
+                source = by_window if stream == "stats" else by_channel
+                lat = windowed_latency(source, [(group(r), at, int(r["applications"])) for r, at in rows])
+        outcome.latency[stream] = percentiles(lat)
+    outcome.in_risk = len({key for key, _, _ in read_all(kafka, topics.output("risk"))})
+
+
+def run_rate(
+    spark: SparkSession, kafka: KafkaSettings, design: str, rate: float, args: argparse.Namespace
+) -> Outcome:
+    tag = uuid.uuid4().hex[:6]
+    topics = TopicSettings(
+        applications=f"pipe{tag}.applications",
+        history=f"pipe{tag}.history",
+        truth=f"pipe{tag}.truth",
+        dlq=f"pipe{tag}.dlq",
+        output_prefix=f"pipe{tag}",
+    )
+    ensure_topics(kafka, topics)
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    settings = SparkJobSettings(
+        master=args.master, checkpoint_dir=work / "checkpoints", lake_dir=work / "lake", window="10 seconds"
+    )
+    job = (KafkaPerQueryJob if design == "baseline" else Job)(spark, kafka, topics, settings)
+    queries = job.start()
+    outcome = Outcome(design, rate)
+    try:
+        time.sleep(args.warmup)
+        env = os.environ | {
+            "LOANS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "LOANS_TOPICS_APPLICATIONS": topics.applications,
+            "LOANS_TOPICS_HISTORY": topics.history,
+            "LOANS_TOPICS_TRUTH": topics.truth,
+            "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
+        }
+        started = time.monotonic()
+        subprocess.run(  # noqa: S603 (our own CLI, fixed arguments)
+            [sys.executable, "-m", "kafka_producer.cli", "--rate", str(rate),
+             "--duration", str(args.duration), "--history", "none", "--no-create-topics", "--seed", "3"],
+            env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        outcome.produce_s = time.monotonic() - started
+        outcome.produced = end_offsets(kafka, topics.applications)
+        deadline = time.monotonic() + args.drain
+        while time.monotonic() < deadline:
+            if end_offsets(kafka, topics.output("risk")) >= outcome.produced:
+                outcome.drained_s = args.drain - (deadline - time.monotonic())
+                break
+            time.sleep(0.5)
+        time.sleep(args.settle)  # let the windowed queries emit their last updates
+    finally:
+        for q in queries:
+            q.stop()
+    measure(kafka, topics, outcome, window_s=10)
+    return outcome
+
+
+def report(outcomes: list[Outcome], p99_limit: float) -> None:
+    print(f"\n{'design':<10}{'rate/s':>8}{'held/s':>8}{'in risk':>10}{'drain s':>8}  "
+          + "".join(f"{s + ' p50/p95/p99 s':>26}" for s in STREAMS) + "  kept up")  # fmt: skip
+    for o in outcomes:
+        drained = f"{o.drained_s:.1f}" if o.drained_s is not None else "-"
+        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency[s]) or '-':>26}" for s in STREAMS)
+        held = o.produced / o.produce_s if o.produce_s else 0.0
+        print(f"{o.design:<10}{o.rate:>8,.0f}{held:>8,.0f}{o.in_risk:>10,}{drained:>8}  {cells}  "
+              f"{'yes' if o.kept_up(p99_limit) else 'no'}")  # fmt: skip
+    best = {d: max((o.rate for o in outcomes if o.design == d and o.kept_up(p99_limit)), default=0)
+            for d in dict.fromkeys(o.design for o in outcomes)}  # fmt: skip
+    for design, rate in best.items():
+        print(f"highest rate kept up with ({design}): {rate:,.0f} applications/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 4000, 8000])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of input per rate")
+    parser.add_argument("--drain", type=float, default=20.0, help="seconds allowed to catch up afterwards")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds between job start and input")
+    parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("--p99-limit", type=float, default=3.0)
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--baseline", action="store_true", help="also run the Kafka-per-query design")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    args = parser.parse_args(argv)
+    configure("INFO")
+    broker = None
+    if args.bootstrap:
+        kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
+    else:
+        broker = KafkaBroker(
+            Path(tempfile.mkdtemp(prefix="bench-pipeline-kafka-")),
+            jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
+            port=free_port(),
+            controller_port=free_port(),
+            heap="1g",
+        )
+        broker.start()
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    spark = build_session(SparkJobSettings(master=args.master), PathSettings(), "bench-pipeline", ui=False)
+    outcomes: list[Outcome] = []
+    try:
+        for design in ("feed", "baseline") if args.baseline else ("feed",):
+            for rate in args.rates:
+                outcome = run_rate(spark, kafka, design, rate, args)
+                outcomes.append(outcome)
+                report([outcome], args.p99_limit)
+                if not outcome.kept_up(args.p99_limit):
+                    break  # higher rates will not do better
+        report(outcomes, args.p99_limit)
+    finally:
+        spark.stop()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
