@@ -130,8 +130,9 @@ class SparkJobSettings(BaseSettings):
         description="events query (Kafka in, per-application outputs): 0 = next batch right away",
     )
     feed_trigger: str = Field(
-        "1 second", pattern=TRIGGER, description="queries on the feed: windows and fraud"
+        "1 second", pattern=TRIGGER, description="per-application queries on the feed: fraud, scores"
     )
+    window_trigger: str = Field("5 seconds", pattern=TRIGGER, description="stats, segment, channel")
     lake_trigger: str = Field("30 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
     feed_keep_batches: int = Field(600, ge=10, description="events batches kept in the feed folder")
     watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")

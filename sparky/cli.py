@@ -13,7 +13,15 @@ import logging
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import KafkaSettings, LogSettings, PathSettings, SparkJobSettings, TopicSettings, load
+from core.settings import (
+    KafkaSettings,
+    LogSettings,
+    MlflowSettings,
+    PathSettings,
+    SparkJobSettings,
+    TopicSettings,
+    load,
+)
 from kafka_producer.topics import ensure_topics
 from sparky.job import Job, monitor
 from sparky.session import build_session
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka, topics, job = load(KafkaSettings), load(TopicSettings), load(SparkJobSettings, **overrides)
         ensure_topics(kafka, topics)
         spark = build_session(job, load(PathSettings))
-        queries = Job(spark, kafka, topics, job).start()
+        queries = Job(spark, kafka, topics, job, load(MlflowSettings)).start()
         try:
             monitor(spark, queries, args.progress_every, args.duration)
         finally:

@@ -5,7 +5,9 @@
    produced at `--rate` for `--seconds`, with a few malformed messages mixed in.
 3. After the job has caught up, each output topic is summarised: records written during the demo
    and the latest two, as `make kafka-consumer-output-<stream>` prints them.
-Later slices add the champion model and the scores stream to this story.
+Before the job starts, a champion model is trained (quickly, on synthetic history) and promoted
+if the registry has none, so the scores stream has a model; the serving API (`make serve`) and the
+dashboard (`make dashboard`) can be opened beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from kafka_producer.consume import format_message, keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics
+from models.registry import promote, resolve
+from models.train import TrainingSource, TrainOptions, train
 from sparky.job import Job, monitor
 from sparky.session import build_session
 
@@ -121,6 +125,16 @@ def _read_range(consumer: Consumer, start: TopicPartition, end: int) -> list[byt
     return out[-50:]  # the latest few are all we print; the count comes from the offsets
 
 
+def ensure_champion(ml: MlflowSettings) -> str:
+    """The registry's champion, or a quick model trained on synthetic history and promoted."""
+    if (ref := resolve(ml, "champion")) is not None:
+        return f"model  {ref.name} v{ref.version} is the champion"
+    print("model  no champion yet: training a quick one on synthetic history (under a minute)")
+    train(ml, TrainingSource.synthetic(rows=20_000, seed=1), TrainOptions.quick())
+    result = promote(ml, force=True)
+    return f"model  {result.reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-demo", description=__doc__)
     parser.add_argument("--rate", type=float, default=300, help="live applications per second")
@@ -140,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka  {kafka.bootstrap_servers}: sent 100, read back {matched} identical")
         metric = mlflow_round_trip(ml)
         print(f"mlflow {ml.tracking_uri}: logged demo_metric=0.42, read back {metric}")
+        print(ensure_champion(ml))
         run_dir = paths.home / "demo" / time.strftime("%Y%m%d-%H%M%S")
         job = load(SparkJobSettings, checkpoint_dir=run_dir / "checkpoints", lake_dir=paths.home / "lake")
         spark = build_session(job, paths)
-        queries = Job(spark, kafka, topics, job).start()
+        queries = Job(spark, kafka, topics, job, ml).start()
         since_ms = int(time.time() * 1000)
         try:
             time.sleep(5)  # let every query pin its starting offsets
@@ -155,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                 q.stop()
         summarise(kafka, topics, since_ms)
         print(f"\nlake: {paths.home / 'lake'} (Parquet, by date); Spark checkpoints: {run_dir}")
-        print("next: make kafka-producer-single, make spark-app-single, make kafka-consumer-output-risk")
+        print("next: make kafka-producer-single, make spark-app-single, make kafka-consumer-output-scores")
+        print(
+            "      make serve (API docs at http://127.0.0.1:8000/docs), make dashboard (http://127.0.0.1:8050)"
+        )
         return 0 if matched == 100 and metric == 0.42 else 1
 
     return run_main(body)

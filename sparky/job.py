@@ -8,6 +8,8 @@ replay). The other queries read the feed as a file stream: no second Kafka read,
 parse, only the columns each needs.
 - `stats`, `segment`, `channel`: event-time windows with a watermark, update mode, keyed by group.
 - `fraud`: stateful velocity signals, flagged per micro-batch (foreachBatch).
+- `scores`: the champion model from the MLflow registry, per application (see analyses/scores.py);
+  started once a champion exists, following the alias from batch to batch.
 - `lake`: every valid application to the Parquet lake, in larger, less frequent batches.
 The lake is partitioned by date and `<run>-<batch>` (idempotent on replay). Each query is
 checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<name>. If one query fails to start
@@ -19,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, reduce
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from core.events import HistoricalLoan, LoanApplication
-from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
-from sparky.analyses import channel, fraud, risk, segment, stats
+from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
+from models.registry import ModelRef, resolve
+from sparky.analyses import channel, fraud, risk, scores, segment, stats
 from sparky.schema import to_struct_type
 from sparky.sink import start_batch_sink, start_kafka_sink, write_kafka
 from sparky.source import Parser, read_kafka, valid_events
@@ -54,7 +58,8 @@ class Analysis:
 
 
 INPUTS: dict[str, type[BaseModel]] = {"applications": LoanApplication, "history": HistoricalLoan}
-PER_APPLICATION = (Analysis("risk", risk.build),)  # the scores stream joins here
+PER_APPLICATION = (Analysis("risk", risk.build),)
+CHAMPION = "champion"
 WINDOWED = (
     Analysis("stats", stats.build, ("window_start",), "update"),
     Analysis("segment", segment.build, ("window_start", "segment"), "update"),
@@ -70,6 +75,8 @@ class Job:
     kafka: KafkaSettings
     topics: TopicSettings
     settings: SparkJobSettings
+    mlflow: MlflowSettings | None = None  # None: no scores query
+    scoring: dict[str, ModelRef] = field(default_factory=dict)  # the version the last batch used
 
     @cached_property
     def parsers(self) -> dict[str, Parser]:
@@ -148,6 +155,51 @@ class Job:
             fraud.flag(signals, self.settings), self.topics.output("fraud"), ("application_id",), self.kafka
         )
 
+    def handle_scores(self, applications: DataFrame, batch_id: int) -> None:
+        """Score with the version the alias names now: a moved alias takes effect on this batch."""
+        if self.mlflow is None:
+            raise RuntimeError("the scores query needs MLflow settings")
+        ref = resolve(self.mlflow, CHAMPION) or self.scoring.get(CHAMPION)
+        if ref is None:
+            raise RuntimeError(f"model {self.mlflow.model_name!r} has no {CHAMPION!r} alias any more")
+        if (last := self.scoring.get(CHAMPION)) is None or last.version != ref.version:
+            was = f" (was v{last.version})" if last else ""
+            log.info("scores: batch %d on %s v%s @%s%s", batch_id, ref.name, ref.version, CHAMPION, was)
+        self.scoring[CHAMPION] = ref
+        write_kafka(
+            scores.build(applications, ref, self.mlflow), self.topics.output("scores"), ("application_id",),
+            self.kafka,
+        )  # fmt: skip
+
+    def start_scores(self, queries: list[StreamingQuery], poll_s: float = 10.0) -> None:
+        """Start the scores query once a champion exists; until then wait and say so (the feed keeps
+        the applications, so those that arrive meanwhile are scored when it starts)."""
+        if self.mlflow is None:
+            log.info("scores: off (no MLflow settings given)")
+            return
+        mlflow = self.mlflow
+
+        def start() -> None:
+            fed = self.settings.model_copy(update={"trigger": self.settings.feed_trigger})
+            queries.append(start_batch_sink(self.applications(), "scores", self.handle_scores, fed))
+
+        if resolve(mlflow, CHAMPION) is not None:
+            start()
+            return
+
+        def wait() -> None:
+            while resolve(mlflow, CHAMPION) is None:
+                log.warning(
+                    "scores: waiting for model %r to have a %r alias at %s (run `make train` and "
+                    "`make promote`); the other streams run meanwhile",
+                    mlflow.model_name, CHAMPION, mlflow.tracking_uri,
+                )  # fmt: skip
+                time.sleep(poll_s)
+            if any(q.isActive for q in queries):
+                start()
+
+        threading.Thread(target=wait, name="scores-wait", daemon=True).start()
+
     def handle_lake(self, applications: DataFrame, batch_id: int) -> None:
         archive(applications, Path(self.settings.lake_dir) / "applications", self.run_id, batch_id)
 
@@ -158,16 +210,20 @@ class Job:
         try:
             raw = read_kafka(self.spark, self.kafka, [self.topics.applications, self.topics.history], job)
             queries.append(start_batch_sink(raw, "events", self.handle_events, job))
-            fed = job.model_copy(update={"trigger": job.feed_trigger})
+            windows = job.model_copy(update={"trigger": job.window_trigger})
             for a in WINDOWED:
                 df = a.build(self.applications(), job)
                 queries.append(
-                    start_kafka_sink(df, a.name, self.topics.output(a.name), a.key, a.mode, self.kafka, fed)
+                    start_kafka_sink(
+                        df, a.name, self.topics.output(a.name), a.key, a.mode, self.kafka, windows
+                    )
                 )
+            fed = job.model_copy(update={"trigger": job.feed_trigger})
             signals = fraud.signals(self.applications())
             queries.append(start_batch_sink(signals, "fraud", self.handle_fraud, fed))
             lake = job.model_copy(update={"trigger": job.lake_trigger})
             queries.append(start_batch_sink(self.applications(), "lake", self.handle_lake, lake))
+            self.start_scores(queries)
         except Exception:
             for q in queries:
                 q.stop()

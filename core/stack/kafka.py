@@ -143,8 +143,7 @@ class KafkaBroker:
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            _cluster_id(),
+            f"--cluster-id={_cluster_id()}",  # one argument: an id may start with "-"
             "-c",
             str(self._config_file()),
         ]

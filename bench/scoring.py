@@ -1,0 +1,130 @@
+"""Scoring speed in-process, one core: 10k-row batches (rows/s) and single-row calls (latency).
+
+The scorer has the default architecture (5 members, 16 hidden units); its weights come from a short
+training on synthetic history (speed does not depend on the weights). Inputs are live applications
+from the generator, as a batch (Arrow strings, datetime64) and as an HTTP API would build them
+(`pd.DataFrame([record])` from JSON-like dicts). Pinned to one CPU, torch on 1 thread.
+
+    uv run python -m bench.scoring --repeat 30 --single 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import torch
+
+from generator.applications import ApplicationGenerator
+from models.data import TrainingSource, load, temporal_split
+from models.features import build
+from models.fit import resolve_device
+from models.inputs import FIELDS, parse
+from models.nets import NetConfig
+from models.prepare import prepare
+from models.scoring import Scorer
+from models.train import TrainOptions, fit_scorer
+
+TARGET_ROWS_S = 200_000
+
+
+def make_scorer(members: int, hidden: int) -> Scorer:
+    split = temporal_split(load(TrainingSource.synthetic(rows=8_000, seed=1)))
+    options = TrainOptions.quick(net=NetConfig(members=members, hidden=hidden, max_epochs=2, patience=1))
+    scorer, *_ = fit_scorer(prepare(split), options, resolve_device("cpu"))
+    return scorer
+
+
+def timings(fn: Callable[[], object], repeat: int) -> np.ndarray:
+    fn()  # warm up
+    out = np.empty(repeat)
+    for i in range(repeat):
+        started = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - started
+    return out
+
+
+def api_records(batch: pd.DataFrame, n: int) -> list[dict[str, object]]:
+    """Applications as an API receives them: JSON values (ISO strings for dates, None for missing)."""
+    records = []
+    for _, row in batch.head(n).iterrows():
+        record = {k: (None if pd.isna(row[k]) else row[k]) for k in FIELDS}
+        record["earliest_cr_line"] = (
+            None if record["earliest_cr_line"] is None else str(record["earliest_cr_line"])[:10]
+        )
+        record["event_time"] = row["event_time"].isoformat()
+        records.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items()})
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--single", type=int, default=3_000, help="single-row calls to time")
+    parser.add_argument("--members", type=int, default=NetConfig().members)
+    parser.add_argument("--hidden", type=int, default=NetConfig().hidden)
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    torch.set_num_threads(1)
+    scorer = make_scorer(args.members, args.hidden)
+    batch = ApplicationGenerator(seed=7).batch(args.rows, datetime(2026, 3, 1, tzinfo=UTC), 0.01).applications
+    records = api_records(batch, 200)
+    api_frames = [pd.DataFrame([r]) for r in records]
+    generator_rows = [batch.iloc[[k]] for k in range(200)]  # sliced beforehand: time the scorer only
+
+    t = timings(lambda: scorer.score(batch), args.repeat)
+    rate = args.rows / np.median(t)
+    print(
+        f"scorer: {scorer.ensemble.members} members x {scorer.ensemble.hidden} hidden; 1 CPU, torch threads 1"
+    )
+    print(
+        f"batch of {args.rows:,} rows: median {np.median(t) * 1e3:.1f} ms -> {rate:,.0f} rows/s "
+        f"(target >= {TARGET_ROWS_S:,}: {'MET' if rate >= TARGET_ROWS_S else 'NOT MET'})"
+    )
+    parsed = parse(batch)
+    features = build(parsed, scorer.spec)
+    stages: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("parse + checks", lambda: parse(batch)),
+        ("features", lambda: build(parsed, scorer.spec)),
+        ("ensemble", lambda: scorer.ensemble.probability(features)),
+    )
+    for name, fn in stages:
+        print(f"  {name:<15} {np.median(timings(fn, args.repeat)) * 1e3:6.1f} ms")
+
+    i = iter(range(10**9))
+    calls: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("single row, generator frame", lambda: scorer.score(generator_rows[next(i) % len(generator_rows)])),
+        ("single row, API-built frame", lambda: scorer.score(api_frames[next(i) % len(api_frames)])),
+        (
+            "single row, incl. pd.DataFrame([record])",
+            lambda: scorer.score(pd.DataFrame([records[next(i) % 200]])),
+        ),
+    )
+    for name, fn in calls:
+        s = timings(fn, args.single) * 1e3
+        print(f"{name:<42} p50 {np.median(s):.3f} ms  p99 {np.quantile(s, 0.99):.3f} ms")
+
+    bad = batch.copy()
+    bad.loc[bad.index[::100], "dti"] = -1.0
+    out = scorer.score(bad)
+    flagged, example = int(out["error"].notna().sum()), out["error"].dropna().iloc[0]
+    print(
+        f"bad input: {flagged} of {len(bad):,} rows flagged (e.g. {example!r}), "
+        f"{int(out['probability'].notna().sum()):,} scored; no exception"
+    )
+    return 0 if rate >= TARGET_ROWS_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Training data: where it comes from, terminal outcomes only, and the temporal split.
+
+Three sources give the same frame (the CreditFields columns, `id`, `issue_d`, `loan_status`, `default`):
+Lending Club CSVs (`generator.lending_club.read_history`), the Parquet archive of `loan.history` that the
+Spark job writes (`<lake_dir>/history`), and synthetic Lending-Club-shaped history. Only columns of the
+contract are kept, so outcome columns of a raw Lending Club file never travel further.
+
+The split is by `issue_d`: train on the past, validate and test on later months; a month never spans
+two parts, so no test loan precedes a training loan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataError
+from core.events import TERMINAL_STATUSES
+from generator.history import synthetic_history
+from generator.lending_club import ReadReport, read_history
+from models.features import guard
+from models.inputs import FIELDS
+
+log = logging.getLogger(__name__)
+
+META = ("id", "issue_d", "loan_status")
+COLUMNS = (*FIELDS, *META, "default")
+DESIGN_SPLIT = (date(2011, 1, 1), date(2011, 5, 1))
+"""DESIGN.md's split of the Lending Club data: train issued <= 2010, validation 2011-01..04,
+test 2011-05..08."""
+PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """Where training loans come from; build one with `lending_club()`, `lake()` or `synthetic()`.
+
+    `rows` caps the loans used (a seeded random sample, for quick runs); synthetic needs it.
+    """
+
+    kind: str
+    path: Path | None = None
+    rows: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def lending_club(cls, path: Path, rows: int | None = None, seed: int = 0) -> TrainingSource:
+        return cls("lending-club", Path(path), rows, seed)
+
+    @classmethod
+    def lake(cls, path: Path, rows: int | None = None, seed: int = 0) -> TrainingSource:
+        """`path` is the lake's history folder, e.g. `SparkJobSettings().lake_dir / "history"`."""
+        return cls("lake", Path(path), rows, seed)
+
+    @classmethod
+    def synthetic(cls, rows: int = 20_000, seed: int = 0) -> TrainingSource:
+        return cls("synthetic", None, rows, seed)
+
+    def describe(self) -> str:
+        where = f" {self.path}" if self.path else ""
+        return f"{self.kind}{where}" + (f" ({self.rows:,} rows, seed {self.seed})" if self.rows else "")
+
+    def default_split(self) -> tuple[date, date] | None:
+        """DESIGN.md's dates for Lending Club data; month shares for the others."""
+        return DESIGN_SPLIT if self.kind == "lending-club" else None
+
+
+def load(source: TrainingSource) -> pd.DataFrame:
+    """Terminal loans of `source` with the `default` label, in issue_d order."""
+    if source.kind == "lending-club":
+        frame = _lending_club(_need_path(source))
+    elif source.kind == "lake":
+        frame = _lake(_need_path(source))
+    elif source.kind == "synthetic":
+        frame = synthetic_history(source.seed, source.rows or 20_000)
+    else:
+        raise DataError(f"unknown training source {source.kind!r}; choose lending-club, lake or synthetic")
+    frame = terminal(frame)
+    if source.rows and len(frame) > source.rows:
+        frame = frame.sample(source.rows, random_state=source.seed)
+    frame = frame.sort_values(["issue_d", "id"], kind="stable").reset_index(drop=True)
+    log.info(
+        "training data: %s, %d terminal loans (%.1f%% default)",
+        source.describe(),
+        len(frame),
+        100 * frame["default"].mean(),
+    )
+    return frame
+
+
+def _need_path(source: TrainingSource) -> Path:
+    if source.path is None or not source.path.exists():
+        raise DataError(f"{source.kind} data {str(source.path)!r} does not exist; pass --path to the data")
+    return source.path
+
+
+def _lending_club(path: Path) -> pd.DataFrame:
+    report = ReadReport()
+    loans = read_history(path, report)
+    log.info("%s", report.summary())
+    if not loans:
+        raise DataError(f"no readable loans in {path}: {report.summary()}")
+    return pd.DataFrame([loan.model_dump(exclude={"event_time"}) for loan in loans])
+
+
+def _lake(path: Path) -> pd.DataFrame:
+    """The archived `loan.history` events; a replayed micro-batch may repeat a loan, the last copy wins."""
+    files = sorted(path.rglob("*.parquet"), key=_batch_order)
+    if not files:
+        raise DataError(f"no Parquet files under {path}; run the Spark job (make spark-app-single) first")
+    try:
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the lake at {path}: {exc}") from exc
+    return frame.drop_duplicates("id", keep="last")
+
+
+def _batch_order(file: Path) -> tuple[int, str]:
+    """Files in micro-batch order (`batch_id=10` after `batch_id=9`), so a replay's copy comes last."""
+    match = re.search(r"batch_id=(\d+)", str(file))
+    return (int(match.group(1)) if match else -1, str(file))
+
+
+def terminal(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only loans with a final outcome, only the contract's columns, plus `default` (charged off)."""
+    missing = [c for c in (*FIELDS, *META) if c not in frame.columns]
+    if missing:
+        raise DataError(f"training data lacks columns {', '.join(missing)}; expected Lending Club history")
+    done = frame[frame["loan_status"].isin(TERMINAL_STATUSES)].copy()
+    dropped = len(frame) - len(done)
+    if dropped:
+        log.info("dropped %d loans without a final outcome (Current, Late, ...)", dropped)
+    done["issue_d"] = pd.to_datetime(done["issue_d"]).dt.tz_localize(None).astype("datetime64[ns]")
+    done["id"] = done["id"].astype(str)
+    done["default"] = done["loan_status"].str.endswith("Charged Off").astype(np.int8)
+    guard([c for c in COLUMNS if c not in META and c != "default"])
+    return done[list(COLUMNS)]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three time-ordered parts of the training data and the dates that cut them."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    valid_start: date
+    test_start: date
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        return {"train": self.train, "valid": self.valid, "test": self.test}
+
+    def describe(self) -> str:
+        def span(df: pd.DataFrame) -> str:
+            return f"{df['issue_d'].min():%Y-%m}..{df['issue_d'].max():%Y-%m}"
+
+        return ", ".join(f"{name} {len(df):,} ({span(df)})" for name, df in self.parts().items())
+
+
+def temporal_split(
+    frame: pd.DataFrame, dates: tuple[date, date] | None = None, shares: tuple[float, float] = (0.15, 0.15)
+) -> Split:
+    """Train < valid_start <= valid < test_start <= test, by issue_d.
+
+    Without `dates`, the cuts fall on month boundaries so that roughly `shares` of the loans end in
+    validation and test; every part must get loans, else a `DataError` says how to fix it.
+    """
+    issued = frame["issue_d"]
+    valid_start, test_start = dates or _cuts(issued, shares)
+    v, t = pd.Timestamp(valid_start), pd.Timestamp(test_start)
+    if v >= t:
+        raise DataError(f"validation must start before test; got {valid_start} and {test_start}")
+    split = Split(
+        frame[issued < v].reset_index(drop=True),
+        frame[(issued >= v) & (issued < t)].reset_index(drop=True),
+        frame[issued >= t].reset_index(drop=True),
+        valid_start,
+        test_start,
+    )
+    for name, part in split.parts().items():
+        if len(part) == 0 or part["default"].nunique() < 2:
+            raise DataError(
+                f"the {name} part (validation from {valid_start}, test from {test_start}) has {len(part)} "
+                "loans and needs both outcomes; "
+                "choose other split dates or give more data"
+            )
+    return split
+
+
+def _cuts(issued: pd.Series, shares: tuple[float, float]) -> tuple[date, date]:
+    """Month starts at which the cumulative share of loans passes 1 - valid - test and 1 - test."""
+    months = issued.dt.to_period("M")
+    counts = months.value_counts().sort_index()
+    if len(counts) < 3:
+        raise DataError(f"need loans from at least 3 issue months for a temporal split, got {len(counts)}")
+    cum = (counts.cumsum() / counts.sum()).to_numpy()
+    n = len(counts)
+    first_valid = int(np.searchsorted(cum, 1 - shares[0] - shares[1])) + 1
+    first_test = int(np.searchsorted(cum, 1 - shares[1])) + 1
+    first_valid = min(max(first_valid, 1), n - 2)
+    first_test = min(max(first_test, first_valid + 1), n - 1)
+    return counts.index[first_valid].start_time.date(), counts.index[first_test].start_time.date()
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (values and column names), to say which data a model saw."""
+    digest = hashlib.sha256(",".join(frame.columns).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,272 @@
+"""Features from application-time fields only: one function, `build()`, for training and scoring.
+
+History rows and live applications share the Lending Club fields (`core.events.CreditFields`), so the
+same `parse()` + `build()` runs on both. What is learnt from the training rows (medians for missing
+values, category vocabularies, smoothed default-rate tables for zip3, state and employer) lives in a
+`FeatureSpec`, a plain JSON-able record logged with the model.
+
+Leakage: `guard()` refuses any outcome column (DESIGN.md, "Model") that reaches the feature inputs or
+names. Target encodings are computed out-of-fold for the training rows (`out_of_fold`), so a loan's own
+outcome never feeds its own feature.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import LoanAnalyticsError
+from models.columns import Text
+from models.inputs import FIELDS, SUB_GRADES, Parsed
+
+LEAKAGE_EXACT = frozenset(
+    {
+        "loan_status",
+        "recoveries",
+        "collection_recovery_fee",
+        "next_pymnt_d",
+        "last_credit_pull_d",
+        "debt_settlement_flag",
+        "funded_amnt_inv",  # borderline (what investors funded, known only after listing): refused too
+        "pymnt_plan",
+    }
+)
+LEAKAGE_PREFIXES = (
+    "total_pymnt",
+    "total_rec_",
+    "last_pymnt_",
+    "last_fico_",
+    "out_prncp",
+    "settlement_",
+    "hardship_",
+    "debt_settlement_",
+)
+TARGET_ENCODED = ("zip_code", "addr_state", "emp_title")
+CATEGORICAL = ("sub_grade", "purpose", "home_ownership", "addr_state", "verification_status", "emp_length")
+EMP_LENGTHS = ("< 1 year", *(f"{i} year{'s' if i > 1 else ''}" for i in range(1, 10)), "10+ years")
+VERIFICATION = {"Not Verified": 0.0, "Source Verified": 1.0, "Verified": 2.0}
+NUMERIC = (
+    "sub_grade_rank",
+    "int_rate",
+    "term_60",
+    "log_annual_inc",
+    "payment_to_income",
+    "loan_to_income",
+    "log_loan_amnt",
+    "revol_util",
+    "revol_util_missing",
+    "log_revol_bal",
+    "revol_bal_to_income",
+    "fico",
+    "dti",
+    "inq_last_6mths",
+    "delinq_2yrs",
+    "pub_rec",
+    "open_acc",
+    "total_acc",
+    "open_to_total_acc",
+    "emp_years",
+    "emp_length_missing",
+    "emp_title_missing",
+    "history_months",
+    "log_history_months",
+    "verification_level",
+    *(f"default_rate_{name}" for name in TARGET_ENCODED),
+)
+FILLED = ("annual_inc", "revol_util", "open_acc", "total_acc", "inq_last_6mths", "delinq_2yrs", "pub_rec")
+MIN_KEY_COUNT = 2  # keys seen fewer times carry no usable rate; dropping them keeps the tables small
+
+
+class LeakageError(LoanAnalyticsError):
+    """An outcome (post-origination) column reached the feature set."""
+
+
+def leaking(columns: Iterable[str]) -> list[str]:
+    """The columns among `columns` that describe the loan's outcome (DESIGN.md, "Model")."""
+    return [c for c in columns if c in LEAKAGE_EXACT or c.startswith(LEAKAGE_PREFIXES)]
+
+
+def guard(columns: Iterable[str]) -> None:
+    """Raise `LeakageError` naming every outcome column in `columns`."""
+    if bad := leaking(columns):
+        raise LeakageError(
+            f"outcome columns reached the features: {', '.join(bad)}; "
+            "features must use application-time fields only (core.events.CreditFields)"
+        )
+
+
+@dataclass
+class FeatureSpec:
+    """What the features learnt from the training rows; JSON-able (`to_dict` / `from_dict`)."""
+
+    fills: dict[str, float]
+    vocab: dict[str, dict[str, int]]
+    rates: dict[str, dict[str, float]]
+    prior: float
+    smoothing: float
+    inputs: tuple[str, ...] = FIELDS
+    numeric: tuple[str, ...] = NUMERIC
+    categorical: tuple[str, ...] = CATEGORICAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        fields: dict[str, Any] = dict(data)
+        for key in ("inputs", "numeric", "categorical"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Embedding sizes: each vocabulary plus index 0 for missing or unseen values."""
+        return [len(self.vocab[name]) + 1 for name in self.categorical]
+
+
+@dataclass
+class Features:
+    """Model inputs of one batch: `numeric` float32 [n, len(NUMERIC)], `codes` int64 [n, len(CATEGORICAL)]."""
+
+    numeric: np.ndarray
+    codes: np.ndarray
+    names: tuple[str, ...] = NUMERIC
+    categorical: tuple[str, ...] = CATEGORICAL
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def normalise_title(value: str) -> str:
+    """Employer titles as keys: lower case, letters, digits, single spaces ('U.S. Army' -> 'us army')."""
+    return " ".join(re.sub(r"[^a-z0-9 ]+", "", value.lower()).split())
+
+
+def _key_column(parsed: Parsed, name: str) -> Text:
+    text = parsed.texts[name]
+    return text.transform(normalise_title) if name == "emp_title" else text
+
+
+def _log_odds(rate: float) -> float:
+    return float(np.log(rate / (1.0 - rate)))
+
+
+def rate_table(keys: np.ndarray, y: np.ndarray, prior: float, smoothing: float) -> dict[str, float]:
+    """Smoothed default log-odds per key, relative to the prior: (defaults + k * prior) / (n + k)."""
+    present = np.array([k is not None for k in keys], dtype=bool)
+    uniq, inverse, counts = np.unique(keys[present].astype(str), return_inverse=True, return_counts=True)
+    defaults = np.bincount(inverse, weights=y[present].astype(float), minlength=len(uniq))
+    rate = (defaults + smoothing * prior) / (counts + smoothing)
+    offset = np.log(rate / (1 - rate)) - _log_odds(prior)
+    return {
+        str(k): round(float(o), 6) for k, o, c in zip(uniq, offset, counts, strict=True) if c >= MIN_KEY_COUNT
+    }
+
+
+def fit_spec(
+    parsed: Parsed, y: np.ndarray, smoothing: float = 50.0, inputs: Sequence[str] = FIELDS
+) -> FeatureSpec:
+    """Learn fills, vocabularies and rate tables from the (valid) training rows."""
+    guard(inputs)
+    guard(NUMERIC)
+    prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+    fills = {name: float(np.nanmedian(parsed.numbers[name])) for name in FILLED}
+    fills["history_months"] = float(np.nanmedian(parsed.history_months))
+    fills = {k: (v if np.isfinite(v) else 0.0) for k, v in fills.items()}
+    vocab = {name: _vocabulary(name, parsed.texts[name]) for name in CATEGORICAL}
+    rates = {
+        name: rate_table(_key_column(parsed, name).rows(), y, prior, smoothing) for name in TARGET_ENCODED
+    }
+    return FeatureSpec(fills, vocab, rates, prior, smoothing, tuple(inputs))
+
+
+def _vocabulary(name: str, text: Text) -> dict[str, int]:
+    """Fixed orders where the field has one (sub_grade, emp_length), else the sorted training values."""
+    if name == "sub_grade":
+        values: Sequence[str] = SUB_GRADES
+    elif name == "emp_length":
+        values = EMP_LENGTHS
+    else:
+        values = sorted(set(text.values[c] for c in np.unique(text.codes[text.codes >= 0])))
+    return {v: i + 1 for i, v in enumerate(values)}
+
+
+def out_of_fold(
+    parsed: Parsed, y: np.ndarray, spec: FeatureSpec, folds: int = 5, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Rate features for training rows, each from the other folds' rows, so no row sees its own outcome."""
+    fold = np.random.default_rng(seed).integers(0, folds, parsed.n)
+    out = {name: np.zeros(parsed.n) for name in TARGET_ENCODED}
+    for name in TARGET_ENCODED:
+        keys = _key_column(parsed, name).rows()
+        for k in range(folds):
+            table = rate_table(keys[fold != k], y[fold != k], spec.prior, spec.smoothing)
+            rows = fold == k
+            out[name][rows] = [table.get(key, 0.0) if key is not None else 0.0 for key in keys[rows]]
+    return out
+
+
+def _fill(values: np.ndarray, fill: float) -> np.ndarray:
+    return np.where(np.isnan(values), fill, values)
+
+
+def _emp_years(text: Text) -> np.ndarray:
+    years = {v: float(i) if i < 10 else 10.0 for i, v in enumerate(EMP_LENGTHS)}
+    return text.lookup(years, np.nan, np.float64)
+
+
+def build(parsed: Parsed, spec: FeatureSpec, rates: dict[str, np.ndarray] | None = None) -> Features:
+    """The features of every row (invalid rows get numbers too; the caller masks them).
+
+    `rates` replaces the rate features (the out-of-fold ones while training); otherwise they are
+    looked up in `spec.rates`.
+    """
+    num, txt = parsed.numbers, parsed.texts
+    income = np.maximum(_fill(num["annual_inc"], spec.fills["annual_inc"]), 1_000.0)
+    amount = np.clip(num["loan_amnt"], 500.0, 40_000.0)
+    util = _fill(num["revol_util"], spec.fills["revol_util"])
+    revol = np.maximum(num["revol_bal"], 0.0)
+    open_acc = np.clip(_fill(num["open_acc"], spec.fills["open_acc"]), 0, 60)
+    total_acc = np.clip(_fill(num["total_acc"], spec.fills["total_acc"]), 0, 120)
+    emp_years = _emp_years(txt["emp_length"])
+    history = np.clip(_fill(parsed.history_months, spec.fills["history_months"]), 0, 900)
+    rank = txt["sub_grade"].lookup({s: float(i) for i, s in enumerate(SUB_GRADES)}, np.nan, np.float64)
+    looked = rates or {
+        name: _key_column(parsed, name).lookup(spec.rates[name], 0.0, np.float64) for name in TARGET_ENCODED
+    }
+    columns = [
+        rank,
+        num["int_rate"],
+        (num["term"] == 60).astype(np.float64),
+        np.log(income),
+        np.minimum(num["installment"] * 12 / income, 1.0),
+        np.minimum(amount / income, 3.0),
+        np.log(amount),
+        np.clip(util, 0, 1.5),
+        np.isnan(num["revol_util"]),
+        np.log1p(revol),
+        np.minimum(revol / income, 3.0),
+        (num["fico_range_low"] + num["fico_range_high"]) / 2,
+        np.clip(num["dti"], 0, 60),
+        np.clip(_fill(num["inq_last_6mths"], spec.fills["inq_last_6mths"]), 0, 10),
+        np.clip(_fill(num["delinq_2yrs"], spec.fills["delinq_2yrs"]), 0, 10),
+        np.clip(_fill(num["pub_rec"], spec.fills["pub_rec"]), 0, 5),
+        open_acc,
+        total_acc,
+        open_acc / np.maximum(total_acc, 1.0),
+        _fill(emp_years, 0.0),
+        np.isnan(emp_years),
+        txt["emp_title"].missing,
+        history,
+        np.log1p(history),
+        txt["verification_status"].lookup(VERIFICATION, 0.0, np.float64),
+        *(looked[name] for name in TARGET_ENCODED),
+    ]
+    numeric = np.column_stack(columns).astype(np.float32)
+    codes = np.column_stack([txt[name].lookup(spec.vocab[name], 0) for name in spec.categorical])
+    return Features(
+        np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0), codes, spec.numeric, spec.categorical
+    )

@@ -1,0 +1,94 @@
+"""The scorer: raw application fields in, default probability and decision out, one row per input row.
+
+    scorer = Scorer.load(path)                # or registry.load_scorer(settings, ref)
+    out = scorer.score(frame)                 # DataFrame: probability, decision, error
+
+Input: a pandas DataFrame with the `core.events.CreditFields` columns (categoricals as strings,
+earliest_cr_line as date, datetime64 or ISO string, or null), optionally `event_time` (live) or
+`issue_d` (history) as the as-of date for the credit-history length (default: today). Other columns
+are ignored, so a history row carrying its outcome scores the same as the bare application.
+
+Output: same length, order and index; `probability` (float, NaN for an invalid row), `decision`
+("approve" | "review" | "decline", None for an invalid row), `error` (None, or e.g.
+"fico_range_low: missing; dti: -3 is below 0"). A bad row never raises for the batch.
+
+The path is numpy and one fused torch forward pass (`models.nets.Ensemble`), no per-row Python, so it
+handles 10k-row batches and single-row API calls alike. The scorer is saved as JSON plus an `.npz` of
+arrays, never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.features import FeatureSpec, build
+from models.inputs import parse
+from models.metrics import Thresholds
+from models.nets import Ensemble
+
+DECISIONS = np.array(["approve", "review", "decline", None], dtype=object)
+OUTPUT_COLUMNS = ("probability", "decision", "error")
+STATE_FILE, WEIGHTS_FILE = "scorer.json", "weights.npz"
+
+
+@dataclass
+class Scorer:
+    """Feature spec + fused ensemble + thresholds; `info` says what trained it (run, data, metrics)."""
+
+    spec: FeatureSpec
+    ensemble: Ensemble
+    thresholds: Thresholds
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def probability(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str | None]]:
+        """(probability per row with NaN for invalid rows, error per row)."""
+        parsed = parse(frame)
+        if parsed.n == 0:
+            return np.empty(0), []
+        p = self.ensemble.probability(build(parsed, self.spec))
+        return np.where(parsed.valid, p, np.nan), parsed.errors
+
+    def decide(self, p: np.ndarray) -> np.ndarray:
+        """ "approve" | "review" | "decline" per probability; None where the probability is NaN."""
+        index = (p >= self.thresholds.review).astype(np.int64) + (p >= self.thresholds.decline)
+        return DECISIONS[np.where(np.isnan(p), 3, index)]
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """probability, decision and error for every row of `frame` (see the module docstring)."""
+        p, errors = self.probability(frame)
+        out = pd.DataFrame(
+            {"probability": p, "decision": self.decide(p), "error": np.array(errors, dtype=object)},
+            copy=False,
+        )
+        out.index = frame.index
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Same as `score` (the name pyfunc users expect)."""
+        return self.score(frame)
+
+    __call__ = score
+
+    def save(self, directory: Path) -> Path:
+        """Write scorer.json (spec, thresholds, info) and weights.npz into `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"spec": self.spec.to_dict(), "thresholds": asdict(self.thresholds), "info": self.info}
+        (directory / STATE_FILE).write_text(json.dumps(state, indent=1, default=str))
+        arrays: dict[str, Any] = self.ensemble.state()
+        np.savez(directory / WEIGHTS_FILE, **arrays)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> Scorer:
+        state = json.loads((directory / STATE_FILE).read_text())
+        with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as arrays:
+            ensemble = Ensemble.from_state({k: arrays[k] for k in arrays.files})
+        return cls(
+            FeatureSpec.from_dict(state["spec"]), ensemble, Thresholds(**state["thresholds"]), state["info"]
+        )

@@ -1,0 +1,35 @@
+"""Settings of the prediction API and the dashboard (`LOANS_SERVE_` prefix), as in core/settings.py."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.settings import Port
+
+
+class ServingSettings(BaseSettings):
+    """Where the API and the dashboard listen, and how they follow the champion and the topics."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOANS_SERVE_", env_file=".env", extra="ignore", validate_default=True
+    )
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    dashboard_port: Port = 8050
+    alias: str = Field("champion", min_length=1, description="registry alias the API serves")
+    poll_seconds: float = Field(10.0, gt=0, description="how often the API asks the registry for the alias")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads in the API process")
+    max_batch: int = Field(10_000, ge=1, description="most applications in one /predict/batch request")
+    lookback_seconds: float = Field(
+        300.0, ge=0, description="the dashboard starts reading the output topics this far back"
+    )
+    api_url: str = Field(
+        "",
+        pattern=r"^(https?://.+)?$",
+        description="the API the dashboard asks for its model ('' = host:port)",
+    )
+
+    def api_base(self) -> str:
+        """The API's base URL as the dashboard reaches it."""
+        return self.api_url.rstrip("/") or f"http://{self.host}:{self.port}"

@@ -1,0 +1,64 @@
+"""Metrics and the decision threshold (tuned on the data it is given: the caller gives validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.metrics import Costs, at_threshold, auc, ece, evaluate, expected_loss, ks, tune_threshold
+
+
+def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.beta(2, 10, n)
+    return (rng.random(n) < p).astype(int), p
+
+
+def test_ranking_metrics_on_known_cases() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert ks(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auc(np.zeros(4, dtype=int), np.arange(4.0)) == 0.5
+
+
+def test_calibrated_scores_have_small_ece_and_shifted_ones_do_not() -> None:
+    y, p = _calibrated(50_000, 1)
+    assert ece(y, p) < 0.01
+    assert ece(y, np.clip(p * 2, 0, 1)) > 0.1
+
+
+def test_precision_and_recall_at_a_threshold() -> None:
+    y = np.array([1, 1, 0, 0, 1])
+    p = np.array([0.9, 0.2, 0.8, 0.1, 0.7])
+    m = at_threshold(y, p, 0.5)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["decline_rate"] == pytest.approx(0.6)
+
+
+def test_expected_loss_threshold_lands_near_the_bayes_threshold() -> None:
+    """With calibrated probabilities, declining pays when p * LGD > (1 - p) * margin."""
+    y, p = _calibrated(200_000, 2)
+    costs = Costs(loss_given_default=0.6, margin=0.15)
+    t = tune_threshold(y, p, np.ones_like(p), "expected_loss", costs)
+    assert t.decline == pytest.approx(0.15 / 0.75, abs=0.02)
+    assert t.value == pytest.approx(expected_loss(y, p, np.ones_like(p), t.decline, costs))
+    assert t.review <= t.decline
+    in_review = np.mean((p >= t.review) & (p < t.decline))
+    assert in_review == pytest.approx(0.10, abs=0.01)
+
+
+def test_f1_threshold_beats_its_neighbours() -> None:
+    y, p = _calibrated(20_000, 3)
+    t = tune_threshold(y, p, np.ones_like(p), "f1")
+    best = at_threshold(y, p, t.decline)["f1"]
+    assert best >= at_threshold(y, p, t.decline * 0.8)["f1"]
+    assert best >= at_threshold(y, p, t.decline * 1.2)["f1"]
+    with pytest.raises(ValueError, match="unknown threshold objective"):
+        tune_threshold(y, p, np.ones_like(p), "accuracy")
+
+
+def test_evaluate_reports_every_logged_metric() -> None:
+    y, p = _calibrated(2_000, 4)
+    names = set(evaluate(y, p, 0.2))
+    assert {"auc", "pr_auc", "ks", "brier", "ece", "precision", "recall", "f1"} <= names

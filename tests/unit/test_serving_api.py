@@ -1,0 +1,213 @@
+"""The prediction API's HTTP contract over a scorer with a known formula (no registry, no MLflow):
+422 names each bad field, 503 says why, answers come from the scorer row by row, single requests
+that arrive together are scored in one call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pandas as pd
+import pytest
+
+from core.settings import MlflowSettings
+from core.stack.process import free_port
+from serving.api import create_app, field_path
+from serving.champion import ChampionHolder, ModelRef, Scorer
+from serving.schemas import EXAMPLE
+from serving.server import running
+from serving.settings import ServingSettings
+
+SETTINGS = MlflowSettings(tracking_uri="http://registry.invalid:5000", model_name="loans-test")
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    version: str
+    alias: str | None = "champion"
+    run_id: str | None = "run-1"
+    metrics: dict[str, float] = field(default_factory=lambda: {"auc": 0.71})
+
+
+class FicoScorer:
+    """probability = (850 - fico_range_low) / 1000; dti above 35 cannot be scored (an error in the
+    models' `field: what; ...` form); optional delay."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s, self.calls = delay_s, 0
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        probability = (850 - frame["fico_range_low"].astype(float)) / 1000
+        bad = frame["dti"] > 35
+        return pd.DataFrame(
+            {
+                "probability": probability.mask(bad),
+                "decision": probability.map(lambda p: "approve" if p < 0.15 else "decline").mask(bad, None),
+                "error": bad.map(lambda b: "dti: above the model's range; the row: unusual" if b else None),
+            }
+        )
+
+
+def holder(scorer: FicoScorer | None, version: str = "7") -> ChampionHolder:
+    def resolve(settings: MlflowSettings, alias: str) -> ModelRef | None:
+        return Ref(settings.model_name, version) if scorer is not None else None
+
+    def load(settings: MlflowSettings, ref: ModelRef) -> Scorer:
+        assert scorer is not None
+        return scorer
+
+    return ChampionHolder(SETTINGS, poll_seconds=60, resolve=resolve, load=load, example=EXAMPLE)
+
+
+@contextmanager
+def serve(h: ChampionHolder, settings: ServingSettings) -> Iterator[httpx.Client]:
+    """The app under real uvicorn on a free loopback port, and a client for it."""
+    with running(create_app(h, settings), "127.0.0.1", free_port()) as url, httpx.Client(base_url=url) as c:
+        yield c
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    h = holder(FicoScorer())
+    with serve(h, ServingSettings(max_batch=5)) as c:
+        assert h.wait_ready(10) is not None
+        yield c
+
+
+def test_predict_answers_with_the_scorers_probability_and_version(client: httpx.Client) -> None:
+    response = client.post("/predict", json={**EXAMPLE, "fico_range_low": 760, "application_id": "a-1"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "application_id": "a-1",
+        "probability": pytest.approx(0.09),
+        "decision": "approve",
+        "model_name": "loans-test",
+        "model_version": "7",
+    }
+    assert client.post("/predict", json={**EXAMPLE, "fico_range_low": 650}).json()["decision"] == "decline"
+
+
+def test_batch_keeps_request_order_and_reports_rows_the_model_cannot_score(client: httpx.Client) -> None:
+    rows = [{**EXAMPLE, "fico_range_low": f, "application_id": f"a{f}"} for f in (800, 700, 600)]
+    rows.insert(1, {**EXAMPLE, "dti": 40.0, "application_id": "bad"})
+    body = client.post("/predict/batch", json={"applications": rows}).json()
+    assert body["model_version"] == "7"
+    got = [(p["application_id"], p["probability"], p["decision"], p["error"]) for p in body["predictions"]]
+    assert got == [
+        ("a800", pytest.approx(0.05), "approve", None),
+        ("bad", None, None, "dti: above the model's range; the row: unusual"),
+        ("a700", pytest.approx(0.15), "decline", None),
+        ("a600", pytest.approx(0.25), "decline", None),
+    ]
+
+
+def test_an_application_the_model_cannot_score_is_a_422_with_the_models_reason(client: httpx.Client) -> None:
+    response = client.post("/predict", json={**EXAMPLE, "dti": 40.0})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [  # the scorer's `field: what; ...`, one entry per part
+        {"field": "dti", "message": "above the model's range", "input": 40.0},
+        {"field": "body", "message": "the row: unusual", "input": None},
+    ]
+
+
+def test_validation_names_every_bad_field(client: httpx.Client) -> None:
+    bad = {**EXAMPLE, "loan_amnt": 10, "sub_grade": "Z9", "surprise": 1}
+    del bad["fico_range_low"]
+    response = client.post("/predict", json=bad)
+    assert response.status_code == 422
+    problems = {p["field"]: p for p in response.json()["errors"]}
+    assert set(problems) == {"loan_amnt", "sub_grade", "surprise", "fico_range_low"}
+    assert problems["loan_amnt"]["message"] == "Input should be greater than or equal to 500"
+    assert problems["loan_amnt"]["input"] == 10
+    assert problems["fico_range_low"]["message"] == "Field required"
+    assert problems["fico_range_low"]["input"] is None  # not the whole body again
+    assert response.json()["detail"].startswith("4 invalid fields:")
+
+    batch = {"applications": [EXAMPLE, {**EXAMPLE, "term": "long"}]}
+    fields = {p["field"] for p in client.post("/predict/batch", json=batch).json()["errors"]}
+    assert fields == {"applications[1].term"}
+    assert (
+        client.post(
+            "/predict", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+
+
+def test_batch_limits(client: httpx.Client) -> None:
+    assert client.post("/predict/batch", json={"applications": [EXAMPLE] * 6}).status_code == 413
+    empty = client.post("/predict/batch", json={"applications": []})
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "applications"
+
+
+def test_model_and_health_describe_the_served_version(client: httpx.Client) -> None:
+    model = client.get("/model").json()
+    assert (model["name"], model["version"], model["alias"], model["run_id"]) == (
+        "loans-test",
+        "7",
+        "champion",
+        "run-1",
+    )
+    assert model["metrics"] == {"auc": 0.71} and model["status"] == "ready" and model["loaded_at"]
+    assert client.get("/health").json()["status"] == "ok"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/predict/batch", "/model", "/health"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_without_a_champion_every_scoring_route_is_503_with_the_reason() -> None:
+    h = holder(None)
+    with serve(h, ServingSettings()) as c:
+        deadline = time.monotonic() + 10
+        while h.status().state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for response in (
+            c.post("/predict", json=EXAMPLE),
+            c.post("/predict/batch", json={"applications": [EXAMPLE]}),
+            c.get("/model"),
+        ):
+            assert response.status_code == 503
+            detail = response.json()["detail"]
+            assert detail.startswith("no model loaded:") and "'champion'" in detail and "loans-test" in detail
+        health = c.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "no_alias"
+        assert c.post("/predict", json={**EXAMPLE, "dti": -1}).status_code == 422  # validation comes first
+
+
+def test_requests_that_arrive_together_share_one_scorer_call() -> None:
+    scorer = FicoScorer(delay_s=0.05)
+    h = holder(scorer)
+    with serve(h, ServingSettings()) as client:
+        assert h.wait_ready(10) is not None
+        url = str(client.base_url)
+        calls_before = scorer.calls
+        ficos = list(range(640, 800, 4))  # 40 requests, each with its own answer
+
+        def ask(fico: int) -> dict:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                return http.post("/predict", json={**EXAMPLE, "fico_range_low": fico}).json()
+
+        with ThreadPoolExecutor(len(ficos)) as pool:
+            answers = list(pool.map(ask, ficos))
+    assert [a["probability"] for a in answers] == [pytest.approx((850 - f) / 1000) for f in ficos]
+    assert scorer.calls - calls_before < len(ficos) / 2
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("body", "dti"), "dti"),
+        (("body", "applications", 3, "dti"), "applications[3].dti"),
+        (("body",), "body"),
+        (("body", "applications"), "applications"),
+    ],
+)
+def test_field_path(loc: tuple[int | str, ...], path: str) -> None:
+    assert field_path(loc) == path

@@ -1,0 +1,85 @@
+"""The dashboard app without a broker: the page and its JSON, the API watcher, and an unreachable
+Kafka shown as an error instead of a dead page."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import pandas as pd
+
+from core.settings import KafkaSettings, MlflowSettings, TopicSettings
+from core.stack.process import free_port
+from serving.api import create_app as create_api
+from serving.champion import ChampionHolder, ModelRef, Scorer
+from serving.dashboard import ApiWatcher, TopicFeed, create_app
+from serving.live import LiveState
+from serving.schemas import EXAMPLE
+from serving.server import running
+from serving.settings import ServingSettings
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str = "loans-test"
+    version: str = "4"
+    alias: str | None = "champion"
+    run_id: str | None = "r"
+    metrics: dict[str, float] = field(default_factory=lambda: {"auc": 0.7})
+
+
+class Half:
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"probability": [0.5] * len(frame), "decision": ["review"] * len(frame), "error": None}
+        )
+
+
+def ask(url: str) -> dict:
+    async def once() -> dict:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            return await ApiWatcher(url).ask(client)
+
+    return asyncio.run(once())
+
+
+def test_api_watcher_reports_the_served_version_or_why_not() -> None:
+    def resolve(settings: MlflowSettings, alias: str) -> ModelRef | None:
+        return Ref()
+
+    def load(settings: MlflowSettings, ref: ModelRef) -> Scorer:
+        return Half()
+
+    holder = ChampionHolder(MlflowSettings(), resolve=resolve, load=load, example=EXAMPLE)
+    with running(create_api(holder, ServingSettings()), "127.0.0.1", free_port()) as url:
+        assert holder.wait_ready(10) is not None
+        assert ask(url) == {
+            "name": "loans-test",
+            "version": "4",
+            "alias": "champion",
+            "metrics": {"auc": 0.7},
+            "loaded_at": holder.current().loaded_at.isoformat(),  # type: ignore[union-attr]
+        }
+    nobody = f"http://127.0.0.1:{free_port()}"
+    assert ask(nobody)["error"] == f"prediction API not reachable at {nobody} (ConnectError)"
+
+
+def test_page_and_state_with_kafka_unreachable() -> None:
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    feed = TopicFeed(kafka, TopicSettings(output_prefix="x"), LiveState(), lookback_s=60)
+    with running(create_app(feed), "127.0.0.1", free_port()) as url, httpx.Client(base_url=url) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="apps-per-second"' in page.text and "api/state" in page.text
+        state = client.get("/api/state").json()
+        assert state["feed"]["topics"] == {
+            s: f"x.{s}" for s in ("risk", "fraud", "stats", "channel", "scores")
+        }
+        assert state["throughput"]["applications_per_second"] == 0 and state["api"] is None
+        deadline = time.monotonic() + 20
+        while (error := client.get("/api/state").json()["feed"]["error"]) is None:
+            assert time.monotonic() < deadline, "an unreachable broker was never reported"
+            time.sleep(0.2)
+        assert kafka.bootstrap_servers in error
+        assert client.get("/health").json()["status"] == "degraded"
