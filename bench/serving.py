@@ -47,6 +47,7 @@ from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from generator.encode import json_lines
+from serving.api import limit_torch_threads
 from serving.frames import credit_frame
 from serving.schemas import Application
 
@@ -89,6 +90,7 @@ def baseline_app(settings: MlflowSettings) -> Any:
 def serve_baseline(port: int) -> int:
     import uvicorn
 
+    limit_torch_threads(1)  # as loans-serve does: the comparison is about the request path, not torch
     uvicorn.run(baseline_app(MlflowSettings()), host=HOST, port=port, log_level="warning", access_log=False)
     return 0
 
@@ -206,6 +208,8 @@ def in_process(settings: MlflowSettings, payloads: list[bytes], n: int) -> None:
     import mlflow
 
     from models import registry
+
+    limit_torch_threads(1)  # as both servers run
 
     ref = registry.resolve(settings, "champion")
     assert ref is not None

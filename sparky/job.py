@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from core.errors import ServiceError
 from core.events import HistoricalLoan, LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from models.registry import ModelRef, resolve
@@ -159,7 +160,12 @@ class Job:
         """Score with the version the alias names now: a moved alias takes effect on this batch."""
         if self.mlflow is None:
             raise RuntimeError("the scores query needs MLflow settings")
-        ref = resolve(self.mlflow, CHAMPION) or self.scoring.get(CHAMPION)
+        try:
+            ref = resolve(self.mlflow, CHAMPION) or self.scoring.get(CHAMPION)
+        except ServiceError as exc:  # the registry is down: keep scoring with the version we have
+            if (ref := self.scoring.get(CHAMPION)) is None:
+                raise
+            log.warning("scores: batch %d stays on v%s: %s", batch_id, ref.version, exc)
         if ref is None:
             raise RuntimeError(f"model {self.mlflow.model_name!r} has no {CHAMPION!r} alias any more")
         if (last := self.scoring.get(CHAMPION)) is None or last.version != ref.version:
@@ -183,17 +189,13 @@ class Job:
             fed = self.settings.model_copy(update={"trigger": self.settings.feed_trigger})
             queries.append(start_batch_sink(self.applications(), "scores", self.handle_scores, fed))
 
-        if resolve(mlflow, CHAMPION) is not None:
+        if champion_or_why(mlflow) is None:
             start()
             return
 
         def wait() -> None:
-            while resolve(mlflow, CHAMPION) is None:
-                log.warning(
-                    "scores: waiting for model %r to have a %r alias at %s (run `make train` and "
-                    "`make promote`); the other streams run meanwhile",
-                    mlflow.model_name, CHAMPION, mlflow.tracking_uri,
-                )  # fmt: skip
+            while (why := champion_or_why(mlflow)) is not None:
+                log.warning("scores: waiting: %s; the other streams run meanwhile", why)
                 time.sleep(poll_s)
             if any(q.isActive for q in queries):
                 start()
@@ -230,6 +232,20 @@ class Job:
             raise
         log.info("started %d queries: %s", len(queries), ", ".join(str(q.name) for q in queries))
         return queries
+
+
+def champion_or_why(mlflow: MlflowSettings) -> str | None:
+    """None when the registry has a champion; else why the scores query cannot start yet (no such
+    alias, or the registry does not answer: both are waited out, neither stops the job)."""
+    try:
+        if resolve(mlflow, CHAMPION) is not None:
+            return None
+    except ServiceError as exc:
+        return str(exc)
+    return (
+        f"model {mlflow.model_name!r} has no {CHAMPION!r} alias at {mlflow.tracking_uri} "
+        "(run `make train` and `make promote`)"
+    )
 
 
 def archive(events: DataFrame, path: Path, run_id: str, batch_id: int) -> None:
