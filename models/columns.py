@@ -1,4 +1,5 @@
-"""Column converters for the scorer: pandas columns in, numpy arrays out, fast for 1 row and 10k rows.
+"""Column converters for the scorer: pandas or numpy columns in, numpy arrays out, fast for 1 row and
+10k rows. A column is a pandas Series or a 1-d numpy array (what the API builds, skipping pandas).
 
 Text and date columns are factorised once into (codes, distinct values); every lookup, check and date
 parse then runs once per distinct value (a batch repeats grades, states and months), and for a handful
@@ -16,6 +17,17 @@ import numpy as np
 import pandas as pd
 
 SMALL = 256  # below this many rows, plain Python beats pandas' per-call overhead
+Column = pd.Series | np.ndarray
+
+
+def values_of(column: Column) -> np.ndarray:
+    """The column's values as a numpy array (no copy for numpy columns)."""
+    return column.to_numpy() if isinstance(column, pd.Series) else column
+
+
+def reader(column: Column) -> Callable[[int], object]:
+    """The value at a position, for error messages."""
+    return column.iat.__getitem__ if isinstance(column, pd.Series) else column.__getitem__
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,11 @@ class Text:
         return self.codes < 0
 
 
-def factorize(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+def factorize(values: Column) -> tuple[np.ndarray, list[Any]]:
     """(codes, distinct values) with -1 for missing (None, NaN, NA, NaT); Python for small batches."""
     if len(values) <= SMALL:
         seen: dict[Any, int] = {}
-        raw = values.to_numpy()
+        raw = values_of(values)
         codes = np.array([seen.setdefault(v, len(seen)) for v in raw], dtype=np.int64)
         distinct = list(seen)
         na = [i for i, v in enumerate(distinct) if v is None or v is pd.NA or v is pd.NaT or v != v]
@@ -67,7 +79,7 @@ def factorize(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
     return np.asarray(codes, dtype=np.int64), list(np.asarray(uniques, dtype=object))
 
 
-def to_text(values: pd.Series) -> Text:
+def to_text(values: Column) -> Text:
     """Strings as `Text`; blank strings count as missing, non-strings are written with str()."""
     codes, distinct = factorize(values)
     texts = [v if isinstance(v, str) else str(v) for v in distinct]
@@ -77,11 +89,13 @@ def to_text(values: pd.Series) -> Text:
     return Text(codes, texts)
 
 
-def to_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def to_numbers(values: Column) -> tuple[np.ndarray, np.ndarray]:
     """float64 values (NaN where missing or unreadable) and the mask of unreadable (non-missing) values."""
     dtype = values.dtype
     if dtype.kind in "fiub":
-        if isinstance(dtype, np.dtype):
+        if isinstance(values, np.ndarray):
+            out = values.astype(np.float64, copy=False)
+        elif isinstance(dtype, np.dtype):
             out = values.to_numpy(dtype=np.float64)
         else:  # pandas nullable numbers (Int64, Float64)
             out = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -123,13 +137,13 @@ def _stamp_months(stamps: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(stamps), np.nan, out)
 
 
-def to_months(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def to_months(values: Column) -> tuple[np.ndarray, np.ndarray]:
     """Months since 1970-01 per row (NaN where missing) and the mask of unreadable dates."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        stamps = np.asarray(values.array.asi8).view(f"datetime64[{values.dtype.unit}]")  # stored as UTC
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        stamps = np.asarray(values.array.asi8).view(f"datetime64[{values.dtype.unit}]")  # type: ignore[attr-defined]
         return _stamp_months(stamps), np.zeros(len(values), dtype=bool)
     if values.dtype.kind == "M":
-        return _stamp_months(values.to_numpy()), np.zeros(len(values), dtype=bool)
+        return _stamp_months(values_of(values)), np.zeros(len(values), dtype=bool)
     codes, distinct = factorize(values)
     parsed = np.full(len(distinct) + 1, np.nan)
     broken = np.zeros(len(distinct) + 1, dtype=bool)

@@ -10,12 +10,14 @@ the distinct values only; messages are built only for rows that break a rule.
 
 Accepted column types: numpy numbers, pandas nullable numbers (`Int64`), numeric strings, objects
 with None; text as `object` or `string[pyarrow]`; dates as `datetime64`, `datetime.date`, ISO strings.
+The input is a DataFrame, or a mapping of name -> numpy array (`Columns`, what the API builds for a
+few rows: pandas' per-call overhead is most of the cost of scoring one row).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -27,11 +29,13 @@ import numpy as np
 import pandas as pd
 
 from core.events import CreditFields
-from models.columns import Text, to_months, to_numbers, to_text, today_months
+from models.columns import Column, Text, reader, to_months, to_numbers, to_text, today_months
 
 FIELDS: tuple[str, ...] = tuple(CreditFields.model_fields)
 AS_OF_COLUMNS = ("event_time", "issue_d")
 """Columns giving a row's as-of date for credit-history length (live: event_time, history: issue_d)."""
+Columns = Mapping[str, Column]
+Frame = pd.DataFrame | Columns
 TERMS = (36.0, 60.0)
 GRADES = tuple("ABCDEFG")
 SUB_GRADES = tuple(f"{g}{i}" for g in GRADES for i in range(1, 6))
@@ -140,14 +144,13 @@ REQUIRED_NUMBER = np.array([RULES[n].required for n in NUMBER_FIELDS])
 TERM = NUMBER_FIELDS.index("term")
 
 
-def _number_columns(frame: pd.DataFrame, problems: list[Problem]) -> dict[str, np.ndarray]:
+def _number_columns(frame: Frame, n: int, problems: list[Problem]) -> dict[str, np.ndarray]:
     """Every number field as float64 (NaN = missing), checked for all fields at once: the common,
     all-good batch costs a handful of array operations, and messages are built only for broken fields."""
-    n = len(frame)
     matrix = np.full((n, len(NUMBER_FIELDS)), np.nan, order="F")  # column-major: each field contiguous
     unreadable = np.zeros(matrix.shape, dtype=bool, order="F")
     for j, name in enumerate(NUMBER_FIELDS):
-        if name in frame.columns:
+        if name in frame:
             matrix[:, j], unreadable[:, j] = to_numbers(frame[name])
     bad = (
         unreadable
@@ -162,16 +165,15 @@ def _number_columns(frame: pd.DataFrame, problems: list[Problem]) -> dict[str, n
         name = NUMBER_FIELDS[j]
         values = numbers[name]
         if unreadable[:, j].any():
-            problems.append((unreadable[:, j], name, "{v} is not a number", frame[name].iat.__getitem__))
+            problems.append((unreadable[:, j], name, "{v} is not a number", reader(frame[name])))
         if RULES[name].required:
             problems.append((np.isnan(values) & ~unreadable[:, j], name, "missing", _reader(values)))
         problems.extend((test(values), name, msg, _reader(values)) for test, msg in BOUNDS[name])
     return numbers
 
 
-def _text_column(frame: pd.DataFrame, rule: FieldRule, problems: list[Problem]) -> Text:
-    n = len(frame)
-    text = to_text(frame[rule.name]) if rule.name in frame.columns else Text(np.full(n, -1), [])
+def _text_column(frame: Frame, n: int, rule: FieldRule, problems: list[Problem]) -> Text:
+    text = to_text(frame[rule.name]) if rule.name in frame else Text(np.full(n, -1), [])
     shown = text.read
     if rule.required:
         problems.append((text.missing, rule.name, "missing", shown))
@@ -185,26 +187,26 @@ def _text_column(frame: pd.DataFrame, rule: FieldRule, problems: list[Problem]) 
     return text
 
 
-def _as_of(frame: pd.DataFrame) -> np.ndarray:
+def _as_of(frame: Frame, n: int) -> np.ndarray:
     """The as-of month of each row: event_time, else issue_d, else today."""
-    months = np.full(len(frame), today_months())
+    months = np.full(n, today_months())
     for name in reversed(AS_OF_COLUMNS):
-        if name in frame.columns:
+        if name in frame:
             given, _ = to_months(frame[name])
             months = np.where(np.isnan(given), months, given)
     return months
 
 
-def _history(frame: pd.DataFrame, problems: list[Problem]) -> np.ndarray:
+def _history(frame: Frame, n: int, problems: list[Problem]) -> np.ndarray:
     """Months of credit history at the as-of date; unreadable or future dates are errors."""
-    if "earliest_cr_line" not in frame.columns:
-        return np.full(len(frame), np.nan)
+    if "earliest_cr_line" not in frame:
+        return np.full(n, np.nan)
     column = frame["earliest_cr_line"]
     opened, unreadable = to_months(column)
-    shown: Callable[[int], object] = column.iat.__getitem__
+    shown = reader(column)
     if unreadable.any():
         problems.append((unreadable, "earliest_cr_line", "{v} is not a date (e.g. 2004-05-01)", shown))
-    months = _as_of(frame) - opened
+    months = _as_of(frame, n) - opened
     future = months < -1.0  # a month's slack: the as-of date may fall early in the same month
     problems.append((future, "earliest_cr_line", "{v} is after the application date", shown))
     return np.where(future, np.nan, np.maximum(months, 0.0))
@@ -239,12 +241,20 @@ def _messages(n: int, problems: list[Problem]) -> tuple[list[str | None], np.nda
     return errors, ~bad
 
 
-def parse(frame: pd.DataFrame) -> Parsed:
+def rows_of(frame: Frame) -> int:
+    """Number of rows of a DataFrame, or of the (equally long) columns of a mapping."""
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
+
+
+def parse(frame: Frame) -> Parsed:
     """Check every CreditFields column of `frame` (other columns are ignored); never raises for bad rows."""
+    n = rows_of(frame)
     problems: list[Problem] = []
-    numbers = _number_columns(frame, problems)
-    texts = {name: _text_column(frame, RULES[name], problems) for name in TEXT_FIELDS}
-    history = _history(frame, problems)
+    numbers = _number_columns(frame, n, problems)
+    texts = {name: _text_column(frame, n, RULES[name], problems) for name in TEXT_FIELDS}
+    history = _history(frame, n, problems)
     problems.extend(_consistency(numbers, texts))
-    errors, valid = _messages(len(frame), problems)
-    return Parsed(len(frame), numbers, texts, history, errors, valid)
+    errors, valid = _messages(n, problems)
+    return Parsed(n, numbers, texts, history, errors, valid)

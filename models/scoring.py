@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import FeatureSpec, build
-from models.inputs import parse
+from models.inputs import Frame, parse
 from models.metrics import Thresholds
 from models.nets import Ensemble
 
@@ -46,7 +46,7 @@ class Scorer:
     thresholds: Thresholds
     info: dict[str, Any] = field(default_factory=dict)
 
-    def probability(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str | None]]:
+    def probability(self, frame: Frame) -> tuple[np.ndarray, list[str | None]]:
         """(probability per row with NaN for invalid rows, error per row)."""
         parsed = parse(frame)
         if parsed.n == 0:
@@ -59,17 +59,23 @@ class Scorer:
         index = (p >= self.thresholds.review).astype(np.int64) + (p >= self.thresholds.decline)
         return DECISIONS[np.where(np.isnan(p), 3, index)]
 
-    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """probability, decision and error for every row of `frame` (see the module docstring)."""
+    def outputs(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """(probability, decision, error) per row as arrays: `score` without building a DataFrame,
+        for callers that score a few rows at a time (the API)."""
         p, errors = self.probability(frame)
+        return p, self.decide(p), errors
+
+    def score(self, frame: Frame) -> pd.DataFrame:
+        """probability, decision and error for every row of `frame` (see the module docstring)."""
+        p, decision, errors = self.outputs(frame)
         out = pd.DataFrame(
-            {"probability": p, "decision": self.decide(p), "error": np.array(errors, dtype=object)},
-            copy=False,
+            {"probability": p, "decision": decision, "error": np.array(errors, dtype=object)}, copy=False
         )
-        out.index = frame.index
+        if isinstance(frame, pd.DataFrame):
+            out.index = frame.index
         return out
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, frame: Frame) -> pd.DataFrame:
         """Same as `score` (the name pyfunc users expect)."""
         return self.score(frame)
 

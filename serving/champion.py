@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
-import pandas as pd
+import numpy as np
 
 from core.settings import MlflowSettings
 
@@ -44,10 +44,13 @@ class ModelRef(Protocol):
 
 
 class Scorer(Protocol):
-    """`models.registry.load_scorer(...)`: CreditFields columns in; `probability`, `decision`, `error` out,
-    one row per input row, same order."""
+    """`models.registry.load_scorer(...)`: CreditFields columns in (name -> numpy array, as
+    `serving.frames.credit_columns` builds them); `probability`, `decision`, `error` out, one entry per
+    input row, same order."""
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame: ...
+    def outputs(
+        self, columns: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, Sequence[str | None]]: ...
 
 
 Resolve = Callable[[MlflowSettings, str], ModelRef | None]
@@ -107,7 +110,10 @@ class ChampionHolder:
             resolve, load = registry_functions()
         self.settings, self.alias, self.poll_seconds = settings, alias, poll_seconds
         self._resolve, self._load = resolve, load
-        self._example = dict(example) if example is not None else None
+        # one row of JSON-like values, as object columns (the scorer reads numbers, texts and ISO dates)
+        self._example = (
+            {k: np.array([v], dtype=object) for k, v in example.items()} if example is not None else None
+        )
         self._current: Champion | None = None
         self._status = Status(
             State.STARTING,
@@ -184,9 +190,9 @@ class ChampionHolder:
         try:
             scorer = self._load(self.settings, ref)
             if self._example is not None:  # warm up; a model that cannot score a valid application stays out
-                out = scorer.predict(pd.DataFrame([self._example]))
-                if len(out) != 1 or not out["probability"].notna().all():
-                    raise ValueError(f"it did not score the example application: {out.to_dict('records')}")
+                probability, _, error = scorer.outputs(self._example)
+                if len(probability) != 1 or np.isnan(probability).any():
+                    raise ValueError(f"it did not score the example application: {list(error)}")
         except Exception as exc:  # a broken version must not take the served one down
             return self._failed(f"loading {label} failed: {type(exc).__name__}: {exc}")
         champion = Champion(ref, scorer, datetime.now(UTC), time.monotonic() - started)

@@ -1,8 +1,9 @@
-"""Validated applications to the DataFrame a scorer takes: CreditFields columns, in contract order.
+"""Validated applications to the columns a scorer takes: CreditFields columns, in contract order.
 
-Built from one numpy array per column, its dtype fixed per field up front (float64, int64 or float64
-with NaN where an optional count is missing, datetime64[ns] for dates, object for text), so pandas
-infers nothing. One row costs about a third of `pd.DataFrame([application.model_dump()])`.
+One numpy array per column, its dtype fixed per field up front (float64, int64 or float64 with NaN
+where an optional count is missing, datetime64[ns] for dates, object for text), so nothing is inferred.
+`credit_columns` hands them to the scorer as they are (the API's path: no pandas); `credit_frame`
+wraps them in a DataFrame, a third of the cost of `pd.DataFrame([application.model_dump()])`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def _column(values: list[Any], kind: str) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def credit_frame(applications: Sequence[CreditFields]) -> pd.DataFrame:
-    """One row per application, one column per CreditFields field (pydantic's attribute dicts, no dump)."""
+def credit_columns(applications: Sequence[CreditFields]) -> dict[str, np.ndarray]:
+    """One array per CreditFields field, one entry per application (pydantic's attribute dicts, no dump)."""
     rows = [a.__dict__ for a in applications]
-    return pd.DataFrame({c: _column([r[c] for r in rows], kind) for c, kind in KINDS.items()}, copy=False)
+    return {c: _column([r[c] for r in rows], kind) for c, kind in KINDS.items()}
+
+
+def credit_frame(applications: Sequence[CreditFields]) -> pd.DataFrame:
+    """`credit_columns` as a DataFrame."""
+    return pd.DataFrame(credit_columns(applications), copy=False)

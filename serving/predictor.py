@@ -4,17 +4,21 @@ score a batch in one call, describe the served model. Every scorer call reads th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from serving.batcher import MicroBatcher
 from serving.champion import Champion, ChampionHolder
-from serving.frames import credit_frame
+from serving.frames import credit_columns
 from serving.schemas import Application
+
+Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None]]
 
 
 @dataclass(frozen=True)
@@ -64,18 +68,20 @@ class Predictor:
             raise HTTPException(503, detail=f"no model loaded: {status.reason}", headers={"Retry-After": "5"})
         return champion
 
-    def score_frame(self, applications: list[Application]) -> tuple[Champion, pd.DataFrame]:
-        """(champion, its `probability`/`decision`/`error` frame), one row per application, in order."""
+    def score_frame(self, applications: list[Application]) -> tuple[Champion, Outputs]:
+        """(champion, its probability / decision / error per application, in order)."""
         champion = self.champion()
-        out = champion.scorer.predict(credit_frame(applications))
-        if len(out) != len(applications):
-            raise RuntimeError(f"model v{champion.version} returned {len(out)} rows for {len(applications)}")
+        out = champion.scorer.outputs(credit_columns(applications))
+        if any(len(column) != len(applications) for column in out):
+            raise RuntimeError(
+                f"model v{champion.version} returned {len(out[0])} rows for {len(applications)}"
+            )
         return champion, out
 
     def score_each(self, applications: list[Application]) -> list[Scored]:
-        champion, out = self.score_frame(applications)
-        columns = (out["probability"].tolist(), out["decision"].tolist(), out["error"].tolist())
-        return [Scored(champion, *row) for row in zip(*columns, strict=True)]
+        champion, (probability, decision, error) = self.score_frame(applications)
+        rows = zip(probability.tolist(), decision.tolist(), list(error), strict=True)
+        return [Scored(champion, *row) for row in rows]
 
     async def one(self, application: Application) -> dict[str, Any]:
         scored = await self.batcher.submit(application)
@@ -95,13 +101,13 @@ class Predictor:
                 413,
                 detail=f"{len(applications):,} applications in one batch; send at most {self.max_batch:,}",
             )
-        champion, out = await self.batcher.call(self.score_frame, applications)
+        champion, (probability, decision, error) = await self.batcher.call(self.score_frame, applications)
         result = pd.DataFrame(
             {
                 "application_id": [a.application_id for a in applications],
-                "probability": out["probability"].to_numpy(dtype="float64"),
-                "decision": out["decision"].to_numpy(),
-                "error": out["error"].to_numpy(),
+                "probability": np.asarray(probability, dtype="float64"),
+                "decision": decision,
+                "error": np.array(error, dtype=object),
             }
         )
         head = json.dumps({"model_name": champion.ref.name, "model_version": champion.version})

@@ -140,3 +140,21 @@ def test_scoring_does_not_track_gradients(scorer: Scorer, rows: pd.DataFrame) ->
     with torch.enable_grad():
         scorer.score(rows)
     assert all(not b.requires_grad for b in scorer.ensemble.buffers())
+
+
+def test_numpy_columns_score_exactly_as_the_dataframe(scorer: Scorer, rows: pd.DataFrame) -> None:
+    """The API's path (a mapping of numpy arrays, no pandas) gives the DataFrame path's answers, bad
+    rows and their messages included."""
+    from serving.frames import credit_columns, credit_frame
+    from serving.schemas import Application
+
+    apps = [Application.model_validate(dict(r)) for r in rows[list(FIELDS)].to_dict("records")]
+    bad = apps[2].model_copy(update={"grade": "A", "sub_grade": "G5"})  # a cross-field error
+    apps = [*apps, bad]
+    probability, decision, error = scorer.outputs(credit_columns(apps))
+    expected = scorer.score(credit_frame(apps))
+    np.testing.assert_array_equal(probability, expected["probability"].to_numpy())
+    assert list(decision) == expected["decision"].tolist()
+    assert list(error) == expected["error"].tolist()
+    assert error[-1] == "grade: 'A' is not the letter of sub_grade" and np.isnan(probability[-1])
+    assert all(e is None for e in error[:-1])

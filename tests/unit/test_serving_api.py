@@ -5,13 +5,13 @@ that arrive together are scored in one call."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-import pandas as pd
+import numpy as np
 import pytest
 
 from core.settings import MlflowSettings
@@ -41,18 +41,15 @@ class FicoScorer:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s, self.calls = delay_s, 0
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def outputs(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         self.calls += 1
         time.sleep(self.delay_s)
-        probability = (850 - frame["fico_range_low"].astype(float)) / 1000
-        bad = frame["dti"] > 35
-        return pd.DataFrame(
-            {
-                "probability": probability.mask(bad),
-                "decision": probability.map(lambda p: "approve" if p < 0.15 else "decline").mask(bad, None),
-                "error": bad.map(lambda b: "dti: above the model's range; the row: unusual" if b else None),
-            }
-        )
+        probability = (850 - columns["fico_range_low"].astype(float)) / 1000
+        bad = columns["dti"].astype(float) > 35
+        decision = np.where(probability < 0.15, "approve", "decline").astype(object)
+        decision[bad] = None
+        error = ["dti: above the model's range; the row: unusual" if b else None for b in bad]
+        return np.where(bad, np.nan, probability), decision, error
 
 
 def holder(scorer: FicoScorer | None, version: str = "7") -> ChampionHolder:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
+import numpy as np
 import pytest
 
 from core.settings import MlflowSettings
@@ -30,13 +31,11 @@ class ConstantScorer:
     def __init__(self, probability: float, fail: bool = False) -> None:
         self.probability, self.fail = probability, fail
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def outputs(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         if self.fail:
             raise ValueError("weights missing")
-        n = len(frame)
-        return pd.DataFrame(
-            {"probability": [self.probability] * n, "decision": ["review"] * n, "error": [None] * n}
-        )
+        n = len(columns["fico_range_low"])
+        return np.full(n, self.probability), np.array(["review"] * n, dtype=object), [None] * n
 
 
 class Registry:
@@ -87,7 +86,8 @@ def test_loads_then_swaps_only_when_the_alias_moves() -> None:
     registry.version = "2"
     second = holder.refresh()
     assert second is not None and second.version == "2" and second is holder.current()
-    assert second.scorer.predict(pd.DataFrame([EXAMPLE]))["probability"].iloc[0] == pytest.approx(0.2)
+    one_row = {k: np.array([v], dtype=object) for k, v in EXAMPLE.items()}
+    assert second.scorer.outputs(one_row)[0][0] == pytest.approx(0.2)
     registry.version = "1"  # rolled back: the alias moved, so v1 is loaded again
     assert holder.refresh().version == "1"  # type: ignore[union-attr]
     assert registry.loads == ["1", "2", "1"]
