@@ -6,6 +6,7 @@ library code never reads `os.environ`. `.env` in the working directory is read t
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -132,11 +133,17 @@ class SparkJobSettings(BaseSettings):
     feed_trigger: str = Field(
         "1 second", pattern=TRIGGER, description="per-application queries on the feed: fraud, scores"
     )
-    window_trigger: str = Field("5 seconds", pattern=TRIGGER, description="stats, segment, channel")
-    lake_trigger: str = Field("30 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
+    window_trigger: str = Field("10 seconds", pattern=TRIGGER, description="stats, segment, channel")
+    lake_trigger: str = Field("60 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
+    history_trigger: str = Field("10 seconds", pattern=TRIGGER, description="historical loans to the lake")
+    champion_poll_s: float = Field(
+        5.0, gt=0, description="how often scoring asks the registry for the champion"
+    )
     feed_keep_batches: int = Field(600, ge=10, description="events batches kept in the feed folder")
     watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
-    shuffle_partitions: int = Field(4, ge=1)
+    shuffle_partitions: int = Field(
+        default_factory=lambda: os.cpu_count() or 2, ge=1, description="state partitions: the machine's cores"
+    )
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     window: str = Field("1 minute", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
     starting_offsets: str = Field("latest", pattern=r"^(earliest|latest)$")

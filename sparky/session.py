@@ -37,6 +37,8 @@ def build_session(
             "spark.sql.streaming.stateStore.providerClass",
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         )
+        # a commit writes the batch's changes, not a copy of the store
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # the lake rewrites only a batch's own files; pyspark's workers print pandas FutureWarnings
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")

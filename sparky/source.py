@@ -1,20 +1,21 @@
 """Kafka input and validation: every message is either a valid event or a dead letter with a reason.
 
 Validation is derived from the pydantic contract (no rule is written twice): required fields,
-types (a present value that `from_json` could not convert), enums, numeric bounds and patterns
-from the model's `Field(...)` constraints, plus an empty value and an oversized payload.
-Valid rows are parsed once; a row is re-read as a string map only when something is wrong, to name it.
+enums, numeric bounds and patterns from the model's `Field(...)` constraints, plus an empty value
+and an oversized payload, as one cheap per-row test (`ok`). Valid rows are parsed once; only the
+rows that fail are explained, by the contract itself in a Python worker (`sparky.reasons`).
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from functools import reduce
 from typing import get_args, get_type_hints
 
+import pandas as pd
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -22,12 +23,19 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from core.settings import KafkaSettings, SparkJobSettings
-from sparky.schema import required_fields, spark_type, to_struct_type
+from sparky.reasons import explain
+from sparky.schema import required_fields, to_struct_type
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 PAYLOAD_KEEP = 20_000  # characters of an invalid payload kept in the dead letter
+DEAD_LETTER_INPUT = ("key", "source_topic", "source_partition", "source_offset", "payload", "payload_bytes")
+DEAD_LETTER_COLUMNS = (*DEAD_LETTER_INPUT[:4], "reason", "payload", "payload_bytes", "failed_at")
+DEAD_LETTER_SCHEMA = (
+    "key string, source_topic string, source_partition int, source_offset long, payload string, "
+    "payload_bytes int, reason string"
+)
 
 
 def read_kafka(
@@ -50,24 +58,6 @@ def _enum_values(tp: object) -> list[str] | None:
         if isinstance(candidate, type) and issubclass(candidate, StrEnum):
             return [e.value for e in candidate]
     return None
-
-
-def _type_checks(model: type[BaseModel], event: Column, raw: Column) -> list[Column]:
-    """Missing required fields and present values of the wrong type (needs the raw string map)."""
-    hints = get_type_hints(model)
-    checks: list[Column] = []
-    for name, field in model.model_fields.items():
-        value, given = event[name], raw[name]
-        expected = spark_type(hints[name]).simpleString()
-        if field.is_required():
-            checks.append(F.when(given.isNull(), F.lit(f"missing required field {name}")))
-        checks.append(
-            F.when(
-                given.isNotNull() & value.isNull(),
-                F.concat(F.lit(f"field {name}: expected {expected}, got "), F.to_json(F.array(given))),
-            )
-        )
-    return checks
 
 
 def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
@@ -146,58 +136,32 @@ class Parser:
             F.from_json(text, schema, {"columnNameOfCorruptRecord": CORRUPT}).alias("event"),
         ]
         self.ok = F.coalesce(clean, F.lit(False)).alias("ok")
-        self.reason = _reason(model, job).alias("reason")
+        self.model, self.max_bytes = model, job.max_message_bytes
 
     def __call__(self, raw: DataFrame) -> DataFrame:
         return raw.select(*self.columns).select("*", self.ok)
 
     def dead_letters(self, parsed: DataFrame) -> DataFrame:
         """Dead-letter records of the rows that failed: source coordinates, reason, the payload (cut
-        at PAYLOAD_KEEP characters)."""
-        return (
-            parsed.where(~F.col("ok"))
-            .select("*", self.reason)
-            .select(
-                "key",
-                "source_topic",
-                "source_partition",
-                "source_offset",
-                "reason",
-                F.substring("payload", 1, PAYLOAD_KEEP).alias("payload"),
-                "payload_bytes",
-                F.current_timestamp().alias("failed_at"),
-            )
-        )
+        at PAYLOAD_KEEP characters). Reasons are worked out in Python from the contract (see
+        `sparky.reasons`), only for these rows."""
+        model, max_bytes = self.model, self.max_bytes
 
+        def explained(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for frame in frames:
+                reasons = [
+                    explain(model, payload, size, max_bytes)
+                    for payload, size in zip(frame["payload"], frame["payload_bytes"], strict=True)
+                ]
+                yield frame.assign(reason=reasons, payload=frame["payload"].str.slice(0, PAYLOAD_KEEP))
 
-def _reason(model: type[BaseModel], job: SparkJobSettings) -> Column:
-    """What is wrong with a row that failed the cheap test: size, JSON, then each field."""
-    as_map = F.from_json(F.col("payload"), "map<string,string>")
-    return (
-        F.when(F.col("payload_bytes") == 0, F.lit("empty value"))
-        .when(
-            F.col("payload_bytes") > job.max_message_bytes,
-            F.concat(
-                F.lit("payload of "),
-                F.col("payload_bytes").cast("string"),
-                F.lit(f" bytes exceeds LOANS_SPARK_MAX_MESSAGE_BYTES={job.max_message_bytes}"),
-            ),
+        kept = F.when(F.col("payload_bytes") <= max_bytes, F.col("payload")).otherwise(
+            F.substring("payload", 1, PAYLOAD_KEEP)
         )
-        .when(as_map.isNull(), F.lit("not a JSON object"))
-        .otherwise(
-            F.coalesce(
-                F.nullif(
-                    F.concat_ws(
-                        "; ",
-                        *_type_checks(model, F.col("event"), as_map),
-                        *_value_checks(model, F.col("event")),
-                    ),
-                    F.lit(""),
-                ),
-                F.lit("malformed record"),
-            )
+        rows = parsed.where(~F.col("ok")).select(
+            *DEAD_LETTER_INPUT[:-2], kept.alias("payload"), "payload_bytes"
         )
-    )
+        return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).withColumn("failed_at", F.current_timestamp())
 
 
 def parse(

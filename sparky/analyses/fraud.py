@@ -74,6 +74,10 @@ SIGNAL_SCHEMA = (
     "form_fill_seconds double, attempts long, kind string, " + ", ".join(f"{m} long" for m in METRICS)
 )
 FAST_FORM_SECONDS = 120.0
+OUTPUT_COLUMNS = (
+    "application_id", "event_time", "customer_id", "channel", "fraud_score", "reasons",
+    *(f"{kind}_{metric}" for kind in ENTITIES for metric in METRICS), "form_fill_seconds", "attempts",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -218,31 +222,46 @@ def signals(events: DataFrame, buckets: int = BUCKETS) -> DataFrame:
     return counted.withColumn("event_time", F.timestamp_micros("event_us")).drop("event_us")
 
 
-def flag(signal_rows: DataFrame, job: SparkJobSettings) -> DataFrame:
-    """Flagged applications: one row each with fraud_score, reasons and the signals (batch code)."""
-    wide = signal_rows.groupBy("application_id").agg(
+@dataclass(frozen=True)
+class Flagging:
+    """The expressions of `flag`, built once (a micro-batch handler reuses them batch after batch)."""
+
+    aggregates: list[Column]
+    outputs: list[Column]
+    keep: Column
+
+
+def flagging(job: SparkJobSettings) -> Flagging:
+    """Per application: its signals side by side, the rules that fire, the score, the threshold."""
+    aggregates = [
         *[F.first(name, ignorenulls=True).alias(name) for name in ["event_time", *PASSTHROUGH[1:]]],
         *[
             F.max(F.when(F.col("kind") == kind, F.col(metric))).alias(f"{kind}_{metric}")
             for kind in ENTITIES
             for metric in METRICS
         ],
-    )
+    ]
     fired = [(rule, F.coalesce(rule.fires(), F.lit(False))) for rule in FRAUD_RULES]
     keep_share = reduce(lambda a, b: a * b, [F.when(hit, 1.0 - r.weight).otherwise(1.0) for r, hit in fired])
     reasons = F.array_compact(F.array(*[F.when(hit, F.lit(r.code)) for r, hit in fired]))
-    signal_columns = [f"{kind}_{metric}" for kind in ENTITIES for metric in METRICS]
-    return wide.select(
-        "application_id",
-        "event_time",
-        "customer_id",
-        "channel",
+    outputs = [
+        F.col("application_id"),
+        F.col("event_time"),
+        F.col("customer_id"),
+        F.col("channel"),
         F.round(1.0 - keep_share, 4).alias("fraud_score"),
         reasons.alias("reasons"),
-        *signal_columns,
-        "form_fill_seconds",
-        "attempts",
-    ).where(F.col("fraud_score") >= job.fraud_score_threshold)
+        *(F.col(f"{kind}_{metric}") for kind in ENTITIES for metric in METRICS),
+        F.col("form_fill_seconds"),
+        F.col("attempts"),
+    ]
+    return Flagging(aggregates, outputs, F.col("fraud_score") >= job.fraud_score_threshold)
+
+
+def flag(signal_rows: DataFrame, job: SparkJobSettings, how: Flagging | None = None) -> DataFrame:
+    """Flagged applications: one row each with fraud_score, reasons and the signals (batch code)."""
+    how = how or flagging(job)
+    return signal_rows.groupBy("application_id").agg(*how.aggregates).select(*how.outputs).where(how.keep)
 
 
 def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:

@@ -25,6 +25,10 @@ from core.settings import MlflowSettings
 from models.registry import ModelRef, load_scorer
 
 INPUT_COLUMNS = ("application_id", "event_time", *CreditFields.model_fields)
+OUTPUT_COLUMNS = (
+    "application_id", "event_time", "default_probability", "decision", "model_name", "model_version",
+    "model_alias", "error", "scored_at",
+)  # fmt: skip
 SCHEMA = (
     "application_id string, event_time timestamp, default_probability double, decision string, "
     "model_name string, model_version string, model_alias string, error string, scored_at timestamp"

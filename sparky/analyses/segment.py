@@ -9,8 +9,9 @@ A segment is a FICO band on `fico_range_low` and an income band on `annual_inc`,
 | prime       | 660 - 719      | high        | >= 100,000           |
 | super_prime | >= 720         | unknown     | null                 |
 
-The purpose statistics come from the window's collected purposes (`collect_list` keeps them in the
-streaming state until the window closes), so they work on streaming and batch DataFrames alike.
+The purpose statistics come from one count per Lending Club purpose (`PURPOSES`; any other value
+counts as "other"), so the streaming state holds 14 numbers per window and segment, however many
+applications arrive (a collected list of purposes grows with the traffic and was the costliest part).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ FICO_TOP_BAND = "super_prime"
 INCOME_BANDS = ((40_000, "low"), (100_000, "middle"))
 INCOME_TOP_BAND = "high"
 INCOME_UNKNOWN = "unknown"
+PURPOSES = (  # Lending Club's loan purposes; anything else is counted as OTHER
+    "car", "credit_card", "debt_consolidation", "educational", "home_improvement", "house", "major_purchase",
+    "medical", "moving", "other", "renewable_energy", "small_business", "vacation", "wedding",
+)  # fmt: skip
+OTHER = "other"
 
 OUTPUT_COLUMNS = (
     "window_start",
@@ -58,19 +64,25 @@ def segment_of(events: DataFrame) -> Column:
     return F.concat_ws("/", fico, income)
 
 
-def _purpose_stats(purposes: Column) -> list[Column]:
-    """`top_purpose` (ties: alphabetically first), its share and `purpose_mix` from a purpose list."""
-    distinct = F.array_sort(F.array_distinct(purposes))
-    counts = F.transform(distinct, lambda p: F.size(F.filter(purposes, lambda x: x == p)).cast("long"))
-    top_count = F.array_max(counts)
-    top = F.element_at(
-        F.filter(distinct, lambda p: F.size(F.filter(purposes, lambda x: x == p)) == top_count), 1
-    )
-    share = F.when(F.size(purposes) > 0, F.round(top_count / F.size(purposes), RATE_DECIMALS))
+def _purpose_counts() -> list[Column]:
+    """Aggregates `n_<purpose>`: applications per purpose of PURPOSES (unknown purposes -> OTHER)."""
+    known = F.col("purpose").isin(*PURPOSES)
+    purpose = F.when(known, F.col("purpose")).otherwise(F.lit(OTHER))
+    return [F.count(F.when(purpose == p, F.lit(1))).alias(f"n_{p}") for p in PURPOSES]
+
+
+def _purpose_stats() -> list[Column]:
+    """`top_purpose` (ties: alphabetically first), its share and `purpose_mix` (purpose -> count, the
+    purposes seen) from the `n_<purpose>` counts."""
+    counted = F.array(*(F.struct(F.lit(p).alias("purpose"), F.col(f"n_{p}").alias("n")) for p in PURPOSES))
+    seen = F.filter(counted, lambda e: e["n"] > 0)
+    top_count = F.array_max(F.transform(seen, lambda e: e["n"]))
+    top = F.array_min(F.transform(F.filter(seen, lambda e: e["n"] == top_count), lambda e: e["purpose"]))
+    total = F.col("applications")
     return [
         top.alias("top_purpose"),
-        share.alias("top_purpose_share"),
-        F.map_from_arrays(distinct, counts).alias("purpose_mix"),
+        F.when(total > 0, F.round(top_count / total, RATE_DECIMALS)).alias("top_purpose_share"),
+        F.map_from_entries(seen).alias("purpose_mix"),
     ]
 
 
@@ -91,7 +103,7 @@ def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:
         F.round(F.sum("loan_amnt"), AMOUNT_DECIMALS).alias("amount_total"),
         F.round(F.avg("loan_amnt"), AMOUNT_DECIMALS).alias("amount_mean"),
         F.round(F.avg("risk_score"), RATE_DECIMALS).alias("avg_risk_score"),
-        F.collect_list("purpose").alias("purposes"),
+        *_purpose_counts(),
     )
-    result = grouped.select("*", *_purpose_stats(F.col("purposes")))
+    result = grouped.select("*", *_purpose_stats())
     return flatten_window(result).select(*OUTPUT_COLUMNS)

@@ -66,6 +66,7 @@ def running(
     settings = SparkJobSettings(
         checkpoint_dir=tmp_path / "chk", lake_dir=tmp_path / "lake", starting_offsets="earliest",
         trigger="1 second", feed_trigger="1 second", window_trigger="10 seconds", lake_trigger="60 seconds",
+        champion_poll_s=1,
     )  # fmt: skip
     ml = MlflowSettings(tracking_uri=mlflow_uri, model_name=f"t-{uuid.uuid4().hex[:8]}")
     job = Job(spark, kafka, topics, settings, ml)
@@ -87,7 +88,8 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     send(kafka, topics.applications, first)
     risk = keyed_json(read_topic(kafka, topics.output("risk"), N, timeout_s=180, settle_s=1))
     assert set(first["application_id"]) <= set(risk)  # the rest of the job runs without a champion
-    assert "scores" not in {q.name for q in queries}  # ... and scores waits
+    assert not read_topic(kafka, topics.output("scores"), 1, timeout_s=2, settle_s=0)  # ... scores wait
+    assert job.live.champion is not None and "has no 'champion' alias" in job.live.champion.why_not
 
     v1 = champion(job.mlflow, seed=1)
     before = scored(kafka, topics, set(first["application_id"]), timeout_s=180)

@@ -326,6 +326,13 @@ def test_segment_top_purpose_tie_is_alphabetical(spark: SparkSession) -> None:
     assert (row.top_purpose, row.top_purpose_share) == ("car", 0.5)
 
 
+def test_segment_counts_a_purpose_lending_club_does_not_have_as_other(spark: SparkSession) -> None:
+    events = [event(purpose="spaceship"), event(purpose="other"), event(purpose="car")]
+    row = segment.build(frame(spark, *events), JOB).collect()[0]
+    assert row.purpose_mix == {"car": 1, "other": 2}
+    assert (row.top_purpose, row.top_purpose_share) == ("other", round(2 / 3, 4))
+
+
 # --- channel ------------------------------------------------------------------------------------
 
 
