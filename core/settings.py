@@ -130,9 +130,7 @@ class SparkJobSettings(BaseSettings):
         pattern=TRIGGER,
         description="events query (Kafka in, per-application outputs): 0 = next batch right away",
     )
-    feed_trigger: str = Field(
-        "1 second", pattern=TRIGGER, description="per-application queries on the feed: fraud, scores"
-    )
+    feed_trigger: str = Field("1 second", pattern=TRIGGER, description="the fraud query on the feed")
     window_trigger: str = Field("10 seconds", pattern=TRIGGER, description="stats, segment, channel")
     lake_trigger: str = Field("60 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
     history_trigger: str = Field("10 seconds", pattern=TRIGGER, description="historical loans to the lake")

@@ -1,10 +1,10 @@
 """The one Spark Structured Streaming job: Kafka in, six analyses, dead letters and the lake out.
 
 Live applications are read from Kafka and parsed ONCE per micro-batch, by the `events` query
-(foreachBatch, `sparky.events`): risk and scores to Kafka first, in one Spark job, then the valid
-applications to the *feed* (Parquet under the checkpoint folder, one directory per batch), then
-dead letters when the batch has any. The other queries read the feed as a file stream: no second
-Kafka read, no second JSON parse, only the columns each needs.
+(foreachBatch, `sparky.events`): risk, scores and dead letters to Kafka first, in one Spark job,
+then the valid applications to the *feed* (Parquet under the checkpoint folder, one directory per
+batch). The other queries read the feed as a file stream: no second Kafka read, no second JSON
+parse, only the columns each needs. Each query runs in its own FAIR scheduler pool, `events` first.
 - `stats`, `segment`, `channel`: event-time windows with a watermark, update mode, keyed by group.
 - `fraud`: stateful velocity signals, flagged per micro-batch (foreachBatch).
 - `lake`: every valid application to the Parquet lake, in larger, less frequent batches.

@@ -14,6 +14,7 @@ from core.stack import jars
 log = logging.getLogger(__name__)
 
 SPARK_POM = jars.INFRA / "spark" / "pom.xml"
+POOLS = jars.INFRA / "spark" / "fairscheduler.xml"  # one pool per query, `events` first
 
 
 def connector_jars(paths: PathSettings) -> list[Path]:
@@ -31,6 +32,8 @@ def build_session(
         .appName(app_name)
         .config("spark.jars", ",".join(str(j) for j in connector_jars(paths)))
         .config("spark.sql.shuffle.partitions", str(job.shuffle_partitions))
+        .config("spark.scheduler.mode", "FAIR")
+        .config("spark.scheduler.allocation.file", str(POOLS))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", str(ui).lower())
         .config(

@@ -7,7 +7,8 @@ that rebuilds its projections pays for them on every batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import reduce
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def write_kafka(df: DataFrame, topic: str, key: Sequence[str], kafka: KafkaSetti
     write_frames([df.select(*kafka_columns(df.columns, key, topic))], kafka)
 
 
+@contextmanager
+def pool(df: DataFrame, name: str) -> Iterator[None]:
+    """Queries started inside run their jobs in scheduler pool `name` (infra/spark/fairscheduler.xml):
+    a streaming query keeps the pool of the thread that started it."""
+    context = df.sparkSession.sparkContext
+    context.setLocalProperty("spark.scheduler.pool", name)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+
+
 def start_kafka_sink(
     df: DataFrame,
     name: str,
@@ -60,28 +73,32 @@ def start_kafka_sink(
     kafka: KafkaSettings,
     job: SparkJobSettings,
 ) -> StreamingQuery:
-    """A streaming query `name` writing `df` to `topic`, checkpointed under checkpoint_dir/name."""
-    return (
-        kafka_frame(df, key)
-        .writeStream.queryName(name)
-        .format("kafka")
-        .outputMode(mode)
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-        .option("topic", topic)
-        .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
-        .trigger(processingTime=job.trigger)
-        .start()
-    )
+    """A streaming query `name` writing `df` to `topic`, checkpointed under checkpoint_dir/name, in
+    scheduler pool `name`."""
+    with pool(df, name):
+        return (
+            kafka_frame(df, key)
+            .writeStream.queryName(name)
+            .format("kafka")
+            .outputMode(mode)
+            .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+            .option("topic", topic)
+            .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
+            .trigger(processingTime=job.trigger)
+            .start()
+        )
 
 
 def start_batch_sink(
     df: DataFrame, name: str, handle: Callable[[DataFrame, int], None], job: SparkJobSettings
 ) -> StreamingQuery:
-    """A streaming query `name` that hands each micro-batch to `handle(batch, batch_id)`."""
-    return (
-        df.writeStream.queryName(name)
-        .foreachBatch(handle)
-        .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
-        .trigger(processingTime=job.trigger)
-        .start()
-    )
+    """A streaming query `name` that hands each micro-batch to `handle(batch, batch_id)`, in scheduler
+    pool `name`."""
+    with pool(df, name):
+        return (
+            df.writeStream.queryName(name)
+            .foreachBatch(handle)
+            .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
+            .trigger(processingTime=job.trigger)
+            .start()
+        )
