@@ -130,8 +130,8 @@ class SparkJobSettings(BaseSettings):
         pattern=TRIGGER,
         description="events query (Kafka in, per-application outputs): 0 = next batch right away",
     )
-    feed_trigger: str = Field("1 second", pattern=TRIGGER, description="the fraud query on the feed")
-    window_trigger: str = Field("10 seconds", pattern=TRIGGER, description="stats, segment, channel")
+    feed_trigger: str = Field("5 seconds", pattern=TRIGGER, description="the fraud query on the feed")
+    window_trigger: str = Field("30 seconds", pattern=TRIGGER, description="stats, segment, channel")
     lake_trigger: str = Field("60 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
     history_trigger: str = Field("10 seconds", pattern=TRIGGER, description="historical loans to the lake")
     champion_poll_s: float = Field(
@@ -140,7 +140,9 @@ class SparkJobSettings(BaseSettings):
     feed_keep_batches: int = Field(600, ge=10, description="events batches kept in the feed folder")
     watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
     shuffle_partitions: int = Field(
-        default_factory=lambda: os.cpu_count() or 2, ge=1, description="state partitions: the machine's cores"
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+        ge=1,
+        description="state partitions: half the machine's cores (each costs every stateful batch a task)",
     )
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     window: str = Field("1 minute", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")

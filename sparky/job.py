@@ -11,10 +11,11 @@ parse, only the columns each needs. Each query runs in its own FAIR scheduler po
 - `history`: historical loans from `loan.history` (a backfill, not latency-critical) to the lake,
   bad ones to `loan.dlq`.
 Queries are few on purpose: each micro-batch of any query costs a few hundred milliseconds of
-driver time whatever its size (planning, offset and commit logs), so only `events` and `fraud`
-run every second. The lake is partitioned by date and `<run>-<batch>` (idempotent on replay). Each
-query is checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<name>. If one query fails to start or
-dies, the job fails rather than running with the rest.
+driver time whatever its size (planning, offset and commit logs, state commits), so only `events`
+runs back to back; fraud runs every 5 s, the windows every 30 s, the lake every 60 s. The lake is
+partitioned by date and `<run>-<batch>` (idempotent on replay). Each query is checkpointed under
+LOANS_SPARK_CHECKPOINT_DIR/<name>. If one query fails to start or dies, the job fails rather than
+running with the rest.
 """
 
 from __future__ import annotations

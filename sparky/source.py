@@ -158,8 +158,10 @@ class Parser:
         kept = F.when(F.col("payload_bytes") <= max_bytes, F.col("payload")).otherwise(
             F.substring("payload", 1, PAYLOAD_KEEP)
         )
-        rows = parsed.where(~F.col("ok")).select(
-            *DEAD_LETTER_INPUT[:-2], kept.alias("payload"), "payload_bytes"
+        rows = (
+            parsed.where(~F.col("ok"))
+            .select(*DEAD_LETTER_INPUT[:-2], kept.alias("payload"), "payload_bytes")
+            .coalesce(1)  # few rows: one Python task, not one per partition
         )
         return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).withColumn("failed_at", F.current_timestamp())
 
