@@ -106,8 +106,10 @@ def publish_live(
         pace.duration_s is None or clock() - started < pace.duration_s
     ):
         n = pace.batch_size() if pace.count is None else min(pace.batch_size(), pace.count - sent)
-        if pace.rate > 0 and (delay := started + sent / pace.rate - clock()) > 0:
-            producer.poll(delay)  # wait for the pace while serving delivery reports
+        # wait for the pace while serving delivery reports; a poll returns early once it has served
+        # one, so wait until the time has really come
+        while pace.rate > 0 and (delay := started + sent / pace.rate - clock()) > 0:
+            producer.poll(delay)
         batch = generator.batch(n, datetime.now(UTC), spacing)
         send_frame(producer, topics.applications, batch.applications, "application_id")
         send_frame(producer, topics.truth, batch.truth, "application_id")
