@@ -73,7 +73,6 @@ class Outcome:
     design: str
     rate: float
     produced: int = 0
-    produce_s: float = 0.0
     held: float = 0.0  # input rate as the broker saw it: timed inputs / (last - first timestamp)
     in_risk: int = 0
     drained_s: float | None = None
@@ -251,13 +250,11 @@ def run_rate(
         }
         warm = warm_up(kafka, topics, env, args)
         skip = {key for key, _, _ in read_all(kafka, topics.applications)}
-        started = time.monotonic()
         subprocess.run(  # noqa: S603 (our own CLI, fixed arguments)
             [sys.executable, "-m", "kafka_producer.cli", "--rate", str(rate),
              "--duration", str(args.duration), "--history", "none", "--no-create-topics", "--seed", "3"],
             env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        outcome.produce_s = time.monotonic() - started
         outcome.produced = end_offsets(kafka, topics.applications) - warm
         deadline = time.monotonic() + args.drain
         while time.monotonic() < deadline:
@@ -414,15 +411,13 @@ def batch_throughput(
 
 def start_champion() -> tuple[MlflowServer, MlflowSettings]:
     """A private MLflow server with a quick champion trained on synthetic history."""
-    from models.registry import promote
-    from models.train import TrainingSource, TrainOptions, train
+    from bench.serving import train_champion
 
     server = MlflowServer(Path(tempfile.mkdtemp(prefix="bench-pipeline-mlflow-")), port=free_port())
     server.start(timeout_s=120)
     mlflow = MlflowSettings(tracking_uri=server.uri, model_name="bench-pipeline")
     print("training a quick champion on synthetic history ...", flush=True)
-    train(mlflow, TrainingSource.synthetic(rows=8_000, seed=1), TrainOptions.quick(report=False))
-    promote(mlflow, force=True)
+    train_champion(mlflow)
     return server, mlflow
 
 

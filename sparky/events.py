@@ -135,9 +135,7 @@ class LiveBatches:
             self.write_feed(applications, batch_id)
             if ref is not None and self.pending_file.exists():
                 self.score_backlog(ref, batch_id)
-            bad = not parsed.where(self.invalid).isEmpty()  # a look at the cached batch: ~0.1 s
-            if bad:
-                write_frames([self.parser.dead_letters(parsed).select(*self.dlq_out)], self.kafka)
+            bad = self.write_dead_letters(self.parser, parsed)
             log.debug(
                 "events batch %d in %.2f s (risk%s %.2f s)%s",
                 batch_id, time.monotonic() - started, " + scores" if ref else "", written - started,
@@ -145,6 +143,14 @@ class LiveBatches:
             )  # fmt: skip
         finally:
             parsed.unpersist()
+
+    def write_dead_letters(self, parser: Parser, parsed: DataFrame) -> bool:
+        """The dead letters of `parsed` (a cached batch of `parser`) to `loan.dlq`, only when it has
+        any (a look at the cached batch, ~0.1 s); True when it had."""
+        if parsed.where(self.invalid).isEmpty():
+            return False
+        write_frames([parser.dead_letters(parsed).select(*self.dlq_out)], self.kafka)
+        return True
 
     def scored(self, applications: DataFrame, ref: ModelRef) -> DataFrame:
         """Scores of `applications` in ONE Python task: each task of a Python (Arrow) stage costs

@@ -1,10 +1,11 @@
 """The one Spark Structured Streaming job: Kafka in, six analyses, dead letters and the lake out.
 
 Live applications are read from Kafka and parsed ONCE per micro-batch, by the `events` query
-(foreachBatch, `sparky.events`): risk, scores and dead letters to Kafka first, in one Spark job,
-then the valid applications to the *feed* (Parquet under the checkpoint folder, one directory per
-batch). The other queries read the feed as a file stream: no second Kafka read, no second JSON
-parse, only the columns each needs. Each query runs in its own FAIR scheduler pool, `events` first.
+(foreachBatch, `sparky.events`): risk and scores to Kafka first, in one Spark job, then the valid
+applications to the *feed* (Parquet under the checkpoint folder, one directory per batch), then
+dead letters when the batch has any. The other queries read the feed as a file stream: no second
+Kafka read, no second JSON parse, only the columns each needs. Each query runs in its own FAIR
+scheduler pool, `events` first.
 - `stats`, `segment`, `channel`: event-time windows with a watermark, update mode, keyed by group.
 - `fraud`: stateful velocity signals, flagged per micro-batch (foreachBatch).
 - `lake`: every valid application to the Parquet lake, in larger, less frequent batches.
@@ -36,10 +37,10 @@ from pyspark.sql.streaming import StreamingQuery
 from core.events import HistoricalLoan, LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from sparky.analyses import channel, fraud, segment, stats
-from sparky.events import APPLICATION_KEY, DLQ_KEY, LiveBatches
+from sparky.events import APPLICATION_KEY, LiveBatches
 from sparky.schema import to_struct_type
 from sparky.sink import kafka_columns, start_batch_sink, start_kafka_sink, write_frames
-from sparky.source import DEAD_LETTER_COLUMNS, Parser, read_kafka, valid_events
+from sparky.source import Parser, read_kafka, valid_events
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,7 @@ class Job:
         parsed = parser(batch).persist()
         try:
             archive(valid_events(parsed), Path(self.settings.lake_dir) / "history", self.run_id, batch_id)
-            if not parsed.where(~F.col("ok")).isEmpty():
-                letters = parser.dead_letters(parsed)
-                write_frames(
-                    [letters.select(*kafka_columns(DEAD_LETTER_COLUMNS, DLQ_KEY, self.topics.dlq))],
-                    self.kafka,
-                )
+            self.live.write_dead_letters(parser, parsed)
         finally:
             parsed.unpersist()
 

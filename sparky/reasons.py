@@ -13,24 +13,15 @@ ISO strings for dates), and fields the contract does not know are ignored, as Sp
 from __future__ import annotations
 
 import json
-from enum import StrEnum
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from sparky.schema import spark_type
+from sparky.schema import enum_values, spark_type
 
 BOUNDS = ("ge", "gt", "le", "lt")
 NOT_AN_OBJECT = ("json_invalid", "model_type", "model_attributes_type")
 IGNORED = ("extra_forbidden",)  # Spark's from_json ignores unknown fields; so does validation
-
-
-def _enum_values(model: type[BaseModel], name: str) -> list[str] | None:
-    hint = get_type_hints(model)[name]
-    for candidate in (hint, *get_args(hint)):
-        if isinstance(candidate, type) and issubclass(candidate, StrEnum):
-            return [e.value for e in candidate]
-    return None
 
 
 def _shown(value: Any) -> str:
@@ -58,7 +49,7 @@ def _describe(model: type[BaseModel], error: Any) -> str | None:
         return f"field {name}={_shown(given)} is out of range ({bound} {_shown(ctx[bound])})"
     if kind == "string_pattern_mismatch":
         return f"field {name}={given} does not match {ctx.get('pattern')}"
-    if kind == "enum" and (allowed := _enum_values(model, name)) is not None:
+    if kind == "enum" and (allowed := enum_values(get_type_hints(model)[name])) is not None:
         return f"field {name}: {given} is not one of {', '.join(allowed)}"
     return f"field {name}: {error['msg']}"
 

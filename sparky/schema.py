@@ -63,6 +63,14 @@ def to_struct_type(model: type[BaseModel]) -> StructType:
     )
 
 
+def enum_values(tp: object) -> list[str] | None:
+    """The values of the StrEnum an annotation names (`E` or `E | None`), or None if it names none."""
+    for candidate in (tp, *get_args(tp)):
+        if isinstance(candidate, type) and issubclass(candidate, StrEnum):
+            return [e.value for e in candidate]
+    return None
+
+
 def required_fields(model: type[BaseModel]) -> list[str]:
     return [name for name, field in model.model_fields.items() if field.is_required()]
 

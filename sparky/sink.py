@@ -47,11 +47,6 @@ def write_frames(frames: Sequence[DataFrame], kafka: KafkaSettings) -> None:
     )
 
 
-def write_kafka(df: DataFrame, topic: str, key: Sequence[str], kafka: KafkaSettings) -> None:
-    """Write a batch DataFrame (e.g. one micro-batch) to `topic`."""
-    write_frames([df.select(*kafka_columns(df.columns, key, topic))], kafka)
-
-
 @contextmanager
 def pool(df: DataFrame, name: str) -> Iterator[None]:
     """Queries started inside run their jobs in scheduler pool `name` (infra/spark/fairscheduler.xml):

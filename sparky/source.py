@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from functools import reduce
-from typing import get_args, get_type_hints
+from typing import get_type_hints
 
 import pandas as pd
 from annotated_types import Ge, Gt, Le, Lt
@@ -24,7 +23,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from core.settings import KafkaSettings, SparkJobSettings
 from sparky.reasons import explain
-from sparky.schema import required_fields, to_struct_type
+from sparky.schema import enum_values, required_fields, to_struct_type
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +52,13 @@ def read_kafka(
     )
 
 
-def _enum_values(tp: object) -> list[str] | None:
-    for candidate in (tp, *get_args(tp)):
-        if isinstance(candidate, type) and issubclass(candidate, StrEnum):
-            return [e.value for e in candidate]
-    return None
-
-
 def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
     """Enums, bounds and patterns of the parsed values; null when the rule holds (or no value)."""
     hints = get_type_hints(model)
     checks: list[Column] = []
     for name, field in model.model_fields.items():
         value = event[name]
-        if (allowed := _enum_values(hints[name])) is not None:
+        if (allowed := enum_values(hints[name])) is not None:
             checks.append(
                 F.when(
                     ~value.isin(allowed),
