@@ -1,26 +1,24 @@
-"""The Spark job under a steady input rate: does every stream keep up, and how late is each output?
+"""The Spark job under a steady input rate, through its public commands: does every stream keep up?
 
-For each rate: fresh topics and checkpoints, the job started (local[*] on this machine), then the
-project's producer (`loans-produce`, a separate process) publishes applications at that rate for
---duration seconds. Afterwards every input and output record is read back with its Kafka timestamp:
-- per-application streams (risk, fraud): latency = output record time - input record time, per id;
-- windowed streams (stats, channel): an update counting n applications is matched to the n-th
-  input of its group (window, and channel); latency = output time - that input's time;
-  segment: the same, to the newest input of its window written before the update (a lower bound).
-A rate is kept up with when every valid application reached loan.risk within --drain seconds after
-the producer stopped, the producer held its rate, and risk p99 (and scores p99, with --scores)
-stayed under --p99-limit.
+Per run: fresh topics and checkpoints, the job started as `loans-stream` (its own process, all
+streams, scores by a champion from a private MLflow), warmed up, then `loans-produce` publishes
+live applications at the rate for --duration seconds. Afterwards every input and output record is
+read back with its Kafka timestamp:
+- per-application streams (risk, scores, fraud): latency = output time - input time, per id;
+- windowed streams (stats, segment, channel): per window (and group), the time from the window's
+  last input to the first update that counts all of it.
+A run keeps up when the producer held its rate, the job drained within --drain seconds, every
+per-application p99 is <= --p99-limit and every window completed.
 
-With --scores, an MLflow server is started, a quick champion is trained on synthetic history and
-promoted, and the job scores every application (loan.scores) inside the same events batch as risk.
-It also measures the events batch itself (the job's handler, on Kafka-shaped rows of --batch-rows
-applications: parse, validation, risk, scores, dead letters, feed), with scores and without (the
-baseline), so scoring throughput inside the job is stated in rows/s.
+Designs, measured in the same run on this machine (--designs):
+- `realtime`, `async`, `microbatch`: this tree's job, risk in real-time mode (the default), in
+  micro-batches with async progress tracking, or in plain micro-batches;
+- `baseline`: the job as it was before the restructuring (--baseline-ref), from a git worktree.
+Each run also prints each query's micro-batches: how many, rows and seconds each, and Spark's
+`durationMs` breakdown (from the Spark event log).
 
-Baseline in the same run (--baseline): the earlier design, where each query reads Kafka and parses
-the JSON itself (5 Kafka reads and 5 parses of every message instead of 1).
-
-    uv run python -m bench.pipeline --rates 250 500 1000 2000 --duration 60 --scores --baseline
+    uv run python -m bench.pipeline --rates 1000 --designs realtime async microbatch baseline
+    uv run python -m bench.pipeline --rates 1000 2000 5000 --designs realtime
 """
 
 from __future__ import annotations
@@ -28,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,30 +41,21 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
-from pyspark.sql import DataFrame, SparkSession
 
-from core.events import LoanApplication
 from core.logging import configure
-from core.settings import KafkaSettings, MlflowSettings, PathSettings, SparkJobSettings, TopicSettings
+from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
 from core.stack import jars
 from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from kafka_producer.topics import ensure_topics
-from sparky.job import Job
-from sparky.session import build_session
-from sparky.source import parse, read_kafka, valid_events
+from sparky.analyses.segment import FICO_BANDS, FICO_TOP_BAND, INCOME_BANDS, INCOME_TOP_BAND, INCOME_UNKNOWN
 
-STREAMS = ("risk", "scores", "fraud", "stats", "segment", "channel")
-PER_APPLICATION = ("risk", "scores")  # the streams --p99-limit applies to
-
-
-class KafkaPerQueryJob(Job):
-    """The baseline: windowed and fraud queries each read Kafka and parse the JSON themselves."""
-
-    def applications(self) -> DataFrame:
-        raw = read_kafka(self.spark, self.kafka, [self.topics.applications], self.settings)
-        return valid_events(parse(raw, LoanApplication, self.settings))
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE_REF = "7f3dfae"  # main before the real-time restructuring
+PER_APPLICATION = ("risk", "scores", "fraud")
+WINDOWED = ("stats", "segment", "channel")
+RISK_MODES = {"realtime": "realtime", "async": "async", "microbatch": "microbatch"}
 
 
 @dataclass
@@ -73,28 +63,33 @@ class Outcome:
     design: str
     rate: float
     produced: int = 0
-    held: float = 0.0  # input rate as the broker saw it: timed inputs / (last - first timestamp)
-    in_risk: int = 0
+    held: float = 0.0  # input rate as the broker saw it
     drained_s: float | None = None
-    latency: dict[str, list[float]] = field(default_factory=dict)  # stream -> [p50, p95, p99] seconds
+    latency: dict[str, list[float]] = field(default_factory=dict)  # stream -> [p50, p95, p99] s
+    complete: dict[str, str] = field(default_factory=dict)  # windowed stream -> "k/n windows"
     records: dict[str, int] = field(default_factory=dict)
-    batches: dict[str, str] = field(default_factory=dict)  # query -> its micro-batches, summarised
+    batches: dict[str, str] = field(default_factory=dict)
 
     def kept_up(self, p99_limit: float) -> bool:
-        missing = [float("inf")] * 3
-        p99s = [(self.latency.get(s) or missing)[2] for s in PER_APPLICATION if s in self.latency]
+        p99s = [self.latency.get(s, [0, 0, float("inf")])[2] for s in PER_APPLICATION]
+        windows_done = all(c.split("/")[0] == c.split("/")[1].split()[0] for c in self.complete.values())
         return (
             self.drained_s is not None
             and self.held >= 0.95 * self.rate
-            and bool(p99s)
             and max(p99s) <= p99_limit
+            and windows_done
         )
 
 
 def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]:
-    """Every record of `topic` as (key, timestamp in s, value), read up to the current end."""
+    """Every record of `topic` as (key, timestamp in s, value), up to the current end (committed
+    records only)."""
     consumer = Consumer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex}"}
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+        }
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -104,14 +99,15 @@ def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         left = {p for p, end in ends.items() if end > 0}
         out: list[tuple[str, float, bytes]] = []
-        while left:
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
             for m in consumer.consume(10_000, timeout=1.0):
                 offset, partition = m.offset(), m.partition()
                 if m.error() or offset is None or partition is None:
                     continue
                 out.append(((m.key() or b"").decode(), m.timestamp()[1] / 1000, m.value() or b""))
                 if offset + 1 >= ends[partition]:
-                    left.discard(m.partition())
+                    left.discard(partition)
         return out
     finally:
         consumer.close()
@@ -128,8 +124,9 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> int:
         consumer.close()
 
 
-def percentiles(values: list[float]) -> list[float]:
-    return [float(x) for x in np.percentile(values, [50, 95, 99])] if values else []
+def percentiles(values: Iterable[float]) -> list[float]:
+    v = list(values)
+    return [float(x) for x in np.percentile(v, [50, 95, 99])] if v else []
 
 
 def window_of(event_time: str, seconds: int) -> str:
@@ -137,276 +134,250 @@ def window_of(event_time: str, seconds: int) -> str:
     return datetime.fromtimestamp(t - t % seconds).isoformat()
 
 
-def windowed_latency(
-    inputs: dict[tuple[str, ...], list[float]], outputs: list[tuple[tuple[str, ...], float, int]]
-) -> list[float]:
-    """Output (group, time, count n) -> time - n-th input time of the group (inputs sorted)."""
+def _band(value: float | None, bands: tuple[tuple[int, str], ...], top: str) -> str:
+    return next((name for bound, name in bands if value is not None and value < bound), top)
+
+
+def segment_of(event: dict[str, Any]) -> str:
+    """As sparky.analyses.segment computes it."""
+    income = event.get("annual_inc")
+    fico = _band(event["fico_range_low"], FICO_BANDS, FICO_TOP_BAND)
+    return f"{fico}/{INCOME_UNKNOWN if income is None else _band(income, INCOME_BANDS, INCOME_TOP_BAND)}"
+
+
+def window_latency(
+    inputs: dict[tuple[str, ...], list[float]], updates: dict[tuple[str, ...], list[tuple[float, int]]]
+) -> tuple[list[float], int]:
+    """Per group: the first update counting all its inputs, minus its last input's time; and how many
+    groups got one."""
     lat = []
-    for group, at, n in outputs:
-        times = inputs.get(group, [])
-        if 0 < n <= len(times):
-            lat.append(at - times[n - 1])
-    return lat
+    for group, times in inputs.items():
+        done = [at for at, n in sorted(updates.get(group, [])) if n >= len(times)]
+        if done:
+            lat.append(done[0] - max(times))
+    return lat, len(lat)
 
 
 def measure(
-    kafka: KafkaSettings,
-    topics: TopicSettings,
-    outcome: Outcome,
-    window_s: int,
-    skip: set[str],
-    streams: tuple[str, ...],
+    kafka: KafkaSettings, topics: TopicSettings, outcome: Outcome, skip: set[str], window_s: int
 ) -> None:
-    apps = [a for a in read_all(kafka, topics.applications) if a[0] not in skip]
-    sent = {key: at for key, at, _ in apps}
+    apps = read_all(kafka, topics.applications)
+    sent = {key: at for key, at, _ in apps if key not in skip}
     if len(sent) > 1:
         outcome.held = len(sent) / (max(sent.values()) - min(sent.values()))
-    first_sent = min(sent.values(), default=0.0)  # windowed updates before the timed run are skipped
-    by_window: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    by_channel: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    groups: dict[str, dict[tuple[str, ...], list[float]]] = {s: defaultdict(list) for s in WINDOWED}
     for _, at, raw in apps:
         event = json.loads(raw)
         w = window_of(event["event_time"], window_s)
-        by_window[(w,)].append(at)
-        by_channel[(w, event["channel"])].append(at)
-    for times in (*by_window.values(), *by_channel.values()):
-        times.sort()
-    for stream in streams:
+        groups["stats"][(w,)].append(at)
+        groups["segment"][(w, segment_of(event))].append(at)
+        groups["channel"][(w, event["channel"])].append(at)
+    first_sent = min(sent.values(), default=0.0)
+    for stream in (*PER_APPLICATION, *WINDOWED):
         records = read_all(kafka, topics.output(stream))
         outcome.records[stream] = len(records)
-        if stream in ("risk", "scores", "fraud"):
-            lat = [at - sent[key] for key, at, _ in records if key in sent]
-        else:
-            rows = [(json.loads(v), at) for _, at, v in records]
-            rows = [(r, at) for r, at in rows if at >= first_sent]
-            if stream == "segment":
-                lat = [
-                    at - max((t for t in by_window.get((w,), []) if t <= at), default=at)
-                    for r, at in rows
-                    for w in [window_of(r["window_start"], window_s)]
-                ]
-            else:
-                group = (
-                    (lambda r: (window_of(r["window_start"], window_s),))
-                    if stream == "stats"
-                    else (lambda r: (window_of(r["window_start"], window_s), r["channel"]))
-                )
-                source = by_window if stream == "stats" else by_channel
-                lat = windowed_latency(source, [(group(r), at, int(r["applications"])) for r, at in rows])
+        if stream in PER_APPLICATION:
+            first: dict[str, float] = {}
+            for key, at, _ in records:
+                if key in sent:
+                    first[key] = min(at, first.get(key, at))
+            outcome.latency[stream] = percentiles(at - sent[key] for key, at in first.items())
+            continue
+        updates: dict[tuple[str, ...], list[tuple[float, int]]] = defaultdict(list)
+        for _, at, raw in records:
+            r = json.loads(raw)
+            group = (window_of(r["window_start"], window_s), *([r[stream]] if stream != "stats" else []))
+            updates[group].append((at, int(r["applications"])))
+        timed = {g: t for g, t in groups[stream].items() if max(t) >= first_sent}  # windows of the timed run
+        lat, done = window_latency(timed, updates)
         outcome.latency[stream] = percentiles(lat)
-    outcome.in_risk = len({key for key, _, _ in read_all(kafka, topics.output("risk")) if key not in skip})
+        outcome.complete[stream] = f"{done}/{len(timed)} windows"
 
 
-def warm_up(
-    kafka: KafkaSettings, topics: TopicSettings, env: dict[str, str], args: argparse.Namespace
-) -> int:
-    """Send --warmup-count applications and wait until loan.risk has them: the JVM compiles and
-    caches its code on the first batches, which would otherwise dominate a short run."""
-    subprocess.run(  # noqa: S603 (our own CLI, fixed arguments)
-        [sys.executable, "-m", "kafka_producer.cli", "--rate", "0", "--count", str(args.warmup_count),
-         "--history", "none", "--no-create-topics", "--seed", "99"],
-        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + args.warmup
-    while end_offsets(kafka, topics.output("risk")) < args.warmup_count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"warm-up: the job did not process {args.warmup_count} applications in time")
-        time.sleep(1)
-    time.sleep(11)  # the feed queries catch up; timed input starts in a later 10 s window
-    return end_offsets(kafka, topics.applications)
+@dataclass(frozen=True)
+class Design:
+    name: str
+    env: dict[str, str]
+    tree: Path  # where its code is
+
+
+def designs(names: list[str], baseline_ref: str) -> list[Design]:
+    out = []
+    for name in names:
+        if name == "baseline":
+            tree = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+            subprocess.run(  # noqa: S603
+                ["git", "worktree", "add", "--detach", str(tree), baseline_ref],  # noqa: S607
+                cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            out.append(Design(f"baseline ({baseline_ref})", {}, tree))
+        else:
+            out.append(Design(name, {"LOANS_SPARK_RISK_MODE": RISK_MODES[name]}, ROOT))
+    return out
 
 
 def run_rate(
-    spark: SparkSession,
-    kafka: KafkaSettings,
-    mlflow: MlflowSettings | None,
-    design: str,
-    rate: float,
-    args: argparse.Namespace,
+    kafka: KafkaSettings, mlflow: MlflowSettings, design: Design, rate: float, args: argparse.Namespace
 ) -> Outcome:
     tag = uuid.uuid4().hex[:6]
     topics = TopicSettings(
-        applications=f"pipe{tag}.applications",
-        history=f"pipe{tag}.history",
-        truth=f"pipe{tag}.truth",
-        dlq=f"pipe{tag}.dlq",
-        output_prefix=f"pipe{tag}",
-    )
+        applications=f"pipe{tag}.applications", history=f"pipe{tag}.history", truth=f"pipe{tag}.truth",
+        dlq=f"pipe{tag}.dlq", output_prefix=f"pipe{tag}",
+    )  # fmt: skip
     ensure_topics(kafka, topics)
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    settings = SparkJobSettings(
-        master=args.master, checkpoint_dir=work / "checkpoints", lake_dir=work / "lake", window="10 seconds"
-    )
-    job = (KafkaPerQueryJob if design == "baseline" else Job)(spark, kafka, topics, settings, mlflow)
-    queries = job.start()
-    outcome = Outcome(design, rate)
-    try:
-        env = os.environ | {
+    events = work / "events"
+    events.mkdir()
+    env = (
+        os.environ
+        | design.env
+        | {
+            "PYTHONPATH": str(design.tree),
+            "PYTHONUNBUFFERED": "1",
+            "PYSPARK_SUBMIT_ARGS": " ".join(
+                f"--conf spark.eventLog.{option}"
+                for option in (
+                    f"dir=file://{events}",
+                    "enabled=true",
+                    "compress=false",
+                    "rolling.enabled=false",
+                )
+            )
+            + " pyspark-shell",
+            "LOANS_PATHS_HOME": str((ROOT / ".loans").resolve()),
             "LOANS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "LOANS_TOPICS_APPLICATIONS": topics.applications,
             "LOANS_TOPICS_HISTORY": topics.history,
             "LOANS_TOPICS_TRUTH": topics.truth,
+            "LOANS_TOPICS_DLQ": topics.dlq,
             "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
+            "LOANS_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+            "LOANS_MLFLOW_MODEL_NAME": mlflow.model_name,
+            "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),
+            "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
+            "LOANS_SPARK_WINDOW": f"{args.window} seconds",
         }
-        warm = warm_up(kafka, topics, env, args)
+    )
+    log = (work / "job.log").open("wb")
+    job = subprocess.Popen(  # noqa: S603 (our own CLI)
+        [sys.executable, "-m", "sparky.cli", "--from-beginning", "--progress-every", "30"],
+        cwd=design.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    outcome = Outcome(design.name, rate)
+    try:
+        warm = warm_up(kafka, topics, env, job, args)
         skip = {key for key, _, _ in read_all(kafka, topics.applications)}
-        subprocess.run(  # noqa: S603 (our own CLI, fixed arguments)
-            [sys.executable, "-m", "kafka_producer.cli", "--rate", str(rate),
-             "--duration", str(args.duration), "--history", "none", "--no-create-topics", "--seed", "3"],
-            env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        print(f"  {design.name}: producing {rate:,.0f}/s for {args.duration:.0f} s ...", flush=True)
+        produce(env, rate, args.duration, seed=3)
         outcome.produced = end_offsets(kafka, topics.applications) - warm
         deadline = time.monotonic() + args.drain
         while time.monotonic() < deadline:
-            if end_offsets(kafka, topics.output("risk")) >= outcome.produced + warm:
+            if all(
+                end_offsets(kafka, topics.output(s)) >= outcome.produced + warm for s in ("risk", "scores")
+            ):
                 outcome.drained_s = args.drain - (deadline - time.monotonic())
                 break
             time.sleep(0.5)
-        time.sleep(args.settle)  # let the windowed queries emit their last updates
-        outcome.batches = {str(q.name): batch_summary(q.recentProgress) for q in queries}
+        time.sleep(args.settle)  # windows: let the last ones fill
     finally:
-        for q in queries:
-            q.stop()
-    streams = STREAMS if mlflow is not None else tuple(s for s in STREAMS if s != "scores")
-    measure(kafka, topics, outcome, window_s=10, skip=skip, streams=streams)
+        stop(job)
+        log.close()
+    measure(kafka, topics, outcome, skip, args.window)
+    outcome.batches = batch_costs(events)
     return outcome
 
 
-def batch_summary(progress: Sequence[Mapping[str, Any]]) -> str:
-    """The recent micro-batches of one query that had input: how many, rows and seconds per batch, and
-    where the time went (Spark's durationMs, mean per batch)."""
-    busy = [p for p in progress if p.get("numInputRows", 0) > 0]
-    if not busy:
-        return "no batches with input"
-    parts = defaultdict(list)
-    for p in busy:
-        for name, ms in p.get("durationMs", {}).items():
-            parts[name].append(ms)
-    total = np.mean(parts.pop("triggerExecution", [0])) / 1000
-    rows = np.mean([p["numInputRows"] for p in busy])
-    detail = ", ".join(f"{n} {np.mean(v) / 1000:.2f}" for n, v in sorted(parts.items()) if np.mean(v) >= 20)
-    return f"{len(busy)} batches, {rows:,.0f} rows, {total:.2f} s each ({detail})"
+def produce(env: dict[str, str], rate: float, duration: float, seed: int) -> None:
+    subprocess.run(  # noqa: S603 (our own CLI)
+        [sys.executable, "-m", "kafka_producer.cli", "--rate", str(rate), "--duration", str(duration),
+         "--history", "none", "--no-create-topics", "--seed", str(seed)],
+        cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)}, check=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def warm_up(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    env: dict[str, str],
+    job: subprocess.Popen[bytes],
+    args: argparse.Namespace,
+) -> int:
+    """Produce warm-up applications until risk and scores answer (the JVM compiles its code on the
+    first batches, which would otherwise dominate a short run); returns the applications sent."""
+    deadline = time.monotonic() + args.warmup
+    while True:
+        produce(env, 200, 5, seed=99)
+        sent = end_offsets(kafka, topics.applications)
+        time.sleep(10)
+        done = {s: end_offsets(kafka, topics.output(s)) for s in ("risk", "scores")}
+        print(f"  warm-up: {sent:,} sent, {done}", flush=True)
+        if all(n >= sent for n in done.values()):
+            time.sleep(5)
+            return end_offsets(kafka, topics.applications)
+        if job.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(
+                f"warm-up: the job did not answer within {args.warmup:.0f} s (exit {job.poll()})"
+            )
+
+
+def stop(job: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user would; killed if it has not stopped within a minute."""
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGINT)
+        try:
+            job.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+
+
+def batch_costs(events: Path) -> dict[str, str]:
+    """Per query, from the Spark event log: micro-batches with input, their mean rows and seconds,
+    and where the time went (Spark's durationMs, mean per batch, parts of 20 ms or more)."""
+    progress: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in (p for p in events.rglob("*") if p.is_file()):
+        for line in path.read_text(errors="replace").splitlines():
+            if "QueryProgressEvent" not in line:
+                continue
+            try:
+                p = json.loads(line)["progress"]
+            except (ValueError, KeyError):
+                continue
+            p["numInputRows"] = sum(int(source.get("numInputRows", 0)) for source in p.get("sources", []))
+            if p["numInputRows"] > 0:
+                progress[p.get("name") or "?"].append(p)
+    out = {}
+    for name, busy in sorted(progress.items()):
+        parts = defaultdict(list)
+        for p in busy:
+            for part, ms in (p.get("durationMs") or {}).items():
+                parts[part].append(ms)
+        total = np.mean(parts.pop("triggerExecution", [0])) / 1000
+        rows = np.mean([p["numInputRows"] for p in busy])
+        detail = ", ".join(
+            f"{n} {np.mean(v) / 1000:.2f}" for n, v in sorted(parts.items()) if np.mean(v) >= 20
+        )
+        out[name] = f"{len(busy)} batches, {rows:,.0f} rows, {total:.2f} s each ({detail})"
+    return out
 
 
 def report(outcomes: list[Outcome], p99_limit: float) -> None:
-    streams = [s for s in STREAMS if any(s in o.latency for o in outcomes)]
-    print(f"\n{'design':<10}{'rate/s':>8}{'held/s':>8}{'in risk':>10}{'drain s':>8}  "
-          + "".join(f"{s + ' p50/p95/p99 s':>26}" for s in streams) + "  kept up")  # fmt: skip
+    streams = [*PER_APPLICATION, *WINDOWED]
+    print(f"\n{'design':<22}{'rate/s':>8}{'held/s':>8}{'drain s':>8}  "
+          + "".join(f"{s + ' p50/p95/p99 s':>24}" for s in streams) + "  kept up")  # fmt: skip
     for o in outcomes:
         drained = f"{o.drained_s:.1f}" if o.drained_s is not None else "-"
-        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>26}" for s in streams)
-        print(f"{o.design:<10}{o.rate:>8,.0f}{o.held:>8,.0f}{o.in_risk:>10,}{drained:>8}  {cells}  "
+        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>24}" for s in streams)
+        print(f"{o.design:<22}{o.rate:>8,.0f}{o.held:>8,.0f}{drained:>8}  {cells}  "
               f"{'yes' if o.kept_up(p99_limit) else 'no'}")  # fmt: skip
-    best = {d: max((o.rate for o in outcomes if o.design == d and o.kept_up(p99_limit)), default=0)
-            for d in dict.fromkeys(o.design for o in outcomes)}  # fmt: skip
     for o in outcomes:
+        print(f"  {o.design} {o.rate:,.0f}/s: windows complete {o.complete}; records {o.records}")
         for name, summary in o.batches.items():
-            print(f"  {o.design} {o.rate:,.0f}/s  {name:<8} {summary}")
-    for design, rate in best.items():
-        print(f"highest rate kept up with ({design}): {rate:,.0f} applications/s")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rates", type=float, nargs="*", default=[250, 500, 1000, 2000])
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of input per rate")
-    parser.add_argument("--drain", type=float, default=20.0, help="seconds allowed to catch up afterwards")
-    parser.add_argument("--warmup", type=float, default=180.0, help="seconds the warm-up may take")
-    parser.add_argument("--warmup-count", type=int, default=5000, help="applications sent to warm up")
-    parser.add_argument("--settle", type=float, default=5.0)
-    parser.add_argument("--p99-limit", type=float, default=3.0)
-    parser.add_argument("--master", default="local[*]")
-    parser.add_argument("--baseline", action="store_true", help="also run the Kafka-per-query design")
-    parser.add_argument(
-        "--scores", action="store_true", help="score with a champion (starts MLflow, trains quickly)"
-    )
-    parser.add_argument("--batch-rows", type=int, default=100_000, help="rows of the in-job batch figure")
-    parser.add_argument("--batch-repeat", type=int, default=3)
-    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
-    args = parser.parse_args(argv)
-    configure("INFO")
-    broker = None
-    if args.bootstrap:
-        kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
-    else:
-        broker = KafkaBroker(
-            Path(tempfile.mkdtemp(prefix="bench-pipeline-kafka-")),
-            jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        broker.start()
-        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-    server, mlflow = start_champion() if args.scores else (None, None)
-    spark = build_session(SparkJobSettings(master=args.master), PathSettings(), "bench-pipeline", ui=False)
-    outcomes: list[Outcome] = []
-    try:
-        for design in ("feed", "baseline") if args.baseline else ("feed",):
-            for rate in args.rates:
-                outcome = run_rate(spark, kafka, mlflow, design, rate, args)
-                outcomes.append(outcome)
-                report([outcome], args.p99_limit)
-                if not outcome.kept_up(args.p99_limit):
-                    break  # higher rates will not do better
-        report(outcomes, args.p99_limit)
-        if mlflow is not None and args.batch_rows > 0:
-            batch_throughput(spark, kafka, mlflow, args.batch_rows, args.batch_repeat)
-    finally:
-        spark.stop()
-        if broker is not None:
-            broker.stop()
-        if server is not None:
-            server.stop()
-    return 0
-
-
-def batch_throughput(
-    spark: SparkSession, kafka: KafkaSettings, mlflow: MlflowSettings, rows: int, repeat: int
-) -> None:
-    """The events handler on one static batch of `rows` Kafka-shaped applications: rows/s with scores
-    and without, median of `repeat` batches each."""
-    from generator.applications import ApplicationGenerator
-    from generator.encode import json_lines
-    from sparky.events import LiveBatches
-
-    frame = ApplicationGenerator(seed=5).batch(rows, datetime.now().astimezone(), 0.001).applications
-    values = json_lines(frame)
-    raw = (
-        spark.createDataFrame(
-            [
-                (str(k).encode(), v, "bench", i % 3, i)
-                for i, (k, v) in enumerate(zip(frame["application_id"], values, strict=True))
-            ],
-            "key binary, value binary, topic string, partition int, offset long",
-        )
-        .repartition(3)
-        .persist()
-    )
-    raw.count()
-    tag = uuid.uuid4().hex[:6]
-    topics = TopicSettings(
-        applications=f"batch{tag}.applications", output_prefix=f"batch{tag}", dlq=f"batch{tag}.dlq"
-    )
-    ensure_topics(kafka, topics)
-    print(
-        f"\nevents batch of {rows:,} applications (parse, risk, scores, dead letters, feed), {repeat} times:"
-    )
-    for label, ml in (("risk only (baseline)", None), ("risk + scores", mlflow)):
-        work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
-        settings = SparkJobSettings(checkpoint_dir=work, lake_dir=work / "lake")
-        live = LiveBatches(spark, kafka, topics, settings, work / "feed", ml)
-        live(raw, 0)  # warm up: plans, Python workers, the model load
-        seconds = []
-        for batch_id in range(1, repeat + 1):
-            started = time.perf_counter()
-            live(raw, batch_id)
-            seconds.append(time.perf_counter() - started)
-        median = float(np.median(seconds))
-        print(f"  {label:<22} median {median:5.2f} s  ->  {rows / median:9,.0f} rows/s")
-    raw.unpersist()
+            print(f"    {name:<8} {summary}")
+    for design in dict.fromkeys(o.design for o in outcomes):
+        best = max((o.rate for o in outcomes if o.design == design and o.kept_up(p99_limit)), default=0)
+        print(f"highest rate kept up with ({design}): {best:,.0f} applications/s")
 
 
 def start_champion() -> tuple[MlflowServer, MlflowSettings]:
@@ -419,6 +390,51 @@ def start_champion() -> tuple[MlflowServer, MlflowSettings]:
     print("training a quick champion on synthetic history ...", flush=True)
     train_champion(mlflow)
     return server, mlflow
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", type=float, nargs="+", default=[1000])
+    parser.add_argument("--designs", nargs="+", default=["realtime", "baseline"],
+                        choices=[*RISK_MODES, "baseline"])  # fmt: skip
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of input per run")
+    parser.add_argument("--drain", type=float, default=30.0, help="seconds allowed to catch up afterwards")
+    parser.add_argument("--settle", type=float, default=20.0, help="then seconds for the last windows")
+    parser.add_argument("--warmup", type=float, default=240.0, help="seconds the warm-up may take")
+    parser.add_argument(
+        "--window", type=int, default=60, help="window seconds (the job's LOANS_SPARK_WINDOW)"
+    )
+    parser.add_argument("--p99-limit", type=float, default=3.0)
+    parser.add_argument("--baseline-ref", default=BASELINE_REF)
+    args = parser.parse_args(argv)
+    configure("INFO")
+    broker = KafkaBroker(
+        Path(tempfile.mkdtemp(prefix="bench-pipeline-kafka-")),
+        jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+        heap="1g",
+    )
+    broker.start()
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    server, mlflow = start_champion()
+    outcomes: list[Outcome] = []
+    try:
+        for design in designs(args.designs, args.baseline_ref):
+            for rate in args.rates:
+                outcome = run_rate(kafka, mlflow, design, rate, args)
+                outcomes.append(outcome)
+                report([outcome], args.p99_limit)
+                if not outcome.kept_up(args.p99_limit):
+                    break  # higher rates will not do better
+        report(outcomes, args.p99_limit)
+    finally:
+        broker.stop()
+        server.stop()
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # noqa: S607
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
+from types import FrameType
 
 from core.errors import LoanAnalyticsError
 
@@ -18,3 +22,24 @@ def run_main(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def stop_requested() -> threading.Event:
+    """An event set by the first Ctrl-C (SIGINT) or SIGTERM, so a long-running loop can stop cleanly
+    between its steps (nothing is done inside the handler). A Ctrl-C more than 2 s later interrupts
+    at once (a terminal's Ctrl-C often arrives twice: directly and through `make`/`uv run`)."""
+    stop = threading.Event()
+    first = [0.0]
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            if time.monotonic() - first[0] > 2.0:
+                raise KeyboardInterrupt
+            return
+        first[0] = time.monotonic()
+        print(f"stopping ({signal.Signals(signum).name}); Ctrl-C again to interrupt", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stop

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.streams import STREAMS
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -61,8 +62,6 @@ class TopicSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=32)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
 
-    streams: tuple[str, ...] = ("risk", "fraud", "stats", "segment", "channel", "scores")
-
     def output(self, stream: str) -> str:
         """Topic of one output stream, e.g. `loan.risk`."""
         return f"{self.output_prefix}.{stream}"
@@ -71,8 +70,9 @@ class TopicSettings(BaseSettings):
         return [self.applications, self.history, self.truth]
 
     def all(self) -> list[str]:
-        """Every topic the project uses: inputs, the six outputs and the dead-letter topic."""
-        return [*self.inputs(), *(self.output(s) for s in self.streams), self.dlq]
+        """Every topic the project uses: inputs, then each stream of `core.streams` (the six outputs and
+        the dead-letter topic)."""
+        return [*self.inputs(), *(s.topic(self) for s in STREAMS)]
 
 
 class PathSettings(BaseSettings):
@@ -117,41 +117,76 @@ class MlflowSettings(BaseSettings):
 
 
 TRIGGER = r"^\d+(\.\d+)? (second|seconds|minute|minutes)$"
+DURATION = r"^\d+ (second|seconds|minute|minutes|hour|hours)$"
+
+
+def _location(value: object) -> object:
+    """A checkpoint or lake location: a path (str or Path) or a URI (file://, s3a://, hdfs://)."""
+    return str(value) if isinstance(value, PurePath) else value
+
+
+Location = Annotated[str, BeforeValidator(_location), Field(min_length=1)]
 
 
 class SparkJobSettings(BaseSettings):
-    """The Spark job: master, checkpoints, trigger, watermark, Spark's own log level."""
+    """The Spark job: master, where checkpoints and the lake live, each query's trigger, windows."""
 
     model_config = _config("LOANS_SPARK_")
-    master: str = "local[*]"
-    checkpoint_dir: Path = Path(".loans/checkpoints")
-    trigger: str = Field(
-        "0 seconds",
-        pattern=TRIGGER,
-        description="events query (Kafka in, per-application outputs): 0 = next batch right away",
+    master: str = Field(
+        "local[*]",
+        description="local[*]: every core, plus a task slot per input partition when risk runs in real time",
     )
-    feed_trigger: str = Field("5 seconds", pattern=TRIGGER, description="the fraud query on the feed")
-    window_trigger: str = Field("30 seconds", pattern=TRIGGER, description="stats, segment, channel")
-    lake_trigger: str = Field("60 seconds", pattern=TRIGGER, description="the lake query (Parquet archive)")
-    history_trigger: str = Field("10 seconds", pattern=TRIGGER, description="historical loans to the lake")
+    checkpoint_dir: Location = ".loans/checkpoints"
+    lake_dir: Location = ".loans/lake"
+    risk_mode: Literal["realtime", "async", "microbatch"] = Field(
+        "realtime",
+        description="risk query: real-time mode, micro-batches with async progress tracking, or plain ones",
+    )
+    realtime_batch: str = Field(
+        "30 seconds",
+        pattern=TRIGGER,
+        description="real-time risk: how often its offsets are checkpointed (what a crash replays)",
+    )
+    trigger: str = Field(
+        "1 second",
+        pattern=TRIGGER,
+        description="scores, and risk when not real time (0 = back to back: polls Kafka without pause)",
+    )
+    fraud_trigger: str = Field("2 seconds", pattern=TRIGGER, description="the fraud query")
+    window_trigger: str = Field("5 seconds", pattern=TRIGGER, description="stats, segment, channel")
+    archive_trigger: str = Field(
+        "30 seconds", pattern=TRIGGER, description="lake and dead letters (applications and history)"
+    )
+    queries: str = Field(
+        "risk,scores,windows,fraud,archive",
+        pattern=r"^[a-z]+(,[a-z]+)*$",
+        description="which of the job's queries run (comma-separated)",
+    )
     champion_poll_s: float = Field(
         5.0, gt=0, description="how often scoring asks the registry for the champion"
     )
-    feed_keep_batches: int = Field(600, ge=10, description="events batches kept in the feed folder")
-    watermark: str = Field("2 minutes", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
+    watermark: str = Field("2 minutes", pattern=DURATION)
     shuffle_partitions: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
         ge=1,
         description="state partitions: half the machine's cores (each costs every stateful batch a task)",
     )
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
-    window: str = Field("1 minute", pattern=r"^\d+ (second|seconds|minute|minutes|hour|hours)$")
+    ui_host: str = Field("127.0.0.1", description="where the Spark UI (port 4040) listens")
+    window: str = Field("1 minute", pattern=DURATION)
     starting_offsets: str = Field("latest", pattern=r"^(earliest|latest)$")
     max_offsets_per_trigger: int = Field(200_000, ge=1)
     max_message_bytes: int = Field(100_000, ge=1, description="larger input messages go to the DLQ")
-    lake_dir: Path = Path(".loans/lake")
     risk_alert_threshold: float = Field(0.6, ge=0, le=1)
     fraud_score_threshold: float = Field(0.5, ge=0, le=1)
+
+    def location(self, *parts: str) -> str:
+        """`checkpoint_dir/<parts>`, as a path or URI Spark and Hadoop resolve (not pathlib)."""
+        return "/".join([self.checkpoint_dir.rstrip("/"), *parts])
+
+    def lake(self, *parts: str) -> str:
+        """`lake_dir/<parts>`, e.g. `lake("history")`, as a path or URI."""
+        return "/".join([self.lake_dir.rstrip("/"), *parts])
 
 
 class GeneratorSettings(BaseSettings):

@@ -25,6 +25,7 @@ from core.cli import run_main
 from core.errors import ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.streams import STREAMS
 from kafka_producer.topics import topic_name
 
 log = logging.getLogger(__name__)
@@ -104,24 +105,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "payload": lambda x: _compact(x, 60),
 }
 
-LAYOUTS = {
-    "risk": "{event_time:time}  {application_id:id,<13}  {channel:<10}  {sub_grade:<3}  "
-    "{loan_amnt:money,>7}  score {risk_score:f2} {risk_band:<7}  {reason_codes:list}  {alert:alert}",
-    "fraud": "{event_time:time}  {application_id:id,<13}  score {fraud_score:f2}  {reasons:list}  "
-    "device {device_customers_1h:int} cust/1h",
-    "stats": "{window_start:time}–{window_end:time}  apps {applications:int}  approval {approval_rate:pct}  "
-    "conversion {conversion_rate:pct}  amount mean {amount_mean:money} p50 {amount_p50:money}  "
-    "proc p50 {processing_ms_p50:ms} p95 {processing_ms_p95:ms}",
-    "segment": "{window_start:hm}–{window_end:hm}  {segment:path,<19}  apps {applications:int}  "
-    "amount {amount_total:money_short}  risk {avg_risk_score:f2}  top {top_purpose} {top_purpose_share:pct0}",
-    "channel": "{window_start:hm}–{window_end:hm}  {channel:<10}  apps {applications:int}  "
-    "conv {conversion_rate:pct}  approval {approval_rate:pct}  session {session_seconds_mean:minutes}  "
-    "proc p95 {processing_ms_p95:ms}",
-    "scores": "{event_time:time}  {application_id:id,<13}  p(default) {default_probability:f3}  {decision}  "
-    "model {model_name} {model_version:version}  {error:error}",
-    "dlq": "{failed_at:time}  {source_topic}[{source_partition}]@{source_offset}  reason: {reason}  "
-    "payload: {payload:payload}",
-}
+LAYOUTS = {s.name: s.layout for s in STREAMS}  # streams without a layout print key=value
 
 
 class _Line(string.Formatter):

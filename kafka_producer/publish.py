@@ -87,8 +87,9 @@ class Pace:
     batch: int = 2_000
 
     def batch_size(self) -> int:
-        """About 20 batches a second when paced, so the rate is smooth."""
-        return self.batch if self.rate <= 0 else max(1, min(self.batch, int(self.rate / 20) or 1))
+        """About 10 batches a second when paced: smooth enough, and each batch costs ~13 ms of CPU
+        whatever its size (20 a second took a quarter of a core at any rate)."""
+        return self.batch if self.rate <= 0 else max(1, min(self.batch, int(self.rate / 10) or 1))
 
 
 def publish_live(

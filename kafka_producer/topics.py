@@ -12,6 +12,7 @@ from core.cli import run_main
 from core.errors import ConfigError, ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.streams import BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,19 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
     return created
 
 
+def partitions(kafka: KafkaSettings, topic: str) -> int:
+    """How many partitions `topic` has (it must exist)."""
+    try:
+        meta = admin_client(kafka).list_topics(topic, timeout=10).topics[topic]
+    except KafkaException as exc:
+        raise ServiceError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}; is it up (make up)?"
+        ) from exc
+    if meta.error is not None:
+        raise ServiceError(f"topic {topic}: {meta.error.str()}")
+    return len(meta.partitions)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-topics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,14 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(body)
 
 
+INPUTS = ("applications", "history", "truth")
+
+
 def topic_name(topics: TopicSettings, which: str) -> str:
-    """Topic of an input (`applications`, `history`, `truth`, `dlq`) or an output stream (`risk` ...)."""
-    if which in topics.streams:
-        return topics.output(which)
-    if which in ("applications", "history", "truth", "dlq"):
+    """Topic of an input (`applications`, `history`, `truth`) or a stream of `core.streams` (`risk`,
+    ..., `dlq`)."""
+    if which in BY_NAME:
+        return BY_NAME[which].topic(topics)
+    if which in INPUTS:
         return str(getattr(topics, which))
-    choices = ", ".join(["applications", "history", "truth", "dlq", *topics.streams])
-    raise ConfigError(f"unknown topic {which!r}; choose one of: {choices}")
+    raise ConfigError(f"unknown topic {which!r}; choose one of: {', '.join([*INPUTS, *BY_NAME])}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def source_from(args: argparse.Namespace) -> TrainingSource:
         return TrainingSource.lending_club(lending_club, args.rows, args.seed)
     if kind == "lake":
         return TrainingSource.lake(
-            args.path or load(SparkJobSettings).lake_dir / "history", args.rows, args.seed
+            args.path or Path(load(SparkJobSettings).lake("history")), args.rows, args.seed
         )
     return TrainingSource.synthetic(args.rows or (4_000 if args.quick else 20_000), args.seed)
 

@@ -56,7 +56,7 @@ class TrainingSource:
 
     @classmethod
     def lake(cls, path: Path, rows: int | None = None, seed: int = 0) -> TrainingSource:
-        """`path` is the lake's history folder, e.g. `SparkJobSettings().lake_dir / "history"`."""
+        """`path` is the lake's history folder, e.g. `SparkJobSettings().lake("history")`."""
         return cls("lake", Path(path), rows, seed)
 
     @classmethod

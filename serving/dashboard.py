@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from core.cli import run_main
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.streams import BY_NAME
 from kafka_producer.consume import consumer_config
 from serving.live import STREAMS, LiveState
 from serving.settings import ServingSettings
@@ -55,7 +56,7 @@ class TopicFeed:
         self, kafka: KafkaSettings, topics: TopicSettings, state: LiveState, lookback_s: float = 300.0
     ) -> None:
         self.kafka, self.state, self.lookback_s = kafka, state, lookback_s
-        self.streams = {topics.output(stream): stream for stream in STREAMS}
+        self.streams = {BY_NAME[stream].topic(topics): stream for stream in STREAMS}
         self.assigned: set[tuple[str, int]] = set()
         self.positions: dict[tuple[str, int], int] = {}  # last offset read per partition
         self.error: str | None = None

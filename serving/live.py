@@ -15,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-STREAMS = ("risk", "fraud", "stats", "channel", "scores")
+STREAMS = ("risk", "fraud", "stats", "channel", "scores")  # of core.streams: what the page shows
 BANDS = ("low", "medium", "high", "very_high")
 BINS = 20  # histogram bins over [0, 1]
 RATE_SPAN_S = 10  # applications/s is the mean over this many whole seconds

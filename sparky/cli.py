@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from core.cli import run_main
+from core.cli import run_main, stop_requested
 from core.logging import configure
 from core.settings import (
     KafkaSettings,
@@ -22,9 +22,9 @@ from core.settings import (
     TopicSettings,
     load,
 )
-from kafka_producer.topics import ensure_topics
-from sparky.job import Job, monitor
-from sparky.session import build_session
+from kafka_producer.topics import ensure_topics, partitions
+from sparky.job import Job, resolve_master
+from sparky.session import build_session, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         configure(load(LogSettings).level)
         overrides = {"starting_offsets": "earliest"} if args.from_beginning else {}
-        kafka, topics, job = load(KafkaSettings), load(TopicSettings), load(SparkJobSettings, **overrides)
+        kafka, topics, settings = (
+            load(KafkaSettings),
+            load(TopicSettings),
+            load(SparkJobSettings, **overrides),
+        )
         ensure_topics(kafka, topics)
-        spark = build_session(job, load(PathSettings))
-        queries = Job(spark, kafka, topics, job, load(MlflowSettings)).start()
+        settings = resolve_master(settings, partitions(kafka, topics.applications))
+        spark = build_session(settings, load(PathSettings))
+        job = Job(spark, kafka, topics, settings, load(MlflowSettings))
+        stop = stop_requested()  # after the session: Spark installs a Ctrl-C handler of its own
+        job.start()
         try:
-            monitor(spark, queries, args.progress_every, args.duration)
+            job.run(args.progress_every, args.duration, stop)
         finally:
-            for q in queries:
-                q.stop()
-            log.info("stopped %d queries", len(queries))
+            job.stop(restore_logs=False)
+            stop_session(spark)
         return 0
 
     return run_main(body)

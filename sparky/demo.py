@@ -32,15 +32,16 @@ from core.settings import (
     TopicSettings,
     load,
 )
+from core.streams import STREAMS
 from generator.applications import ApplicationGenerator
 from kafka_producer.consume import format_message, keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
-from kafka_producer.topics import admin_client, ensure_topics
+from kafka_producer.topics import admin_client, ensure_topics, partitions
 from models.registry import promote, resolve
 from models.train import TrainingSource, TrainOptions, train
-from sparky.job import Job, monitor
-from sparky.session import build_session
+from sparky.job import Job, resolve_master
+from sparky.session import build_session, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,20 @@ def produce_live(kafka: KafkaSettings, topics: TopicSettings, rate: float, secon
     return sent
 
 
-def summarise(kafka: KafkaSettings, topics: TopicSettings, since_ms: int) -> None:
-    """Per output topic: how many records were written since `since_ms`, and the latest two."""
+def written_since(consumer: Consumer, topic: str, since_ms: int) -> list[tuple[TopicPartition, int]]:
+    """Per partition of `topic`: where the records written since `since_ms` start, and its end offset."""
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in meta.partitions], 10)
+    ranges = []
+    for tp in starts:
+        _, end = consumer.get_watermark_offsets(tp, timeout=10)
+        ranges.append((TopicPartition(topic, tp.partition, end if tp.offset < 0 else tp.offset), end))
+    return ranges
+
+
+def summarise(kafka: KafkaSettings, topics: TopicSettings, since_ms: int) -> dict[str, int]:
+    """Per output stream: how many records its topic got since `since_ms` (from the offsets), and the
+    latest two, as `make kafka-consumer-output-<stream>` prints them. Returns the counts."""
     consumer = Consumer(
         {
             "bootstrap.servers": kafka.bootstrap_servers,
@@ -97,32 +110,33 @@ def summarise(kafka: KafkaSettings, topics: TopicSettings, since_ms: int) -> Non
             "enable.auto.commit": False,
         }
     )
-    for stream in [*topics.streams, "dlq"]:
-        topic = topics.dlq if stream == "dlq" else topics.output(stream)
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in meta.partitions], 10)
-        records: list[bytes] = []
-        for tp in starts:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            start = high if tp.offset < 0 else tp.offset
-            records += _read_range(consumer, TopicPartition(topic, tp.partition, start), high)
-        print(f"\n{topic}: {len(records):,} records during the demo")
-        for raw in records[-2:]:
-            print("   ", format_message(stream, raw))
-    consumer.close()
+    counts = {}
+    try:
+        for stream in STREAMS:
+            topic = stream.topic(topics)
+            ranges = written_since(consumer, topic, since_ms)
+            counts[stream.name] = sum(end - start.offset for start, end in ranges)
+            print(f"\n{topic}: {counts[stream.name]:,} records during the demo")
+            for raw in _latest(consumer, ranges, 2):
+                print("   ", format_message(stream.name, raw))
+    finally:
+        consumer.close()
+    return counts
 
 
-def _read_range(consumer: Consumer, start: TopicPartition, end: int) -> list[bytes]:
-    if start.offset >= end:
-        return []
-    consumer.assign([start])
+def _latest(consumer: Consumer, ranges: list[tuple[TopicPartition, int]], n: int) -> list[bytes]:
+    """The last `n` values of the non-empty ranges."""
     out: list[bytes] = []
-    while len(out) < end - start.offset:
-        batch = consumer.consume(1000, 5)
-        if not batch:
-            break
-        out += [m.value() or b"" for m in batch if m.error() is None]
-    return out[-50:]  # the latest few are all we print; the count comes from the offsets
+    for start, end in ranges:
+        if start.offset >= end:
+            continue
+        consumer.assign([TopicPartition(start.topic, start.partition, max(start.offset, end - n))])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < min(n, end - start.offset) and time.monotonic() < deadline:
+            got += [m.value() or b"" for m in consumer.consume(n, 1) if m.error() is None]
+        out += got
+    return out[-n:]
 
 
 def ensure_champion(ml: MlflowSettings) -> str:
@@ -135,11 +149,49 @@ def ensure_champion(ml: MlflowSettings) -> str:
     return f"model  {result.reason}"
 
 
+def run_demo(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ml: MlflowSettings,
+    paths: PathSettings,
+    args: argparse.Namespace,
+) -> dict[str, int]:
+    """Start the job on fresh checkpoints, produce, let it drain, stop it, summarise each topic."""
+    run_dir = paths.home / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    settings = load(
+        SparkJobSettings,
+        checkpoint_dir=run_dir / "checkpoints",
+        lake_dir=paths.home / "lake",
+        window=args.window,
+        window_trigger="2 seconds",
+        archive_trigger="5 seconds",  # dead letters and the lake within the demo's few seconds
+    )
+    settings = resolve_master(settings, partitions(kafka, topics.applications))
+    spark = build_session(settings, paths)
+    job = Job(spark, kafka, topics, settings, ml)
+    job.start()
+    since_ms = int(time.time() * 1000)
+    try:
+        time.sleep(5)  # let every query pin its starting offsets
+        sent = produce_live(kafka, topics, args.rate, args.seconds)
+        print(f"produced {sent:,} live applications at {args.rate:.0f}/s and 3 malformed messages")
+        job.run(progress_every_s=10, duration_s=args.drain)
+    finally:
+        job.stop(restore_logs=False)
+        stop_session(spark)
+    counts = summarise(kafka, topics, since_ms)
+    print(f"\nlake: {paths.home / 'lake'} (Parquet, by date); Spark checkpoints: {run_dir}")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-demo", description=__doc__)
     parser.add_argument("--rate", type=float, default=300, help="live applications per second")
     parser.add_argument("--seconds", type=float, default=40, help="how long to produce")
     parser.add_argument("--drain", type=float, default=20, help="seconds the job gets to catch up afterwards")
+    parser.add_argument(
+        "--window", default="10 seconds", help="window of the windowed streams (short, so several close)"
+    )
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -150,30 +202,24 @@ def main(argv: list[str] | None = None) -> int:
             load(MlflowSettings),
             load(PathSettings),
         )
+        ensure_topics(kafka, topics)
         matched = kafka_round_trip(kafka, topics, 100)
         print(f"kafka  {kafka.bootstrap_servers}: sent 100, read back {matched} identical")
         metric = mlflow_round_trip(ml)
         print(f"mlflow {ml.tracking_uri}: logged demo_metric=0.42, read back {metric}")
         print(ensure_champion(ml))
-        run_dir = paths.home / "demo" / time.strftime("%Y%m%d-%H%M%S")
-        job = load(SparkJobSettings, checkpoint_dir=run_dir / "checkpoints", lake_dir=paths.home / "lake")
-        spark = build_session(job, paths)
-        queries = Job(spark, kafka, topics, job, ml).start()
-        since_ms = int(time.time() * 1000)
-        try:
-            time.sleep(5)  # let every query pin its starting offsets
-            sent = produce_live(kafka, topics, args.rate, args.seconds)
-            print(f"produced {sent:,} live applications at {args.rate:.0f}/s and 3 malformed messages")
-            monitor(spark, queries, every_s=10, duration_s=args.drain)
-        finally:
-            for q in queries:
-                q.stop()
-        summarise(kafka, topics, since_ms)
-        print(f"\nlake: {paths.home / 'lake'} (Parquet, by date); Spark checkpoints: {run_dir}")
+        counts = run_demo(kafka, topics, ml, paths, args)
         print("next: make kafka-producer-single, make spark-app-single, make kafka-consumer-output-scores")
         print(
             "      make serve (API docs at http://127.0.0.1:8000/docs), make dashboard (http://127.0.0.1:8050)"
         )
-        return 0 if matched == 100 and metric == 0.42 else 1
+        empty = [name for name, n in counts.items() if n == 0]
+        if empty:
+            print(f"no records on: {', '.join(empty)}")
+        return 0 if matched == 100 and metric == 0.42 and not empty else 1
 
     return run_main(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

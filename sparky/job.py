@@ -1,175 +1,168 @@
-"""The one Spark Structured Streaming job: Kafka in, six analyses, dead letters and the lake out.
+"""The one Spark Structured Streaming job: Kafka in, six streams, dead letters and the lake out.
 
-Live applications are read from Kafka and parsed ONCE per micro-batch, by the `events` query
-(foreachBatch, `sparky.events`): risk and scores to Kafka first, in one Spark job, then the valid
-applications to the *feed* (Parquet under the checkpoint folder, one directory per batch), then
-dead letters when the batch has any. The other queries read the feed as a file stream: no second
-Kafka read, no second JSON parse, only the columns each needs. Each query runs in its own FAIR
-scheduler pool, `events` first.
-- `stats`, `segment`, `channel`: event-time windows with a watermark, update mode, keyed by group.
-- `fraud`: stateful velocity signals, flagged per micro-batch (foreachBatch).
-- `lake`: every valid application to the Parquet lake, in larger, less frequent batches.
-- `history`: historical loans from `loan.history` (a backfill, not latency-critical) to the lake,
-  bad ones to `loan.dlq`.
-Queries are few on purpose: each micro-batch of any query costs a few hundred milliseconds of
-driver time whatever its size (planning, offset and commit logs, state commits), so only `events`
-runs back to back; fraud runs every 5 s, the windows every 30 s, the lake every 60 s. The lake is
-partitioned by date and `<run>-<batch>` (idempotent on replay). Each query is checkpointed under
-LOANS_SPARK_CHECKPOINT_DIR/<name>. If one query fails to start or dies, the job fails rather than
-running with the rest.
+`Job.start()` starts the queries of `sparky.queries.QUERIES` (risk, scores, windows, fraud, archive),
+each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it logs each
+query's progress, starts the scores query once the registry has a champion, and raises when a query
+fails. If one query fails to start, those already running are stopped and the error raised.
+
+Scores: while the registry has no champion the scores query is not started (the other streams
+run); once one exists it starts from its checkpoint, or, with none, from where the job's other
+queries started (a new job) or the earliest offset Kafka still holds (a job that ran without a
+champion), so no application is skipped and Spark's own offsets say what was scored.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
+import re
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from core.events import HistoricalLoan, LoanApplication
+from core.errors import ConfigError
+from core.events import LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
-from sparky.analyses import channel, fraud, segment, stats
-from sparky.events import APPLICATION_KEY, LiveBatches
-from sparky.schema import to_struct_type
-from sparky.sink import kafka_columns, start_batch_sink, start_kafka_sink, write_frames
+from sparky.champion import Champion
+from sparky.queries import QUERIES, run_id
+from sparky.session import exists
 from sparky.source import Parser, read_kafka, valid_events
 
 log = logging.getLogger(__name__)
 
-Build = Callable[[DataFrame, SparkJobSettings], DataFrame]
 
-
-@dataclass(frozen=True)
-class Analysis:
-    """One windowed output stream: its topic and query name follow from `name`."""
-
-    name: str
-    build: Build
-    key: tuple[str, ...]
-    mode: str = "update"
-
-
-WINDOWED = (
-    Analysis("stats", stats.build, ("window_start",)),
-    Analysis("segment", segment.build, ("window_start", "segment")),
-    Analysis("channel", channel.build, ("window_start", "channel")),
-)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Job:
-    """Everything the queries need, built once at the entry point."""
+    """Everything the queries need, built once at the entry point, and the queries it runs."""
 
     spark: SparkSession
     kafka: KafkaSettings
     topics: TopicSettings
     settings: SparkJobSettings
     mlflow: MlflowSettings | None = None  # None: no scores
+    queries: dict[str, StreamingQuery] = field(default_factory=dict)
+    scores_start: str = "earliest"  # where a new scores checkpoint starts (see the module docstring)
+
+    @cached_property
+    def champion(self) -> Champion | None:
+        return Champion(self.mlflow, self.settings.champion_poll_s) if self.mlflow else None
+
+    @cached_property
+    def parser(self) -> Parser:
+        return Parser(LoanApplication, self.settings)
 
     @cached_property
     def run_id(self) -> str:
-        """Names this job's lake partitions: stable across restarts on the same checkpoints, so a
-        replayed batch overwrites its own files and never those of another run."""
-        return hashlib.sha256(str(Path(self.settings.checkpoint_dir).resolve()).encode()).hexdigest()[:8]
+        return run_id(self.settings.checkpoint_dir)
 
-    @property
-    def feed_dir(self) -> Path:
-        """Valid applications, one `batch_id=N` folder per events batch (lives with the checkpoints)."""
-        return Path(self.settings.checkpoint_dir) / "feed" / "applications"
-
-    @cached_property
-    def live(self) -> LiveBatches:
-        return LiveBatches(self.spark, self.kafka, self.topics, self.settings, self.feed_dir, self.mlflow)
-
-    @cached_property
-    def history_parser(self) -> Parser:
-        return Parser(HistoricalLoan, self.settings)
-
-    @cached_property
-    def fraud_out(self) -> tuple[fraud.Flagging, list[Any]]:
-        out = kafka_columns(fraud.OUTPUT_COLUMNS, APPLICATION_KEY, self.topics.output("fraud"))
-        return fraud.flagging(self.settings), out
-
-    def applications(self) -> DataFrame:
-        """Valid live applications as a streaming DataFrame: the feed the events query writes."""
-        self.feed_dir.mkdir(parents=True, exist_ok=True)
-        schema = to_struct_type(LoanApplication).add("batch_id", "long")
-        return self.spark.readStream.schema(schema).parquet(str(self.feed_dir)).drop("batch_id")
-
-    def handle_history(self, batch: DataFrame, batch_id: int) -> None:
-        """One micro-batch of historical loans: the valid ones to the lake, the others to the DLQ."""
-        parser = self.history_parser
-        parsed = parser(batch).persist()
-        try:
-            archive(valid_events(parsed), Path(self.settings.lake_dir) / "history", self.run_id, batch_id)
-            self.live.write_dead_letters(parser, parsed)
-        finally:
-            parsed.unpersist()
-
-    def handle_fraud(self, signals: DataFrame, batch_id: int) -> None:
-        how, out = self.fraud_out
-        write_frames([fraud.flag(signals, self.settings, how).select(*out)], self.kafka)
-
-    def handle_lake(self, applications: DataFrame, batch_id: int) -> None:
-        archive(applications, Path(self.settings.lake_dir) / "applications", self.run_id, batch_id)
+    def applications(self, realtime: bool = False, starting_offsets: str | None = None) -> DataFrame:
+        """Valid live applications, read from Kafka and parsed (a new source per query)."""
+        raw = read_kafka(
+            self.spark, self.kafka, [self.topics.applications], self.settings, starting_offsets, realtime
+        )
+        return valid_events(self.parser(raw))
 
     def start(self) -> list[StreamingQuery]:
-        """Start every query; if one fails to start, stop those already running and raise."""
-        queries: list[StreamingQuery] = []
-        job = self.settings
-
-        def every(trigger: str) -> SparkJobSettings:
-            return job.model_copy(update={"trigger": trigger})
-
-        try:
-            live = read_kafka(self.spark, self.kafka, [self.topics.applications], job)
-            queries.append(start_batch_sink(live, "events", self.live, job))
-            signals = fraud.signals(self.applications())
-            queries.append(start_batch_sink(signals, "fraud", self.handle_fraud, every(job.feed_trigger)))
-            for a in WINDOWED:
-                df, topic = a.build(self.applications(), job), self.topics.output(a.name)
-                sink = every(job.window_trigger)
-                queries.append(start_kafka_sink(df, a.name, topic, a.key, a.mode, self.kafka, sink))
-            lake = self.applications()
-            queries.append(start_batch_sink(lake, "lake", self.handle_lake, every(job.lake_trigger)))
-            history = read_kafka(self.spark, self.kafka, [self.topics.history], job)
-            queries.append(
-                start_batch_sink(history, "history", self.handle_history, every(job.history_trigger))
+        """Start every query (scores only when a champion exists); if one fails to start, stop those
+        already running and raise."""
+        wanted = self.settings.queries.split(",")
+        if unknown := sorted(set(wanted) - {q.name for q in QUERIES}):
+            raise ConfigError(
+                f"invalid setting LOANS_SPARK_QUERIES={self.settings.queries!r}: no query "
+                f"{', '.join(unknown)}; choose from {', '.join(q.name for q in QUERIES)}"
             )
+        new_job = not exists(self.spark, self.settings.location("risk", "offsets"))
+        if new_job:
+            self.scores_start = self.settings.starting_offsets
+        try:
+            for query in QUERIES:
+                if query.name not in wanted or (query.name == "scores" and not self.champion_ready()):
+                    continue
+                self.queries[query.name] = query.start(self)
         except Exception:
-            for q in queries:
-                q.stop()
+            self.stop()
             raise
-        if self.mlflow is not None:
-            self.live.watch(lambda: any(q.isActive for q in queries))
-        scoring = "on (champion from the registry)" if self.mlflow else "off (no MLflow settings given)"
+        waiting = "waiting for a champion" if self.champion and "scores" not in self.queries else ""
         log.info(
-            "started %d queries: %s; scores %s",
-            len(queries),
-            ", ".join(str(q.name) for q in queries),
-            scoring,
+            "started %d queries: %s%s",
+            len(self.queries),
+            ", ".join(self.queries),
+            f"; scores {waiting}" if waiting else "" if self.mlflow else "; scores off (no MLflow settings)",
         )
-        return queries
+        return list(self.queries.values())
 
+    def champion_ready(self) -> bool:
+        return self.champion is not None and self.champion.current() is not None
 
-def archive(events: DataFrame, path: Path, run_id: str, batch_id: int) -> None:
-    """Append one micro-batch to the lake, partitioned by date and `<run>-<batch>`: rewriting the
-    same batch replaces only its own files (idempotent replay)."""
-    (
-        events.withColumn("date", F.to_date("event_time"))
-        .withColumn("batch", F.lit(f"{run_id}-{batch_id:06d}"))
-        .write.mode("overwrite")
-        .partitionBy("date", "batch")
-        .parquet(str(path))
-    )
+    def start_scores_when_ready(self) -> None:
+        """Start the scores query if it waits and the registry now has a champion."""
+        if "scores" not in self.settings.queries.split(","):
+            return
+        if self.champion is None or "scores" in self.queries or not self.champion_ready():
+            return
+        start = next(q.start for q in QUERIES if q.name == "scores")
+        self.queries["scores"] = start(self)
+        log.info("scores: started (from the checkpoint, or %s offsets when new)", self.scores_start)
+
+    def failed(self) -> StreamingQuery | None:
+        return next((q for q in self.queries.values() if not q.isActive), None)
+
+    def run(
+        self,
+        progress_every_s: float = 30.0,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Watch the queries until one fails (raise), `duration_s` passes or `stop` is set: log
+        progress, start scores once a champion exists."""
+        started = logged = time.monotonic()
+        while duration_s is None or time.monotonic() - started < duration_s:
+            if stop is not None and stop.is_set():
+                return
+            self.spark.streams.awaitAnyTermination(1)
+            if (failed := self.failed()) is not None:
+                raise RuntimeError(f"query {failed.name} stopped: {failed.exception()}")
+            self.start_scores_when_ready()
+            if time.monotonic() - logged >= progress_every_s:
+                self.log_progress()
+                logged = time.monotonic()
+
+    def log_progress(self) -> None:
+        for name, q in self.queries.items():
+            p: dict[str, Any] = q.lastProgress or {}
+            log.info(
+                "%-8s in %7.0f/s  done %7.0f/s  late dropped %d",
+                name,
+                p.get("inputRowsPerSecond", 0.0) or 0.0,
+                p.get("processedRowsPerSecond", 0.0) or 0.0,
+                late_rows(q),
+            )
+
+    def stop(self, restore_logs: bool = True) -> None:
+        """Stop every query, the latency-critical ones last. A requested stop interrupts the tasks
+        running (a real-time query always has some), which Spark logs as task errors with stack
+        traces; they say nothing here, so Spark's own log is silenced while the queries stop (and
+        stays so unless `restore_logs`: interrupted tasks can still report as the session ends)."""
+        context, py4j = self.spark.sparkContext, logging.getLogger("py4j")  # py4j: interrupted foreachBatch
+        context.setLogLevel("OFF")
+        py4j_level, py4j.level = py4j.level, logging.CRITICAL
+        try:
+            for name in reversed(list(self.queries)):
+                self.queries[name].stop()
+            deadline = time.monotonic() + 10  # the interrupted tasks end (and log) after stop() returns
+            while context.statusTracker().getActiveStageIds() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            if restore_logs:
+                context.setLogLevel(self.settings.log_level)
+                py4j.setLevel(py4j_level)
+        log.info("stopped %d queries", len(self.queries))
 
 
 def late_rows(query: StreamingQuery) -> int:
@@ -178,27 +171,28 @@ def late_rows(query: StreamingQuery) -> int:
     return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
 
 
-def monitor(
-    spark: SparkSession, queries: list[StreamingQuery], every_s: float = 30.0, duration_s: float | None = None
-) -> None:
-    """Log throughput and late rows per query until one fails (raise), or `duration_s` passes."""
-    started = time.monotonic()
-    while duration_s is None or time.monotonic() - started < duration_s:
-        wait = (
-            every_s
-            if duration_s is None
-            else min(every_s, max(0.1, duration_s - (time.monotonic() - started)))
+LOCAL = re.compile(r"^local\[(\d+|\*)(,\d+)?\]$")
+
+
+def resolve_master(settings: SparkJobSettings, partitions: int) -> SparkJobSettings:
+    """`settings` with a master that has a task slot for every partition real-time risk holds and
+    some for the other queries: `local[*]` becomes cores + partitions; a smaller `local[N]` is a
+    ConfigError saying what to set."""
+    match = LOCAL.match(settings.master)
+    if settings.risk_mode != "realtime" or match is None:
+        return settings
+    cores = os.cpu_count() or 2
+    needed = partitions + 2
+    if match.group(1) == "*":
+        master = f"local[{max(cores + partitions, needed)}{match.group(2) or ''}]"
+        log.info(
+            "master %s: %d cores + %d real-time risk slots -> %s", settings.master, cores, partitions, master
         )
-        if spark.streams.awaitAnyTermination(max(1, round(wait))):
-            failed = next((q for q in queries if not q.isActive), None)
-            error = failed.exception() if failed is not None else None
-            raise RuntimeError(f"query {failed.name if failed else '?'} stopped: {error}")
-        for q in queries:
-            p: dict[str, Any] = q.lastProgress or {}
-            log.info(
-                "%-8s in %7.0f/s  done %7.0f/s  late dropped %d",
-                q.name,
-                p.get("inputRowsPerSecond", 0.0) or 0.0,
-                p.get("processedRowsPerSecond", 0.0) or 0.0,
-                late_rows(q),
-            )
+        return settings.model_copy(update={"master": master})
+    if int(match.group(1)) < needed:
+        raise ConfigError(
+            f"LOANS_SPARK_MASTER={settings.master} has {match.group(1)} task slots, but real-time risk "
+            f"holds one per partition of the input topic ({partitions}) and the other queries need 2 more: "
+            f"use local[{needed}] or more (threads, not cores), or LOANS_SPARK_RISK_MODE=async"
+        )
+    return settings

@@ -8,10 +8,15 @@ ISO strings for dates), and fields the contract does not know are ignored, as Sp
 
     explain(LoanApplication, b'{"loan_amnt": "lots", ...}', size=1_024, max_bytes=100_000)
     -> 'field loan_amnt: expected double, got ["lots"]; missing required field fico_range_low'
+
+`dead_letter` makes the text fields of a dead letter from the raw bytes, whatever they are: bytes
+that are not UTF-8 are shown escaped (`\xff`) and also kept as base64.
 """
 
 from __future__ import annotations
 
+import base64
+import codecs
 import json
 from typing import Any, get_type_hints
 
@@ -63,6 +68,10 @@ def explain(model: type[BaseModel], payload: bytes | str | None, size: int, max_
     if size > max_bytes:
         return f"payload of {size} bytes exceeds LOANS_SPARK_MAX_MESSAGE_BYTES={max_bytes}"
     try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+    try:
         model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         errors = exc.errors()
@@ -72,3 +81,22 @@ def explain(model: type[BaseModel], payload: bytes | str | None, size: int, max_
         if parts:
             return "; ".join(parts)
     return "malformed record (a value Spark's JSON reader does not accept for its type)"
+
+
+def dead_letter(
+    model: type[BaseModel], key: bytes | None, raw: bytes | None, size: int, max_bytes: int, keep: int
+) -> tuple[str | None, str, str, str | None]:
+    """`(key, reason, payload, payload_base64)` of a dead letter from the message's raw key and value
+    (`raw` may arrive cut; `size` is the size received). The payload is cut at `keep` bytes, as text
+    with bytes that are not UTF-8 escaped (`\\xff`); `payload_base64` holds the same bytes when they
+    are not valid UTF-8 (a multi-byte character cut at the end does not count)."""
+    value = bytes(raw or b"")
+    reason = explain(model, value, size, max_bytes)
+    kept = value[:keep]
+    cut = len(kept) < size  # only a cut payload may end inside a character
+    try:
+        text, binary = codecs.getincrementaldecoder("utf-8")().decode(kept, final=not cut), False
+    except UnicodeDecodeError:
+        text, binary = kept.decode("utf-8", "backslashreplace"), True
+    shown_key = bytes(key).decode("utf-8", "backslashreplace") if key is not None else None
+    return shown_key, reason, text, base64.b64encode(kept).decode("ascii") if binary else None

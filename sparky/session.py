@@ -1,4 +1,9 @@
-"""The Spark session of the job: master, Kafka connector jars (resolved once), UTC, quiet logs."""
+"""The Spark session of the job: master, Kafka connector jars (resolved once), UTC, quiet logs.
+
+The JVM is started in a process session of its own, so a Ctrl-C in the terminal reaches only the
+Python driver, which stops the queries cleanly (`core.cli.stop_requested`), and not the JVM or the
+Python workers it starts (they would die mid-task and log it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import logging
 from pathlib import Path
 
 import pyspark
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from core.settings import PathSettings, SparkJobSettings
@@ -14,7 +21,8 @@ from core.stack import jars
 log = logging.getLogger(__name__)
 
 SPARK_POM = jars.INFRA / "spark" / "pom.xml"
-POOLS = jars.INFRA / "spark" / "fairscheduler.xml"  # one pool per query, `events` first
+POOLS = jars.INFRA / "spark" / "fairscheduler.xml"  # one pool per query, `risk` first
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
 def connector_jars(paths: PathSettings) -> list[Path]:
@@ -23,33 +31,60 @@ def connector_jars(paths: PathSettings) -> list[Path]:
     return jars.jar_list(jars.ensure(SPARK_POM, paths.jars / "spark", provided=provided))
 
 
+def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bool) -> SparkConf:
+    """Everything the job's session is configured with."""
+    return SparkConf().setAll(
+        [
+            ("spark.master", job.master),
+            ("spark.app.name", app_name),
+            ("spark.jars", ",".join(str(j) for j in connector_jars(paths))),
+            ("spark.sql.shuffle.partitions", str(job.shuffle_partitions)),
+            ("spark.scheduler.mode", "FAIR"),
+            ("spark.scheduler.allocation.file", str(POOLS)),
+            ("spark.sql.session.timeZone", "UTC"),
+            ("spark.ui.enabled", str(ui).lower()),
+            ("spark.ui.host", job.ui_host),  # loopback unless configured
+            ("spark.ui.showConsoleProgress", "false"),  # progress bars garble the log
+            ("spark.sql.streaming.stateStore.providerClass", ROCKSDB),
+            # a commit writes the batch's changes, not a copy of the store
+            ("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true"),
+            ("spark.sql.execution.arrow.pyspark.enabled", "true"),
+            # the lake rewrites only a batch's own files; pyspark's workers print pandas FutureWarnings
+            ("spark.sql.sources.partitionOverwriteMode", "dynamic"),
+            ("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning"),
+            # stopping a query mid-batch matches a regex against an error message that holds the
+            # whole plan; on the default thread stack that overflowed (StackOverflowError on Ctrl-C)
+            ("spark.driver.extraJavaOptions", "-Xss16m"),
+        ]
+    )
+
+
 def build_session(
     job: SparkJobSettings, paths: PathSettings, app_name: str = "loan-stream", ui: bool = True
 ) -> SparkSession:
     """A SparkSession for `job.master` with the Kafka connector on its classpath."""
-    session = (
-        SparkSession.builder.master(job.master)
-        .appName(app_name)
-        .config("spark.jars", ",".join(str(j) for j in connector_jars(paths)))
-        .config("spark.sql.shuffle.partitions", str(job.shuffle_partitions))
-        .config("spark.scheduler.mode", "FAIR")
-        .config("spark.scheduler.allocation.file", str(POOLS))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", str(ui).lower())
-        .config(
-            "spark.sql.streaming.stateStore.providerClass",
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-        )
-        # a commit writes the batch's changes, not a copy of the store
-        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        # the lake rewrites only a batch's own files; pyspark's workers print pandas FutureWarnings
-        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-        .config("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning")
-        .getOrCreate()
-    )
+    conf = spark_conf(job, paths, app_name, ui)
+    if SparkContext._gateway is None:  # noqa: SLF001 (the one way to start the JVM on our terms)
+        gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
+        SparkContext._ensure_initialized(gateway=gateway, conf=conf)  # noqa: SLF001
+    session = SparkSession.builder.config(conf=conf).getOrCreate()
     session.sparkContext.setLogLevel(job.log_level)
     log.info(
         "spark %s session on %s, %d shuffle partitions", session.version, job.master, job.shuffle_partitions
     )
     return session
+
+
+def stop_session(spark: SparkSession) -> None:
+    """Stop the session for good, quietly: Spark's state-store maintenance thread can still wake
+    once after the session is gone, and tasks interrupted by a stop can still finish, each logging
+    a stack trace that says nothing about the job."""
+    spark.sparkContext.setLogLevel("OFF")
+    spark.stop()
+
+
+def exists(spark: SparkSession, location: str) -> bool:
+    """Whether `location` (a path or URI) exists, asked of Hadoop's file system for its scheme."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    path = jvm.org.apache.hadoop.fs.Path(location)  # type: ignore[union-attr]
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # noqa: SLF001

@@ -1,42 +1,42 @@
-"""Writing to Kafka: one way to turn rows into keyed JSON messages, streaming or per batch.
+"""Writing to Kafka: records of a stream (`core.streams`) as keyed JSON messages, streaming or per batch.
 
-Column expressions are built once and reused from batch to batch (`kafka_columns`): on a small
-machine each expression the driver builds is a round trip into the JVM, and a micro-batch handler
-that rebuilds its projections pays for them on every batch.
+A message's value is the stream's record as JSON (Spark's writer, null fields left out), its key the
+record's key fields joined by `|`. Column expressions are built once and reused from batch to batch:
+on a small machine each expression the driver builds is a round trip into the JVM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import reduce
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from core.settings import KafkaSettings, SparkJobSettings
+from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
+from core.streams import Stream
+
+Trigger = Mapping[str, str]  # DataStreamWriter.trigger keywords, e.g. {"processingTime": "5 seconds"}
 
 
-def kafka_columns(columns: Sequence[str], key: Sequence[str], topic: str | None = None) -> list[Column]:
-    """`key` (the key columns joined by `|`), `value` (the named columns as a JSON object) and, when
-    given, `topic`: the columns the Kafka sink reads, as reusable expressions."""
-    out = [
-        F.concat_ws("|", *(F.col(k).cast("string") for k in key)).alias("key"),
-        F.to_json(F.struct(*columns)).alias("value"),
-    ]
-    return [*out, F.lit(topic).alias("topic")] if topic is not None else out
+def message(stream: Stream, record: Sequence[Column]) -> tuple[Column, Column]:
+    """`(key, value)` of the record built from `record` (columns named after its fields)."""
+    row = F.struct(*record)
+    key = F.concat_ws("|", *(row[k].cast("string") for k in stream.key))
+    return key, F.to_json(row)
 
 
-def kafka_frame(df: DataFrame, key: Sequence[str]) -> DataFrame:
-    """`key` and `value` (the whole row as JSON) of `df`, for the Kafka sink."""
-    return df.select(*kafka_columns(df.columns, key))
+def kafka_columns(stream: Stream, topics: TopicSettings) -> list[Column]:
+    """`key`, `value` and `topic` of a DataFrame whose columns include the stream's record fields."""
+    key, value = message(stream, [F.col(name) for name in stream.fields])
+    return [key.alias("key"), value.alias("value"), F.lit(stream.topic(topics)).alias("topic")]
 
 
 def write_frames(frames: Sequence[DataFrame], kafka: KafkaSettings) -> None:
     """Write batch DataFrames of `key`, `value`, `topic` to Kafka in ONE Spark job (the sink reads
-    each row's topic), so outputs of one cached micro-batch share one scan of it."""
+    each row's topic)."""
     (
         reduce(DataFrame.union, frames)
         .write.format("kafka")
@@ -59,41 +59,45 @@ def pool(df: DataFrame, name: str) -> Iterator[None]:
         context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
 
-def start_kafka_sink(
+def start_kafka(
     df: DataFrame,
     name: str,
-    topic: str,
-    key: Sequence[str],
-    mode: str,
     kafka: KafkaSettings,
     job: SparkJobSettings,
+    trigger: Trigger,
+    options: Mapping[str, str] | None = None,
 ) -> StreamingQuery:
-    """A streaming query `name` writing `df` to `topic`, checkpointed under checkpoint_dir/name, in
-    scheduler pool `name`."""
+    """A streaming query `name` writing `df` (`key`, `value`, `topic` per row) to Kafka in update mode,
+    checkpointed under checkpoint_dir/name, in scheduler pool `name`."""
     with pool(df, name):
-        return (
-            kafka_frame(df, key)
-            .writeStream.queryName(name)
+        writer = (
+            df.writeStream.queryName(name)
             .format("kafka")
-            .outputMode(mode)
+            .outputMode("update")
             .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-            .option("topic", topic)
-            .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
-            .trigger(processingTime=job.trigger)
-            .start()
+            .option("kafka.enable.idempotence", "true")
+            .option("kafka.acks", "all")
+            .option("checkpointLocation", job.location(name))
+            .options(**(options or {}))
         )
+        return writer.trigger(**trigger).start()
 
 
-def start_batch_sink(
-    df: DataFrame, name: str, handle: Callable[[DataFrame, int], None], job: SparkJobSettings
+def start_batches(
+    df: DataFrame,
+    name: str,
+    handle: Callable[[DataFrame, int], None],
+    job: SparkJobSettings,
+    trigger: Trigger,
+    mode: str = "append",
 ) -> StreamingQuery:
     """A streaming query `name` that hands each micro-batch to `handle(batch, batch_id)`, in scheduler
     pool `name`."""
     with pool(df, name):
-        return (
+        writer = (
             df.writeStream.queryName(name)
+            .outputMode(mode)
             .foreachBatch(handle)
-            .option("checkpointLocation", str(Path(job.checkpoint_dir) / name))
-            .trigger(processingTime=job.trigger)
-            .start()
+            .option("checkpointLocation", job.location(name))
         )
+        return writer.trigger(**trigger).start()

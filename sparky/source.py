@@ -1,9 +1,12 @@
 """Kafka input and validation: every message is either a valid event or a dead letter with a reason.
 
 Validation is derived from the pydantic contract (no rule is written twice): required fields,
-enums, numeric bounds and patterns from the model's `Field(...)` constraints, plus an empty value
-and an oversized payload, as one cheap per-row test (`ok`). Valid rows are parsed once; only the
-rows that fail are explained, by the contract itself in a Python worker (`sparky.reasons`).
+enums, numeric bounds and patterns from the model's `Field(...)` constraints, plus an empty value,
+an oversized payload and bytes that are not UTF-8, as one cheap per-row test (`ok`). Valid rows
+are parsed once; only the rows that fail are explained, by the contract itself in a Python worker
+(`sparky.reasons`). Dead letters carry the message's raw bytes to Python as binary (never as a
+string: bytes that are not UTF-8 cannot cross into Arrow as text), and out as escaped text plus,
+when they are not UTF-8, base64.
 """
 
 from __future__ import annotations
@@ -21,35 +24,43 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from core.records import DeadLetter
 from core.settings import KafkaSettings, SparkJobSettings
-from sparky.reasons import explain
+from sparky.reasons import dead_letter
 from sparky.schema import enum_values, required_fields, to_struct_type
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
-PAYLOAD_KEEP = 20_000  # characters of an invalid payload kept in the dead letter
-DEAD_LETTER_INPUT = ("key", "source_topic", "source_partition", "source_offset", "payload", "payload_bytes")
-DEAD_LETTER_COLUMNS = (*DEAD_LETTER_INPUT[:4], "reason", "payload", "payload_bytes", "failed_at")
+PAYLOAD_KEEP = 20_000  # bytes of an invalid payload kept in the dead letter
+DEAD_LETTER_INPUT = ("key", "source_topic", "source_partition", "source_offset", "raw", "payload_bytes")
 DEAD_LETTER_SCHEMA = (
-    "key string, source_topic string, source_partition int, source_offset long, payload string, "
-    "payload_bytes int, reason string"
+    "key string, source_topic string, source_partition int, source_offset long, reason string, "
+    "payload string, payload_base64 string, payload_bytes int"
 )
 
 
 def read_kafka(
-    spark: SparkSession, kafka: KafkaSettings, topics: list[str], job: SparkJobSettings
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    topics: list[str],
+    job: SparkJobSettings,
+    starting_offsets: str | None = None,
+    realtime: bool = False,
 ) -> DataFrame:
-    """A streaming DataFrame of the raw Kafka records of `topics` (key, value, topic, partition, offset)."""
-    return (
+    """A streaming DataFrame of the raw Kafka records of `topics` (key, value, topic, partition,
+    offset), from `starting_offsets` (default `job.starting_offsets`) when its checkpoint is new. A
+    real-time query reads as records come, so it takes no `maxOffsetsPerTrigger`."""
+    reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
         .option("subscribe", ",".join(topics))
-        .option("startingOffsets", job.starting_offsets)
-        .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
+        .option("startingOffsets", starting_offsets or job.starting_offsets)
         .option("failOnDataLoss", "false")
-        .load()
     )
+    if not realtime:
+        reader = reader.option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
+    return reader.load()
 
 
 def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
@@ -114,12 +125,14 @@ class Parser:
         clean = (
             (stored > 0)
             & (stored <= job.max_message_bytes)
+            & F.is_valid_utf8(F.col("payload"))
             & event[CORRUPT].isNull()
             & _all(event[name].isNotNull() for name in required_fields(model))
             & _all(check.isNull() for check in _value_checks(model, event))
         )
         self.columns = [
-            F.col("key").cast("string").alias("key"),
+            F.col("key"),
+            F.col("value").alias("raw"),
             text.alias("payload"),
             size.alias("payload_bytes"),
             F.col("topic").alias("source_topic"),
@@ -134,28 +147,32 @@ class Parser:
         return raw.select(*self.columns).select("*", self.ok)
 
     def dead_letters(self, parsed: DataFrame) -> DataFrame:
-        """Dead-letter records of the rows that failed: source coordinates, reason, the payload (cut
-        at PAYLOAD_KEEP characters). Reasons are worked out in Python from the contract (see
+        """Dead-letter records (DeadLetter) of the rows that failed: source coordinates, reason, the
+        payload (cut at PAYLOAD_KEEP bytes). Reasons are worked out in Python from the contract (see
         `sparky.reasons`), only for these rows."""
         model, max_bytes = self.model, self.max_bytes
 
         def explained(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for frame in frames:
-                reasons = [
-                    explain(model, payload, size, max_bytes)
-                    for payload, size in zip(frame["payload"], frame["payload_bytes"], strict=True)
-                ]
-                yield frame.assign(reason=reasons, payload=frame["payload"].str.slice(0, PAYLOAD_KEEP))
+                rows = zip(frame["key"], frame["raw"], frame["payload_bytes"], strict=True)
+                letters = [dead_letter(model, k, raw, int(n), max_bytes, PAYLOAD_KEEP) for k, raw, n in rows]
+                out = pd.DataFrame(letters, columns=["key", "reason", "payload", "payload_base64"])
+                for column in ("source_topic", "source_partition", "source_offset", "payload_bytes"):
+                    out[column] = frame[column].to_numpy()
+                yield out
 
-        kept = F.when(F.col("payload_bytes") <= max_bytes, F.col("payload")).otherwise(
-            F.substring("payload", 1, PAYLOAD_KEEP)
+        kept = F.when(F.col("payload_bytes") <= max_bytes, F.col("raw")).otherwise(
+            F.substring("raw", 1, PAYLOAD_KEEP)
         )
         rows = (
             parsed.where(~F.col("ok"))
-            .select(*DEAD_LETTER_INPUT[:-2], kept.alias("payload"), "payload_bytes")
+            .select(*DEAD_LETTER_INPUT[:4], kept.alias("raw"), "payload_bytes")
             .coalesce(1)  # few rows: one Python task, not one per partition
         )
-        return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).withColumn("failed_at", F.current_timestamp())
+        return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).select(
+            *(F.col(c) for c in DeadLetter.model_fields if c != "failed_at"),
+            F.current_timestamp().alias("failed_at"),
+        )
 
 
 def parse(

@@ -91,14 +91,16 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One local Spark session for the whole run: 1 core, 1 shuffle partition, UTC, no UI, with the
-    Kafka connector (jars must be given when the JVM starts, so every Spark test shares them)."""
+    """One local Spark session for the whole run: 3 task slots (a real-time query holds one per input
+    partition for its whole batch, and the job's other queries need some), 1 shuffle partition, UTC,
+    no UI, with the Kafka connector (jars must be given when the JVM starts, so every Spark test
+    shares them)."""
     from pyspark.sql import SparkSession
 
     from sparky.session import connector_jars
 
     session = (
-        SparkSession.builder.master("local[1]")
+        SparkSession.builder.master("local[3]")
         .config("spark.jars", ",".join(str(j) for j in connector_jars(PathSettings())))
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .appName("loan-stream-tests")

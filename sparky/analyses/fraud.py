@@ -3,27 +3,28 @@
 Reads application_id, event_time, customer_id, channel, device_id, ip_address, ssn_hash, phone,
 form_fill_seconds, attempts. Two steps, so the stateful part can run inside a streaming query:
 
-* `signals(events)`: each application becomes one row per entity kind (device, ip, ssn, phone)
-  with `apps_*` (applications) and `customers_*` (distinct customer_ids) seen on that entity value
-  in the trailing windows (t - w, t], this application included. Assisted channels (branch, phone)
-  use shared terminals, so their device and IP rows are left out entirely: they neither count nor
-  get counts (their `device_*`/`ip_*` columns are null). Streaming DataFrames go through
-  `applyInPandasWithState`, batch DataFrames through `applyInPandas` with an empty history; both
-  call the same vectorised `window_counts`, so in-order data gives the same numbers either way.
-* `flag(signal_rows, job)`: batch code (run it in `foreachBatch` when streaming): one row per
-  application, the `FRAUD_RULES` that fire, fraud_score = 1 - prod(1 - weight) over them, and only
-  rows with fraud_score >= job.fraud_score_threshold. All rows of an application come from one input
-  row, so they arrive in the same micro-batch. `build(events, job)` = flag(signals(events)), batch only.
+* `signals(events)`: one row per application with, for each entity kind (device, ip, ssn, phone),
+  `<kind>_apps_*` (applications) and `<kind>_customers_*` (distinct customer_ids) seen on that
+  entity value in the trailing windows (t - w, t], this application included. Assisted channels
+  (branch, phone) use shared terminals, so their device and IP values are left out entirely: they
+  neither count nor get counts (their `device_*`/`ip_*` columns are null). Streaming DataFrames go
+  through `applyInPandasWithState`, batch DataFrames through `applyInPandas` with an empty history;
+  both call the same vectorised `window_counts`, so in-order data gives the same numbers either way.
+* `flag(signal_rows, job)`: the `FRAUD_RULES` that fire per application, fraud_score = 1 - prod(1 -
+  weight) over them, and only rows with fraud_score >= job.fraud_score_threshold: one projection,
+  no shuffle. `build(events, job)` = flag(signals(events)), batch only.
 
-State: rows are keyed by (kind, bucket = pmod(xxhash64(value), buckets)), so a key holds many entity
-values. Its state is one binary field: the key's events of the last 24 h as a numpy record array of
+State: ONE key holds every entity value of every kind (value hash = xxhash64(kind, value)), so a
+micro-batch is one Python call that sees all its applications' kinds at once (one key per kind
+and bucket cost a second shuffle, to put an application's kinds side by side, and ~0.3 s a batch
+here). Its state is one binary field: the events of the last 24 h as a numpy record array of
 (value hash, customer hash, event time in µs), 24 bytes per event, sorted by time. Each call appends
-the new rows, keeps events newer than (newest event time of the key - 24 h) and at most
-`MAX_EVENTS_PER_VALUE` per value (counts saturate there). Size bound: 24 B x 4 kinds x applications
-per 24 h (about 0.4 GB at 50 applications/s), spread over 4 x buckets keys; every touched key is
-rewritten each micro-batch, so more buckets write less per small batch but cost about 2 ms each per
-call. No Spark watermark is needed: a late application is counted against the events still in state
-and with time <= its own; counts already emitted are never revised.
+the new rows, keeps events newer than (newest event time - 24 h) and at most `MAX_EVENTS_PER_VALUE`
+per value (counts saturate there). The array is rewritten each micro-batch: its size (24 B x 4 kinds x
+applications per 24 h, about 0.4 GB at 50 applications/s over a whole day) bounds what the query
+can sustain over long runs (`bench/fraud_state.py` measures it against the alternatives). No Spark
+watermark is needed: a late application is counted against the events still in state and with
+time <= its own; counts already emitted are never revised.
 
 | code                      | fires when                                                      | weight |
 |---------------------------|-----------------------------------------------------------------|--------|
@@ -56,6 +57,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupStateTimeout
 
+from core.records import FraudRecord
 from core.settings import SparkJobSettings
 
 log = logging.getLogger(__name__)
@@ -64,20 +66,17 @@ ENTITIES = {"device": "device_id", "ip": "ip_address", "ssn": "ssn_hash", "phone
 ASSISTED_CHANNELS = ("branch", "phone")  # shared terminals: no device or IP signals
 WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400}  # seconds; the longest is the state horizon
 METRICS = [f"{m}_{w}" for m in ("apps", "customers") for w in WINDOWS]
-BUCKETS = 8  # keys per entity kind
 MAX_EVENTS_PER_VALUE = 1000
 STATE = np.dtype([("v", "<i8"), ("c", "<i8"), ("t", "<i8")])
 PASSTHROUGH = ["application_id", "customer_id", "channel", "form_fill_seconds", "attempts"]
 CONTEXT = [*PASSTHROUGH, "event_us", "kind"]
 SIGNAL_SCHEMA = (
-    "application_id string, event_us long, customer_id string, channel string, "
-    "form_fill_seconds double, attempts long, kind string, " + ", ".join(f"{m} long" for m in METRICS)
+    "application_id string, event_us long, customer_id string, channel string, form_fill_seconds double, "
+    "attempts long, " + ", ".join(f"{kind}_{m} long" for kind in ENTITIES for m in METRICS)
 )
 FAST_FORM_SECONDS = 120.0
-OUTPUT_COLUMNS = (
-    "application_id", "event_time", "customer_id", "channel", "fraud_score", "reasons",
-    *(f"{kind}_{metric}" for kind in ENTITIES for metric in METRICS), "form_fill_seconds", "attempts",
-)  # fmt: skip
+OUTPUT_COLUMNS = tuple(FraudRecord.model_fields)  # the contract: core/records.py
+OUTPUT_MODE = "append"  # of the streaming signals
 
 
 @dataclass(frozen=True)
@@ -174,19 +173,30 @@ def _next_history(
     return merged[np.searchsorted(merged["t"], horizon, "right") :]
 
 
+def _wide(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per application from `window_counts` rows (one per application and kind): its
+    context and `<kind>_<metric>` for each kind (null where it has no row: assisted channels)."""
+    wide = rows.drop_duplicates("application_id").set_index("application_id")[CONTEXT[1:-1]]
+    for kind in ENTITIES:
+        mine = rows[rows["kind"] == kind].set_index("application_id")[METRICS]
+        wide = wide.join(mine.add_prefix(f"{kind}_").astype("Int64"))
+    return wide.reset_index()
+
+
 def _stateful(key: tuple, frames: Iterator[pd.DataFrame], state: Any) -> Iterator[pd.DataFrame]:
     history = np.frombuffer(state.get[0], dtype=STATE) if state.exists else np.empty(0, STATE)
     out, history = window_counts(history, pd.concat(list(frames), ignore_index=True))
     state.update((history.tobytes(),))
-    yield out
+    yield _wide(out)
 
 
 def _batch(new: pd.DataFrame) -> pd.DataFrame:
-    return window_counts(np.empty(0, STATE), new)[0]
+    return _wide(window_counts(np.empty(0, STATE), new)[0])
 
 
-def _entity_rows(events: DataFrame, buckets: int) -> DataFrame:
-    """One row per application and entity kind: value_key, customer_key, event_us, bucket."""
+def _entity_rows(events: DataFrame) -> DataFrame:
+    """One row per application and entity kind: value_key (a hash of kind and value), customer_key,
+    event_us, and the application's context."""
     assisted = F.col("channel").isin(*ASSISTED_CHANNELS)
     entities = [
         F.when(
@@ -203,19 +213,20 @@ def _entity_rows(events: DataFrame, buckets: int) -> DataFrame:
             F.explode(F.array_compact(F.array(*entities))).alias("e"),
         )
         .where(F.col("e.value").isNotNull())
-        .select("*", F.col("e.kind").alias("kind"), F.xxhash64("e.value").alias("value_key"))
+        .select("*", F.col("e.kind").alias("kind"), F.xxhash64("e.kind", "e.value").alias("value_key"))
         .drop("e")
-        .withColumn("bucket", F.pmod(F.col("value_key"), F.lit(buckets)))
     )
 
 
-def signals(events: DataFrame, buckets: int = BUCKETS) -> DataFrame:
-    """Rows of application_id, event_time, customer_id, channel, form_fill_seconds, attempts, kind
-    and METRICS; one per application and kind (device and ip only off assisted channels)."""
-    grouped = _entity_rows(events, buckets).groupBy("kind", "bucket")
+def signals(events: DataFrame) -> DataFrame:
+    """One row per application: application_id, event_time, customer_id, channel, form_fill_seconds,
+    attempts and `<kind>_<metric>` for every kind and METRICS (device and ip null on assisted
+    channels). All of a micro-batch goes to ONE Python call (one state key), which counts every kind
+    and puts an application's kinds side by side, so flagging needs no second shuffle."""
+    grouped = _entity_rows(events).withColumn("shard", F.lit(0)).groupBy("shard")
     if events.isStreaming:
         counted = grouped.applyInPandasWithState(
-            _stateful, SIGNAL_SCHEMA, "history binary", "append", GroupStateTimeout.NoTimeout
+            _stateful, SIGNAL_SCHEMA, "history binary", OUTPUT_MODE, GroupStateTimeout.NoTimeout
         )
     else:
         counted = grouped.applyInPandas(_batch, SIGNAL_SCHEMA)
@@ -226,42 +237,24 @@ def signals(events: DataFrame, buckets: int = BUCKETS) -> DataFrame:
 class Flagging:
     """The expressions of `flag`, built once (a micro-batch handler reuses them batch after batch)."""
 
-    aggregates: list[Column]
     outputs: list[Column]
     keep: Column
 
 
 def flagging(job: SparkJobSettings) -> Flagging:
-    """Per application: its signals side by side, the rules that fire, the score, the threshold."""
-    aggregates = [
-        *[F.first(name, ignorenulls=True).alias(name) for name in ["event_time", *PASSTHROUGH[1:]]],
-        *[
-            F.max(F.when(F.col("kind") == kind, F.col(metric))).alias(f"{kind}_{metric}")
-            for kind in ENTITIES
-            for metric in METRICS
-        ],
-    ]
+    """Per application: the rules that fire, the score, the threshold; the record's columns."""
     fired = [(rule, F.coalesce(rule.fires(), F.lit(False))) for rule in FRAUD_RULES]
     keep_share = reduce(lambda a, b: a * b, [F.when(hit, 1.0 - r.weight).otherwise(1.0) for r, hit in fired])
     reasons = F.array_compact(F.array(*[F.when(hit, F.lit(r.code)) for r, hit in fired]))
-    outputs = [
-        F.col("application_id"),
-        F.col("event_time"),
-        F.col("customer_id"),
-        F.col("channel"),
-        F.round(1.0 - keep_share, 4).alias("fraud_score"),
-        reasons.alias("reasons"),
-        *(F.col(f"{kind}_{metric}") for kind in ENTITIES for metric in METRICS),
-        F.col("form_fill_seconds"),
-        F.col("attempts"),
-    ]
-    return Flagging(aggregates, outputs, F.col("fraud_score") >= job.fraud_score_threshold)
+    scored = {"fraud_score": F.round(1.0 - keep_share, 4), "reasons": reasons}
+    outputs = [scored[name].alias(name) if name in scored else F.col(name) for name in OUTPUT_COLUMNS]
+    return Flagging(outputs, F.col("fraud_score") >= job.fraud_score_threshold)
 
 
 def flag(signal_rows: DataFrame, job: SparkJobSettings, how: Flagging | None = None) -> DataFrame:
-    """Flagged applications: one row each with fraud_score, reasons and the signals (batch code)."""
+    """Flagged applications (FraudRecord rows) of `signals()` rows: fraud_score, reasons, the signals."""
     how = how or flagging(job)
-    return signal_rows.groupBy("application_id").agg(*how.aggregates).select(*how.outputs).where(how.keep)
+    return signal_rows.select(*how.outputs).where(how.keep)
 
 
 def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from core.records import RiskRecord
 from core.settings import SparkJobSettings
 
 DTI_MAX = 30.0
@@ -70,20 +71,7 @@ RULES: tuple[Rule, ...] = (
     Rule("GRADE_LOW", 0.05, lambda: F.col("grade").isin(*LOW_GRADES)),
 )
 
-OUTPUT_COLUMNS = (
-    "application_id",
-    "event_time",
-    "customer_id",
-    "channel",
-    "status",
-    "loan_amnt",
-    "grade",
-    "sub_grade",
-    "risk_score",
-    "risk_band",
-    "reason_codes",
-    "alert",
-)
+OUTPUT_COLUMNS = tuple(RiskRecord.model_fields)  # the contract: core/records.py
 
 
 def _fires(rule: Rule) -> Column:

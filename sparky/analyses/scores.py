@@ -1,7 +1,7 @@
 """Scores: the champion model's default probability and decision per application, on Arrow batches.
 
-The driver resolves the registry alias once per micro-batch (one registry call) and hands the
-version to `mapInPandas`; each Python worker loads a version once and keeps it, so when the alias
+The driver resolves the registry alias (at most every `champion_poll_s`) and hands the version to
+`mapInPandas`; each Python worker loads a version once and keeps it, so when the alias
 moves the next micro-batch is scored by the new version without a restart, and every record names
 the version that scored it. A row the model cannot score (missing or out-of-range field) gets
 `error` and no probability; it never fails the batch.
@@ -15,23 +15,21 @@ One output record per application, e.g.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from core.events import CreditFields
+from core.records import ScoreRecord
 from core.settings import MlflowSettings
 from models.registry import ModelRef, load_scorer
 
 INPUT_COLUMNS = ("application_id", "event_time", *CreditFields.model_fields)
-OUTPUT_COLUMNS = (
-    "application_id", "event_time", "default_probability", "decision", "model_name", "model_version",
-    "model_alias", "error", "scored_at",
-)  # fmt: skip
+OUTPUT_COLUMNS = tuple(ScoreRecord.model_fields)  # the contract: core/records.py
 SCHEMA = (
     "application_id string, event_time timestamp, default_probability double, decision string, "
-    "model_name string, model_version string, model_alias string, error string, scored_at timestamp"
+    "model_name string, model_version string, model_alias string, error string"
 )
 
 
@@ -52,8 +50,8 @@ def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame
                     "model_version": ref.version,
                     "model_alias": ref.alias,
                     "error": out["error"],
-                    "scored_at": pd.Timestamp(datetime.now(UTC)).tz_localize(None),
                 }
             )
 
-    return events.select(*INPUT_COLUMNS).mapInPandas(score, SCHEMA)
+    scored = events.select(*INPUT_COLUMNS).mapInPandas(score, SCHEMA)
+    return scored.withColumn("scored_at", F.current_timestamp()).select(*OUTPUT_COLUMNS)

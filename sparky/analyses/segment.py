@@ -9,9 +9,9 @@ A segment is a FICO band on `fico_range_low` and an income band on `annual_inc`,
 | prime       | 660 - 719      | high        | >= 100,000           |
 | super_prime | >= 720         | unknown     | null                 |
 
-The purpose statistics come from one count per Lending Club purpose (`PURPOSES`; any other value
-counts as "other"), so the streaming state holds 14 numbers per window and segment, however many
-applications arrive (a collected list of purposes grows with the traffic and was the costliest part).
+The purpose statistics come from one count per Lending Club purpose (`windows.PURPOSES`; any other
+value counts as "other"), so the streaming state holds 14 numbers per window and segment, however
+many applications arrive. Computed inside the one windowed aggregation (`windows.py`).
 """
 
 from __future__ import annotations
@@ -20,32 +20,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from core.settings import SparkJobSettings
-from sparky.analyses import risk
-from sparky.analyses.stats import AMOUNT_DECIMALS, RATE_DECIMALS, flatten_window, windowed
+from sparky.analyses import windows
+from sparky.analyses.windows import AMOUNT_DECIMALS, PURPOSES, RATE_DECIMALS, Dimension
 
 FICO_BANDS = ((620, "subprime"), (660, "near_prime"), (720, "prime"))  # below the bound -> band
 FICO_TOP_BAND = "super_prime"
 INCOME_BANDS = ((40_000, "low"), (100_000, "middle"))
 INCOME_TOP_BAND = "high"
 INCOME_UNKNOWN = "unknown"
-PURPOSES = (  # Lending Club's loan purposes; anything else is counted as OTHER
-    "car", "credit_card", "debt_consolidation", "educational", "home_improvement", "house", "major_purchase",
-    "medical", "moving", "other", "renewable_energy", "small_business", "vacation", "wedding",
-)  # fmt: skip
-OTHER = "other"
-
-OUTPUT_COLUMNS = (
-    "window_start",
-    "window_end",
-    "segment",
-    "applications",
-    "amount_total",
-    "amount_mean",
-    "avg_risk_score",
-    "top_purpose",
-    "top_purpose_share",
-    "purpose_mix",
-)
 
 
 def _banded(value: Column, bands: tuple[tuple[int, str], ...], top: str) -> Column:
@@ -64,13 +46,6 @@ def segment_of(events: DataFrame) -> Column:
     return F.concat_ws("/", fico, income)
 
 
-def _purpose_counts() -> list[Column]:
-    """Aggregates `n_<purpose>`: applications per purpose of PURPOSES (unknown purposes -> OTHER)."""
-    known = F.col("purpose").isin(*PURPOSES)
-    purpose = F.when(known, F.col("purpose")).otherwise(F.lit(OTHER))
-    return [F.count(F.when(purpose == p, F.lit(1))).alias(f"n_{p}") for p in PURPOSES]
-
-
 def _purpose_stats() -> list[Column]:
     """`top_purpose` (ties: alphabetically first), its share and `purpose_mix` (purpose -> count, the
     purposes seen) from the `n_<purpose>` counts."""
@@ -86,24 +61,29 @@ def _purpose_stats() -> list[Column]:
     ]
 
 
-def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:
-    """Per `job.window` event-time window and segment (see the module table), watermark `job.watermark`.
-
-    Reads `event_time`, `fico_range_low`, `annual_inc`, `loan_amnt`, `purpose` and the risk inputs
-    (`risk.score`). Amounts are rounded to 2 decimals, `avg_risk_score` and `top_purpose_share` to 4;
-    `purpose_mix` maps each purpose to its count. One output record per window and segment, e.g.
+def record() -> list[Column]:
+    """A SegmentRecord from an aggregated row. Amounts are rounded to 2 decimals, `avg_risk_score` and
+    `top_purpose_share` to 4; `purpose_mix` maps each purpose to its count, e.g.
     {"window_start": "2026-03-01T10:00:00Z", "window_end": "2026-03-01T10:01:00Z",
      "segment": "prime/middle", "applications": 120, "amount_total": 1830000.0, "amount_mean": 15250.0,
      "avg_risk_score": 0.2875, "top_purpose": "debt_consolidation", "top_purpose_share": 0.575,
-     "purpose_mix": {"credit_card": 30, "debt_consolidation": 69, "other": 21}}
-    """
-    framed, keys = windowed(risk.score(events), job)
-    grouped = framed.groupBy(*keys, segment_of(events).alias("segment")).agg(
-        F.count(F.lit(1)).alias("applications"),
-        F.round(F.sum("loan_amnt"), AMOUNT_DECIMALS).alias("amount_total"),
-        F.round(F.avg("loan_amnt"), AMOUNT_DECIMALS).alias("amount_mean"),
-        F.round(F.avg("risk_score"), RATE_DECIMALS).alias("avg_risk_score"),
-        *_purpose_counts(),
-    )
-    result = grouped.select("*", *_purpose_stats())
-    return flatten_window(result).select(*OUTPUT_COLUMNS)
+     "purpose_mix": {"credit_card": 30, "debt_consolidation": 69, "other": 21}}"""
+    return [
+        F.col("window_start"),
+        F.col("window_end"),
+        F.col("group").alias("segment"),
+        F.col("applications"),
+        F.round("amount_total", AMOUNT_DECIMALS).alias("amount_total"),
+        F.round("amount_mean", AMOUNT_DECIMALS).alias("amount_mean"),
+        F.round("risk_mean", RATE_DECIMALS).alias("avg_risk_score"),
+        *_purpose_stats(),
+    ]
+
+
+DIMENSION = Dimension("segment", segment_of, record)
+
+
+def build(events: DataFrame, job: SparkJobSettings) -> DataFrame:
+    """Segment records per `job.window` event-time window, watermark `job.watermark` (see `record`).
+    Reads `fico_range_low`, `annual_inc`, `loan_amnt`, `purpose` and the risk score's fields."""
+    return windows.records(windows.build(events, job, [DIMENSION]), DIMENSION)

@@ -77,7 +77,8 @@ def pipeline(
         starting_offsets="earliest",
         watermark="10 minutes",
     )
-    queries = Job(spark, kafka, topics, settings, champion[0]).start()
+    job = Job(spark, kafka, topics, settings, champion[0])
+    job.start()
     sent = [0]
     errors: list[BaseException] = []
     done = threading.Event()
@@ -108,8 +109,7 @@ def pipeline(
     finally:
         done.set()
         thread.join(30)
-        for q in queries:
-            q.stop()
+        job.stop()
     assert not errors, errors
 
 

@@ -40,6 +40,7 @@ MALFORMED = {
     "invalid json": b"{not json",
     "wrong type": None,  # filled from a real application below
     "missing field": None,
+    "not utf-8": None,
     "empty": b"",
     "oversized": b'{"pad": "' + b"x" * 120_000 + b'"}',
 }
@@ -60,6 +61,7 @@ def job_run(
         **MALFORMED,
         "wrong type": json.dumps(wrong).encode(),
         "missing field": json.dumps(missing).encode(),
+        "not utf-8": lines[2].replace(b'"email":"', b'"email":"\xff'),  # else valid: a leak shows twice
     }
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 2_000_000})
     for line, app_id in zip(lines, batch.applications["application_id"], strict=True):
@@ -74,17 +76,17 @@ def job_run(
         checkpoint_dir=tmp_path / "chk",
         lake_dir=tmp_path / "lake",
         starting_offsets="earliest",
-        trigger="1 second",
-        lake_trigger="2 seconds",
+        window_trigger="2 seconds",
+        archive_trigger="2 seconds",
         watermark="10 minutes",
+        realtime_batch="10 seconds",
     )
     job = Job(spark, kafka, topics, settings)
-    queries = job.start()
+    job.start()
     try:
         yield job, batch
     finally:
-        for q in queries:
-            q.stop()
+        job.stop()
 
 
 def test_every_output_of_the_job(
@@ -99,6 +101,7 @@ def test_every_output_of_the_job(
     dlq = read_all(kafka, topics.dlq, len(MALFORMED))
     reasons = {r["key"] if r.get("key") is not None else "": r["reason"] for r in dlq}
     assert len(dlq) == len(MALFORMED)
+    assert reasons["not utf-8"].startswith("not valid UTF-8: byte 0xff at offset ")
     assert reasons["invalid json"] == "not a JSON object"
     assert reasons["empty"] == "empty value"
     assert "exceeds LOANS_SPARK_MAX_MESSAGE_BYTES" in reasons["oversized"]
@@ -117,10 +120,11 @@ def test_every_output_of_the_job(
     channels = read_all(kafka, topics.output("channel"), 1, timeout_s=60)
     assert {r["channel"] for r in channels} == set(batch.applications["channel"])
 
-    lake = job.settings.lake_dir / "applications"
+    lake = job.settings.lake("applications")
     deadline = time.monotonic() + 60
-    while not lake.exists() or spark.read.parquet(str(lake)).count() < N_APPS:
+    while not Path(lake).exists() or spark.read.parquet(lake).count() < N_APPS:
         assert time.monotonic() < deadline, "the lake did not receive every application within 60 s"
         time.sleep(2)
-    assert spark.read.parquet(str(lake)).count() == N_APPS
-    assert spark.read.parquet(str(job.settings.lake_dir / "history")).count() == 50
+    assert spark.read.parquet(lake).count() == N_APPS
+    assert spark.read.parquet(job.settings.lake("history")).count() == 50
+    assert all(q.isActive for q in job.queries.values())  # no message stopped the job

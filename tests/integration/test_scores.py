@@ -1,6 +1,7 @@
-"""The scores stream through real Kafka, Spark and MLflow: with no champion the job waits (and the
-other streams run); once one is promoted the waiting applications are scored; when the alias moves,
-later applications are scored by the new version, without a restart, and each record says which."""
+"""The scores stream through real Kafka, Spark and MLflow: with no champion the scores query is not
+started (the other streams run); once one is promoted it starts and the waiting applications are
+scored; when the alias moves, later applications are scored by the new version, without a restart,
+and each record says which."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
 
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator
@@ -38,10 +38,13 @@ def send(kafka: KafkaSettings, topic: str, apps: pd.DataFrame) -> None:
     assert producer.flush(30) == 0
 
 
-def scored(kafka: KafkaSettings, topics: TopicSettings, ids: set[str], timeout_s: float) -> dict[str, dict]:
-    """The latest loan.scores record of each of `ids`, read until all are there or the deadline."""
+def scored(job: Job, ids: set[str], timeout_s: float) -> dict[str, dict]:
+    """The latest loan.scores record of each of `ids`, read until all are there or the deadline; the
+    job starts its scores query once a champion exists, as `Job.run` does between its checks."""
+    kafka, topics = job.kafka, job.topics
     deadline = time.monotonic() + timeout_s
     while True:
+        job.start_scores_when_ready()
         records = keyed_json(read_topic(kafka, topics.output("scores"), 10**9, timeout_s=3, settle_s=0))
         found = {k: v for k, v in records.items() if k in ids}
         if len(found) == len(ids) or time.monotonic() > deadline:
@@ -61,27 +64,25 @@ def champion(settings: MlflowSettings, seed: int) -> str:
 @pytest.fixture
 def running(
     spark: SparkSession, kafka: KafkaSettings, topics: TopicSettings, mlflow_uri: str, tmp_path: Path
-) -> Iterator[tuple[Job, list[StreamingQuery]]]:
+) -> Iterator[Job]:
     ensure_topics(kafka, topics)
     settings = SparkJobSettings(
         checkpoint_dir=tmp_path / "chk", lake_dir=tmp_path / "lake", starting_offsets="earliest",
-        trigger="1 second", feed_trigger="1 second", window_trigger="10 seconds", lake_trigger="60 seconds",
-        champion_poll_s=1,
+        window_trigger="10 seconds", archive_trigger="60 seconds", champion_poll_s=1,
     )  # fmt: skip
     ml = MlflowSettings(tracking_uri=mlflow_uri, model_name=f"t-{uuid.uuid4().hex[:8]}")
     job = Job(spark, kafka, topics, settings, ml)
-    queries = job.start()
+    job.start()
     try:
-        yield job, queries
+        yield job
     finally:
-        for q in list(queries):
-            q.stop()
+        job.stop()
 
 
 def test_scores_wait_for_a_champion_then_follow_the_alias(
-    running: tuple[Job, list[StreamingQuery]], kafka: KafkaSettings, topics: TopicSettings
+    running: Job, kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
-    job, queries = running
+    job = running
     assert job.mlflow is not None
     gen = ApplicationGenerator(seed=5)
     first = gen.batch(N, datetime(2026, 4, 1, 9, 0, tzinfo=UTC), 0.5).applications
@@ -89,10 +90,13 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     risk = keyed_json(read_topic(kafka, topics.output("risk"), N, timeout_s=180, settle_s=1))
     assert set(first["application_id"]) <= set(risk)  # the rest of the job runs without a champion
     assert not read_topic(kafka, topics.output("scores"), 1, timeout_s=2, settle_s=0)  # ... scores wait
-    assert job.live.champion is not None and "has no 'champion' alias" in job.live.champion.why_not
+    assert "scores" not in job.queries
+    job.start_scores_when_ready()
+    assert "scores" not in job.queries
+    assert job.champion is not None and "has no 'champion' alias" in job.champion.why_not
 
     v1 = champion(job.mlflow, seed=1)
-    before = scored(kafka, topics, set(first["application_id"]), timeout_s=180)
+    before = scored(job, set(first["application_id"]), timeout_s=180)
     assert len(before) == N, f"only {len(before)} of {N} waiting applications were scored"
     assert {r["model_version"] for r in before.values()} == {v1}
     scorer = load_scorer(job.mlflow, resolve(job.mlflow, "champion"))  # type: ignore[arg-type]
@@ -110,7 +114,7 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     assert v2 != v1
     second = gen.batch(N, datetime(2026, 4, 1, 10, 0, tzinfo=UTC), 0.5).applications
     send(kafka, topics.applications, second)
-    after = scored(kafka, topics, set(second["application_id"]), timeout_s=180)
+    after = scored(job, set(second["application_id"]), timeout_s=180)
     assert len(after) == N
     assert {r["model_version"] for r in after.values()} == {v2}  # swapped without a restart
     assert all(r["model_name"] == job.mlflow.model_name for r in after.values())

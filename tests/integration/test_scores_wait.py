@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import MlflowSettings
 from core.stack.process import free_port
-from sparky.events import Champion
+from sparky.champion import Champion
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from core.events import LoanApplication
 from core.settings import SparkJobSettings
-from sparky.analyses import channel, risk, segment, stats
+from core.streams import BY_NAME
+from sparky.analyses import channel, risk, segment, stats, windows
 from sparky.schema import LOAN_APPLICATION
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -192,7 +193,7 @@ def test_build_alerts_at_the_threshold(spark: SparkSession) -> None:
     at_threshold = event(application_id="a", dti=31.0, fico_range_low=650, fico_range_high=654)  # 0.25
     below = event(application_id="b", fico_range_low=650, fico_range_high=654)  # 0.15
     out = risk.build(frame(spark, at_threshold, below), job)
-    assert tuple(out.columns) == risk.OUTPUT_COLUMNS
+    assert tuple(out.columns) == BY_NAME["risk"].fields
     rows = {r.application_id: r for r in out.collect()}
     assert (rows["a"].risk_score, rows["a"].alert) == (0.25, True)
     assert (rows["b"].risk_score, rows["b"].alert) == (0.15, False)
@@ -308,7 +309,7 @@ def test_segment_amounts_risk_and_top_purpose(spark: SparkSession) -> None:
         event(event_time=at(11), fico_range_low=600, fico_range_high=604),  # subprime/high
     ]
     out = segment.build(frame(spark, *events), JOB)
-    assert tuple(out.columns) == segment.OUTPUT_COLUMNS
+    assert tuple(out.columns) == BY_NAME["segment"].fields
     rows = {r.segment: r for r in out.collect()}
     assert set(rows) == {"prime/high", "subprime/high"}
     prime = rows["prime/high"]
@@ -343,7 +344,7 @@ def test_channel_funnel_per_channel(spark: SparkSession) -> None:
     ]
     mobile = [event(channel="mobile_app", status="started", form_fill_seconds=f) for f in (10.0, 20.0)]
     out = channel.build(frame(spark, *web, *mobile), JOB)
-    assert tuple(out.columns) == channel.OUTPUT_COLUMNS
+    assert tuple(out.columns) == BY_NAME["channel"].fields
     rows = {r.channel: r.asDict() for r in out.collect()}
     assert rows["web"] == {
         "window_start": local(at(0)), "window_end": local(at(60)), "channel": "web",
@@ -354,3 +355,30 @@ def test_channel_funnel_per_channel(spark: SparkSession) -> None:
     mobile_row = rows["mobile_app"]
     assert (mobile_row["applications"], mobile_row["submitted"], mobile_row["conversion_rate"]) == (2, 0, 0.0)
     assert (mobile_row["approval_rate"], mobile_row["form_fill_seconds_mean"]) == (None, 15.0)
+
+
+# --- the one windowed query ---------------------------------------------------------------------
+
+
+def test_one_aggregation_gives_each_windowed_stream_its_own_records(spark: SparkSession) -> None:
+    events = [
+        event(event_time=at(5), channel="web", status="approved", fico_range_low=700),
+        event(event_time=at(20), channel="mobile_app", status="declined", fico_range_low=600),
+        event(event_time=at(50), channel="web", status="started", annual_inc=None),
+        event(event_time=at(70), channel="phone", status="funded"),
+    ]
+    df = frame(spark, *events)
+    dims = [stats.DIMENSION, segment.DIMENSION, channel.DIMENSION]
+    together = windows.build(df, JOB, dims)
+    assert together.select("stream").distinct().count() == 3
+    for module in (stats, segment, channel):
+        combined = windows.records(together, module.DIMENSION)
+        alone = module.build(df, JOB)
+        assert tuple(combined.columns) == BY_NAME[module.DIMENSION.stream].fields
+        assert sorted(map(str, combined.collect())) == sorted(map(str, alone.collect()))
+    rows = windows.records(together, channel.DIMENSION).collect()
+    assert {(r.window_start, r.channel): r.applications for r in rows} == {
+        (local(at(0)), "web"): 2,
+        (local(at(0)), "mobile_app"): 1,
+        (local(at(60)), "phone"): 1,
+    }

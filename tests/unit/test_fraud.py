@@ -13,6 +13,7 @@ import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from core.settings import SparkJobSettings
+from core.streams import BY_NAME
 from sparky.analyses import fraud
 from sparky.schema import LOAN_APPLICATION
 
@@ -45,8 +46,15 @@ def frame(spark: SparkSession, apps: list[dict[str, Any]]) -> DataFrame:
     return spark.createDataFrame([tuple(a.values()) for a in apps], EVENT)
 
 
-def by_kind(spark: SparkSession, apps: list[dict[str, Any]]) -> dict[tuple[str, str], Row]:
-    return {(r["application_id"], r["kind"]): r for r in fraud.signals(frame(spark, apps)).collect()}
+def by_kind(spark: SparkSession, apps: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(application_id, kind) -> that kind's METRICS (and event_time) from the one row per application."""
+    rows = fraud.signals(frame(spark, apps)).collect()
+    return {
+        (r["application_id"], kind): {m: r[f"{kind}_{m}"] for m in fraud.METRICS}
+        | {"event_time": r["event_time"]}
+        for r in rows
+        for kind in fraud.ENTITIES
+    }
 
 
 def test_device_counts_over_the_three_windows(spark: SparkSession) -> None:
@@ -80,18 +88,15 @@ def test_window_excludes_its_lower_bound_and_the_future(spark: SparkSession) -> 
 
 
 def signal_frame(spark: SparkSession, **values: Any) -> DataFrame:
-    """The four signal rows of one application, every count 1 unless given as `<kind>_<metric>`."""
+    """The signal row of one application, every count 1 unless given as `<kind>_<metric>`."""
     context = {
         "form_fill_seconds": values.pop("form_fill_seconds", 300.0),
         "attempts": values.pop("attempts", 1),
     }
-    rows = [
-        {"application_id": "a", "customer_id": "c", "channel": "web", **context, "kind": kind}
-        | {m: values.get(f"{kind}_{m}", 1) for m in fraud.METRICS}
-        | {"event_time": T0}
-        for kind in fraud.ENTITIES
-    ]
-    return spark.createDataFrame(pd.DataFrame(rows))
+    row = {"application_id": "a", "customer_id": "c", "channel": "web", **context, "event_time": T0} | {
+        f"{kind}_{m}": values.get(f"{kind}_{m}", 1) for kind in fraud.ENTITIES for m in fraud.METRICS
+    }
+    return spark.createDataFrame(pd.DataFrame([row]))
 
 
 CASES = [
@@ -146,6 +151,7 @@ def test_output_columns(spark: SparkSession) -> None:
         "application_id", "event_time", "customer_id", "channel", "fraud_score", "reasons",
         *signal_columns, "form_fill_seconds", "attempts",
     ]  # fmt: skip
+    assert tuple(columns) == BY_NAME["fraud"].fields
 
 
 def test_assisted_terminal_shared_by_50_customers_is_not_flagged(spark: SparkSession) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.events import HistoricalLoan, LoanApplication
 from generator.applications import ApplicationGenerator
 from generator.encode import json_lines
 from generator.history import synthetic_history
-from sparky.reasons import explain
+from sparky.reasons import dead_letter, explain
 
 MAX = 100_000
 
@@ -57,3 +60,29 @@ def test_a_valid_event_with_unknown_fields_is_not_explained_by_them(good: dict) 
     assert why({**history, "issue_d": "soon"}, HistoricalLoan) == (
         'field issue_d: expected date, got ["soon"]'
     )
+
+
+@given(raw=st.binary(max_size=400), key=st.none() | st.binary(max_size=40))
+def test_a_dead_letter_keeps_any_bytes_exactly(raw: bytes, key: bytes | None) -> None:
+    shown_key, reason, payload, payload_base64 = dead_letter(
+        LoanApplication, key, raw, len(raw), 10_000, 20_000
+    )
+    assert reason
+    if payload_base64 is not None:
+        assert base64.b64decode(payload_base64) == raw
+    else:
+        assert payload.encode("utf-8") == raw
+    assert shown_key == (None if key is None else key.decode("utf-8", "backslashreplace"))
+
+
+def test_a_cut_payload_may_end_inside_a_character_and_stays_text() -> None:
+    raw = "é".encode() * 10  # 20 bytes, cut at 5: the third character is half there
+    _, reason, payload, payload_base64 = dead_letter(LoanApplication, None, raw, 200_000, 100_000, 5)
+    assert "exceeds" in reason and payload == "éé" and payload_base64 is None
+
+
+def test_bytes_that_are_not_utf8_are_named_and_kept() -> None:
+    raw = b'{"email": "\xff"}'
+    _, reason, payload, payload_base64 = dead_letter(LoanApplication, b"k\xfe", raw, len(raw), 10_000, 20_000)
+    assert reason == "not valid UTF-8: byte 0xff at offset 11"
+    assert payload == '{"email": "\\xff"}' and base64.b64decode(payload_base64 or "") == raw

@@ -1,0 +1,156 @@
+"""Output record contracts: what each output topic carries, field by field, written once.
+
+The Spark job writes exactly these fields in this order (`sparky` selects `Record.model_fields`),
+`loans-consume` and the dashboard read them, and `core.streams` ties each to its topic and key.
+Spark's JSON writer leaves null fields out, so optional fields may be missing from a message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class OutputRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RiskRecord(OutputRecord):
+    """Transparent points score per application (`sparky/analyses/risk.py`)."""
+
+    application_id: str
+    event_time: datetime
+    customer_id: str
+    channel: str
+    status: str
+    loan_amnt: float
+    grade: str
+    sub_grade: str
+    risk_score: float
+    risk_band: str
+    reason_codes: list[str]
+    alert: bool
+
+
+class FraudRecord(OutputRecord):
+    """A flagged application: its score, the rules that fired and the velocity signals behind them.
+    `<kind>_<metric>_<window>`: applications or distinct customers on the same device, IP, SSN hash
+    or phone in the trailing window (device and IP are null on assisted channels)."""
+
+    application_id: str
+    event_time: datetime
+    customer_id: str
+    channel: str
+    fraud_score: float
+    reasons: list[str]
+    device_apps_5m: int | None = None
+    device_apps_1h: int | None = None
+    device_apps_24h: int | None = None
+    device_customers_5m: int | None = None
+    device_customers_1h: int | None = None
+    device_customers_24h: int | None = None
+    ip_apps_5m: int | None = None
+    ip_apps_1h: int | None = None
+    ip_apps_24h: int | None = None
+    ip_customers_5m: int | None = None
+    ip_customers_1h: int | None = None
+    ip_customers_24h: int | None = None
+    ssn_apps_5m: int | None = None
+    ssn_apps_1h: int | None = None
+    ssn_apps_24h: int | None = None
+    ssn_customers_5m: int | None = None
+    ssn_customers_1h: int | None = None
+    ssn_customers_24h: int | None = None
+    phone_apps_5m: int | None = None
+    phone_apps_1h: int | None = None
+    phone_apps_24h: int | None = None
+    phone_customers_5m: int | None = None
+    phone_customers_1h: int | None = None
+    phone_customers_24h: int | None = None
+    form_fill_seconds: float
+    attempts: int
+
+
+class StatsRecord(OutputRecord):
+    """Volumes, funnel rates, amounts and processing times of one event-time window."""
+
+    window_start: datetime
+    window_end: datetime
+    applications: int
+    started: int
+    submitted: int
+    approved: int
+    declined: int
+    approval_rate: float | None = None
+    conversion_rate: float | None = None
+    amount_mean: float
+    amount_p50: float
+    amount_p90: float
+    processing_ms_p50: int
+    processing_ms_p95: int
+
+
+class SegmentRecord(OutputRecord):
+    """One window and customer segment (FICO band / income band)."""
+
+    window_start: datetime
+    window_end: datetime
+    segment: str
+    applications: int
+    amount_total: float
+    amount_mean: float
+    avg_risk_score: float
+    top_purpose: str | None = None
+    top_purpose_share: float | None = None
+    purpose_mix: dict[str, int]
+
+
+class ChannelRecord(OutputRecord):
+    """One window and channel: the funnel and its timings."""
+
+    window_start: datetime
+    window_end: datetime
+    channel: str
+    applications: int
+    submitted: int
+    conversion_rate: float | None = None
+    approved: int
+    declined: int
+    approval_rate: float | None = None
+    session_seconds_mean: float
+    form_fill_seconds_mean: float
+    processing_ms_p50: int
+    processing_ms_p95: int
+    attempts_mean: float
+
+
+class ScoreRecord(OutputRecord):
+    """The champion model's answer for one application; `error` instead of a probability when the
+    model cannot score it. `scored_at` is the micro-batch's time, so a replay writes the same record."""
+
+    application_id: str
+    event_time: datetime
+    default_probability: float | None = None
+    decision: str | None = None
+    model_name: str
+    model_version: str
+    model_alias: str
+    error: str | None = None
+    scored_at: datetime
+
+
+class DeadLetter(OutputRecord):
+    """A message that is not a valid event, with where it came from and why. `payload` is the message
+    as text (bytes that are not UTF-8 shown as `\\xNN`, cut at 20,000 characters); `payload_base64`
+    carries the raw bytes (cut likewise) when they are not valid UTF-8."""
+
+    key: str | None = None
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    reason: str
+    payload: str
+    payload_base64: str | None = None
+    payload_bytes: int
+    failed_at: datetime

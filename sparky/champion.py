@@ -1,0 +1,57 @@
+"""The champion model as the scores query sees it: the version the registry alias names, asked at
+most every `poll_s` seconds, so `make promote` takes effect without a restart."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from core.errors import ServiceError
+from core.settings import MlflowSettings
+from models.registry import ModelRef, resolve
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+@dataclass
+class Champion:
+    """The version the alias names, asked of the registry at most every `poll_s` seconds. A registry
+    that does not answer keeps the version already in use (and says so); none yet is None, and
+    `why_not` says why (logged once per reason)."""
+
+    mlflow: MlflowSettings
+    poll_s: float
+    ref: ModelRef | None = None
+    checked: float = float("-inf")
+    why_not: str = ""
+
+    def current(self) -> ModelRef | None:
+        if time.monotonic() - self.checked < self.poll_s:
+            return self.ref
+        self.checked = time.monotonic()
+        try:
+            found = resolve(self.mlflow, CHAMPION)
+        except ServiceError as exc:
+            if self.ref is not None:
+                log.warning("scores: staying on v%s: %s", self.ref.version, exc)
+            self._waiting(str(exc))
+            return self.ref
+        if found is None and self.ref is None:
+            self._waiting(
+                f"model {self.mlflow.model_name!r} has no {CHAMPION!r} alias at {self.mlflow.tracking_uri} "
+                "(run `make train` and `make promote`)"
+            )
+        elif found is not None and (self.ref is None or found.version != self.ref.version):
+            was = f" (was v{self.ref.version})" if self.ref else ""
+            log.info("scores: now scoring with %s v%s @%s%s", found.name, found.version, CHAMPION, was)
+            self.ref = found
+        return self.ref
+
+    def _waiting(self, why: str) -> None:
+        """Remember why there is no model to score with; say so once for each new reason."""
+        if self.ref is None and why != self.why_not:
+            self.why_not = why
+            log.warning("scores: waiting: %s; the other streams run meanwhile", why)

@@ -1,0 +1,76 @@
+"""`make demo` end to end (`loans-demo`, its own process): every stream gets records, the counts it
+prints are the offsets written to each topic, and a normal stop logs no ERROR and no stack trace."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from core.settings import KafkaSettings, PathSettings, TopicSettings
+from core.streams import STREAMS
+from kafka_producer.topics import admin_client
+
+pytestmark = pytest.mark.integration
+
+
+def end_offsets(kafka: KafkaSettings, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
+    kafka: KafkaSettings, mlflow_uri: str, tmp_path: Path, repo_root: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicSettings(
+        applications=f"d{tag}.applications", history=f"d{tag}.history", truth=f"d{tag}.truth",
+        dlq=f"d{tag}.dlq", output_prefix=f"d{tag}",
+    )  # fmt: skip
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "jars").symlink_to(PathSettings().jars.resolve())  # resolved once, as `make up` does
+    env = os.environ | {
+        "LOANS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "LOANS_MLFLOW_TRACKING_URI": mlflow_uri,
+        "LOANS_MLFLOW_MODEL_NAME": f"demo-{tag}",
+        "LOANS_PATHS_HOME": str(home),
+        "LOANS_TOPICS_APPLICATIONS": topics.applications,
+        "LOANS_TOPICS_HISTORY": topics.history,
+        "LOANS_TOPICS_TRUTH": topics.truth,
+        "LOANS_TOPICS_DLQ": topics.dlq,
+        "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "sparky.demo", "--rate", "200", "--seconds", "12", "--drain", "20"],
+        env=env, cwd=repo_root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    try:
+        assert run.returncode == 0, output[-3000:]
+        printed = {
+            topic: int(n.replace(",", ""))
+            for topic, n in re.findall(r"^(\S+): ([\d,]+) records during the demo$", output, re.M)
+        }
+        assert set(printed) == {s.topic(topics) for s in STREAMS}
+        for topic, count in printed.items():
+            assert count > 0, f"{topic}: no records"
+            assert count == end_offsets(kafka, topic), topic  # the count is what the topic holds
+        assert printed[topics.dlq] == 3  # the demo's three malformed messages
+        assert " ERROR " not in output and "Traceback" not in output, output[-3000:]
+        assert not re.search(r"^\s+at [\w.$]+\(", output, re.M), "a Java stack trace was printed"
+    finally:
+        admin_client(kafka).delete_topics(topics.all())

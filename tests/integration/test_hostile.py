@@ -1,0 +1,143 @@
+"""No message can stop the job: every malformed kind the job knows, and arbitrary bytes drawn by
+hypothesis, land in loan.dlq with a reason, each exactly once, none reaches loan.risk, and every
+query keeps running (one real broker and one job for the module)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Producer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import SparkSession
+
+from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
+from generator.applications import ApplicationGenerator
+from generator.encode import json_lines
+from kafka_producer.consume import read_topic
+from kafka_producer.topics import ensure_topics
+from sparky.job import Job
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hostile_job(
+    spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Job]:
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicSettings(
+        applications=f"h{tag}.applications", history=f"h{tag}.history", truth=f"h{tag}.truth",
+        dlq=f"h{tag}.dlq", output_prefix=f"h{tag}", partitions=1,
+    )  # fmt: skip
+    ensure_topics(kafka, topics)
+    work = tmp_path_factory.mktemp("hostile")
+    job_settings = SparkJobSettings(
+        checkpoint_dir=work / "chk", lake_dir=work / "lake", starting_offsets="earliest",
+        archive_trigger="1 second", window_trigger="5 seconds", realtime_batch="10 seconds",
+    )  # fmt: skip
+    job = Job(spark, kafka, topics, job_settings)
+    job.start()
+    try:
+        yield job
+    finally:
+        job.stop()
+
+
+def send(kafka: KafkaSettings, topic: str, messages: dict[str, bytes]) -> None:
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 2_000_000})
+    for key, value in messages.items():
+        producer.produce(topic, value, key.encode())
+    assert producer.flush(30) == 0
+
+
+def dead_letters(job: Job, keys: set[str], timeout_s: float = 90) -> list[dict]:
+    """The dead letters of `keys`, read until every key has one or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = [
+            json.loads(v) for m in read_topic(job.kafka, job.topics.dlq, 10**9, 3, 0) if (v := m.value())
+        ]
+        mine = [r for r in records if r.get("key") in keys]
+        if {r["key"] for r in mine} >= keys or time.monotonic() > deadline:
+            return mine
+        time.sleep(1)
+
+
+def hostile(app: bytes) -> dict[str, bytes]:
+    """Every malformed kind the job knows, made from a valid application `app`."""
+    event = json.loads(app)
+    return {
+        "not json": b"{not json",
+        "not an object": b"[1, 2, 3]",
+        "empty": b"",
+        "oversized": b'{"pad": "' + b"x" * 120_000 + b'"}',
+        "not utf-8": app.replace(b'"email":"', b'"email":"\xff\xfe'),
+        "wrong type": json.dumps(event | {"loan_amnt": "lots"}).encode(),
+        "missing field": json.dumps({k: v for k, v in event.items() if k != "fico_range_low"}).encode(),
+        "out of range": json.dumps(event | {"fico_range_low": 9000}).encode(),
+        "bad enum": json.dumps(event | {"channel": "carrier-pigeon"}).encode(),
+        "bad pattern": json.dumps(event | {"zip_code": "12345"}).encode(),
+        "null required": json.dumps(event | {"application_id": None}).encode(),
+    }
+
+
+def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: Job) -> None:
+    job = hostile_job
+    apps = ApplicationGenerator(seed=3).batch(2, datetime(2026, 5, 1, 9, 0, tzinfo=UTC), 1).applications
+    good, template = json_lines(apps)
+    messages = {f"kind-{name}": payload for name, payload in hostile(template).items()}
+    send(job.kafka, job.topics.applications, {**messages, "good": good})
+    letters = dead_letters(job, set(messages))
+    reasons = {r["key"]: r["reason"] for r in letters}
+    assert Counter(r["key"] for r in letters) == Counter(set(messages))  # each exactly once
+    assert reasons["kind-empty"] == "empty value"
+    assert reasons["kind-not utf-8"].startswith("not valid UTF-8: byte 0xff")
+    assert (
+        reasons["kind-bad enum"]
+        == "field channel: carrier-pigeon is not one of web, mobile_app, branch, phone, partner"
+    )
+    assert all(reason for reason in reasons.values())
+    risk = {(m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 1, 60, 2)}
+    assert risk == {apps["application_id"][0]}  # only the good one
+    assert all(q.isActive for q in job.queries.values())
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads=st.lists(st.binary(min_size=1, max_size=3_000), min_size=10, max_size=30))
+def test_arbitrary_bytes_each_land_in_the_dlq_once(hostile_job: Job, payloads: list[bytes]) -> None:
+    job = hostile_job
+    tag = uuid.uuid4().hex[:8]
+    messages = {f"fuzz-{tag}-{i}": payload for i, payload in enumerate(payloads)}
+    send(job.kafka, job.topics.applications, messages)
+    letters = dead_letters(job, set(messages))
+    assert Counter(r["key"] for r in letters) == Counter(set(messages))
+    for letter in letters:
+        raw = messages[letter["key"]]
+        assert letter["reason"] and letter["payload_bytes"] == len(raw)
+        assert letter["source_topic"] == job.topics.applications and letter["source_offset"] >= 0
+        if "payload_base64" in letter:  # bytes that are not UTF-8 travel as base64, exactly
+            assert base64.b64decode(letter["payload_base64"]) == raw
+        else:
+            assert letter["payload"] == raw.decode("utf-8")
+    assert all(q.isActive for q in job.queries.values())
+
+
+def test_the_job_reads_on_after_the_fuzz(hostile_job: Job) -> None:
+    """After everything above, a valid application still goes all the way through."""
+    job = hostile_job
+    apps = ApplicationGenerator(seed=4).batch(1, datetime(2026, 5, 1, 10, 0, tzinfo=UTC), 1).applications
+    send(job.kafka, job.topics.applications, {apps["application_id"][0]: json_lines(apps)[0]})
+    deadline, keys = time.monotonic() + 60, set()
+    while apps["application_id"][0] not in keys and time.monotonic() < deadline:
+        keys = {
+            (m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 10**9, 3, 0)
+        }
+    assert apps["application_id"][0] in keys
