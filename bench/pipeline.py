@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--p99-limit", type=float, default=3.0)
     parser.add_argument("--baseline-ref", default=BASELINE_REF)
+    parser.add_argument("--all-rates", action="store_true", help="run every rate, kept up or not")
     args = parser.parse_args(argv)
     configure("INFO")
     broker = KafkaBroker(
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run_rate(kafka, mlflow, design, rate, args)
                 outcomes.append(outcome)
                 report([outcome], args.p99_limit)
-                if not outcome.kept_up(args.p99_limit):
+                if not outcome.kept_up(args.p99_limit) and not args.all_rates:
                     break  # higher rates will not do better
         report(outcomes, args.p99_limit)
     finally:

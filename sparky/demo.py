@@ -149,6 +149,22 @@ def ensure_champion(ml: MlflowSettings) -> str:
     return f"model  {result.reason}"
 
 
+def drain(job: Job, kafka: KafkaSettings, topic: str, most_s: float) -> None:
+    """Run the job until every query has read `topic` to its current end, or `most_s` passes."""
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"demo-{uuid.uuid4()}"})
+    try:
+        target = {start.partition: end for start, end in written_since(consumer, topic, 0)}
+    finally:
+        consumer.close()
+    started = time.monotonic()
+    job.run(progress_every_s=10, duration_s=most_s, until=lambda: not job.behind(topic, target))
+    waited = time.monotonic() - started
+    if behind := job.behind(topic, target):
+        print(f"after {waited:.0f} s still catching up: {', '.join(behind)} (raise --drain)")
+    else:
+        print(f"every query caught up {waited:.0f} s after the last application")
+
+
 def run_demo(
     kafka: KafkaSettings,
     topics: TopicSettings,
@@ -164,6 +180,7 @@ def run_demo(
         lake_dir=paths.home / "lake",
         window=args.window,
         window_trigger="2 seconds",
+        realtime_batch="5 seconds",  # real-time risk reports its offsets every 5 s
         archive_trigger="5 seconds",  # dead letters and the lake within the demo's few seconds
     )
     settings = resolve_master(settings, partitions(kafka, topics.applications))
@@ -175,7 +192,7 @@ def run_demo(
         time.sleep(5)  # let every query pin its starting offsets
         sent = produce_live(kafka, topics, args.rate, args.seconds)
         print(f"produced {sent:,} live applications at {args.rate:.0f}/s and 3 malformed messages")
-        job.run(progress_every_s=10, duration_s=args.drain)
+        drain(job, kafka, topics.applications, args.drain)
     finally:
         job.stop(restore_logs=False)
         stop_session(spark)
@@ -188,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-demo", description=__doc__)
     parser.add_argument("--rate", type=float, default=300, help="live applications per second")
     parser.add_argument("--seconds", type=float, default=40, help="how long to produce")
-    parser.add_argument("--drain", type=float, default=20, help="seconds the job gets to catch up afterwards")
+    parser.add_argument(
+        "--drain", type=float, default=120, help="most seconds the job gets to catch up afterwards"
+    )
     parser.add_argument(
         "--window", default="10 seconds", help="window of the windowed streams (short, so several close)"
     )

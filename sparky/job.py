@@ -13,11 +13,13 @@ champion), so no application is skipped and Spark's own offsets say what was sco
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -117,12 +119,13 @@ class Job:
         progress_every_s: float = 30.0,
         duration_s: float | None = None,
         stop: threading.Event | None = None,
+        until: Callable[[], bool] | None = None,
     ) -> None:
-        """Watch the queries until one fails (raise), `duration_s` passes or `stop` is set: log
-        progress, start scores once a champion exists."""
+        """Watch the queries until one fails (raise), `duration_s` passes, `stop` is set or `until()`
+        holds: log progress, start scores once a champion exists."""
         started = logged = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or (until is not None and until()):
                 return
             self.spark.streams.awaitAnyTermination(1)
             if (failed := self.failed()) is not None:
@@ -131,6 +134,16 @@ class Job:
             if time.monotonic() - logged >= progress_every_s:
                 self.log_progress()
                 logged = time.monotonic()
+
+    def behind(self, topic: str, target: dict[int, int]) -> list[str]:
+        """The queries that have not yet read `topic` up to `target` (partition -> end offset), as
+        their last progress reports; scores while it waits for a champion."""
+        late = ["scores"] if self.champion_ready() and "scores" not in self.queries else []
+        for name, q in self.queries.items():
+            done = read_offsets(q, topic)
+            if any(done.get(p, 0) < end for p, end in target.items() if end > 0):
+                late.append(name)
+        return late
 
     def log_progress(self) -> None:
         for name, q in self.queries.items():
@@ -169,6 +182,17 @@ def late_rows(query: StreamingQuery) -> int:
     """Rows dropped so far by this query's watermark, as reported in its last progress."""
     progress: dict[str, Any] = query.lastProgress or {}
     return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
+
+
+def read_offsets(query: StreamingQuery, topic: str) -> dict[int, int]:
+    """Partition -> offset this query has read `topic` up to, as its last progress reports."""
+    progress: dict[str, Any] = query.lastProgress or {}
+    done: dict[int, int] = {}
+    for source in progress.get("sources", []):
+        end = source.get("endOffset") or "{}"
+        offsets = json.loads(end) if isinstance(end, str) else end
+        done |= {int(p): int(o) for p, o in (offsets.get(topic) or {}).items()}
+    return done
 
 
 LOCAL = re.compile(r"^local\[(\d+|\*)(,\d+)?\]$")

@@ -55,7 +55,7 @@ def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
         "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
     }
     run = subprocess.run(
-        [sys.executable, "-m", "sparky.demo", "--rate", "200", "--seconds", "12", "--drain", "20"],
+        [sys.executable, "-m", "sparky.demo", "--rate", "200", "--seconds", "12", "--drain", "240"],
         env=env, cwd=repo_root, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     output = run.stdout + run.stderr
