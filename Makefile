@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit up down status topics demo \
+.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo \
         kafka-producer-single spark-app-single kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -30,6 +30,8 @@ test: install lint typecheck ## the whole suite: lint, types, unit and integrati
 	$(RUN) pytest $(PYTEST_ARGS)
 test-unit: .venv/.installed ## unit tests only (no services)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-once kills)
+	$(RUN) pytest -m fault -s $(PYTEST_ARGS)
 
 up: install ## start Kafka (KRaft) + MLflow locally and create the topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status

@@ -13,12 +13,15 @@ per-application p99 is <= --p99-limit and every window completed.
 Designs, measured in the same run on this machine (--designs):
 - `realtime`, `async`, `microbatch`: this tree's job, risk in real-time mode (the default), in
   micro-batches with async progress tracking, or in plain micro-batches;
+- `exactly-once`, `at-least-once`: risk in micro-batches, and every micro-batch output written in
+  Kafka transactions (the default) or by Spark's Kafka writer: what exactly-once costs;
 - `baseline`: the job as it was before the restructuring (--baseline-ref), from a git worktree.
 Each run also prints each query's micro-batches: how many, rows and seconds each, and Spark's
 `durationMs` breakdown (from the Spark event log).
 
     uv run python -m bench.pipeline --rates 1000 --designs realtime async microbatch baseline
     uv run python -m bench.pipeline --rates 1000 2000 5000 --designs realtime
+    uv run python -m bench.pipeline --rates 1000 --designs exactly-once at-least-once
 """
 
 from __future__ import annotations
@@ -55,7 +58,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE_REF = "7f3dfae"  # main before the real-time restructuring
 PER_APPLICATION = ("risk", "scores", "fraud")
 WINDOWED = ("stats", "segment", "channel")
-RISK_MODES = {"realtime": "realtime", "async": "async", "microbatch": "microbatch"}
+DESIGNS = {  # this tree's job, by its settings
+    "realtime": {"LOANS_SPARK_RISK_MODE": "realtime"},
+    "async": {"LOANS_SPARK_RISK_MODE": "async"},
+    "microbatch": {"LOANS_SPARK_RISK_MODE": "microbatch"},
+    # what exactly-once costs: risk in micro-batches, every micro-batch output in Kafka transactions
+    # or through Spark's Kafka writer (at least once)
+    "exactly-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "true"},
+    "at-least-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "false"},
+}
 
 
 @dataclass
@@ -84,13 +95,7 @@ class Outcome:
 def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]:
     """Every record of `topic` as (key, timestamp in s, value), up to the current end (committed
     records only)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = reader(kafka)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {
@@ -102,15 +107,39 @@ def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]
         deadline = time.monotonic() + 120
         while left and time.monotonic() < deadline:
             for m in consumer.consume(10_000, timeout=1.0):
-                offset, partition = m.offset(), m.partition()
-                if m.error() or offset is None or partition is None:
-                    continue
-                out.append(((m.key() or b"").decode(), m.timestamp()[1] / 1000, m.value() or b""))
-                if offset + 1 >= ends[partition]:
-                    left.discard(partition)
+                if m.error() is None:
+                    out.append(((m.key() or b"").decode(), m.timestamp()[1] / 1000, m.value() or b""))
+            positions = consumer.position([TopicPartition(topic, p) for p in left])
+            left -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
         return out
     finally:
         consumer.close()
+
+
+def reader(kafka: KafkaSettings) -> Consumer:
+    """A read_committed consumer of its own group, committing nothing."""
+    return Consumer(kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False}))
+
+
+class Tally:
+    """The committed records of an output topic so far, counted by one read_committed consumer that
+    reads on (offsets would over-count: each Kafka transaction's commit marker takes one)."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.consumer = Consumer(
+            kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False})
+        )
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self.n = 0
+
+    def count(self) -> int:
+        while messages := self.consumer.consume(10_000, 0.2):
+            self.n += sum(1 for m in messages if m.error() is None)
+        return self.n
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> int:
@@ -212,7 +241,7 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
             )  # fmt: skip
             out.append(Design(f"baseline ({baseline_ref})", {}, tree))
         else:
-            out.append(Design(name, {"LOANS_SPARK_RISK_MODE": RISK_MODES[name]}, ROOT))
+            out.append(Design(name, DESIGNS[name], ROOT))
     return out
 
 
@@ -264,17 +293,16 @@ def run_rate(
         cwd=design.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     outcome = Outcome(design.name, rate)
+    tallies = {s: Tally(kafka, topics.output(s)) for s in ("risk", "scores")}
     try:
-        warm = warm_up(kafka, topics, env, job, args)
+        warm = warm_up(kafka, topics, env, job, args, tallies)
         skip = {key for key, _, _ in read_all(kafka, topics.applications)}
         print(f"  {design.name}: producing {rate:,.0f}/s for {args.duration:.0f} s ...", flush=True)
         produce(env, rate, args.duration, seed=3)
         outcome.produced = end_offsets(kafka, topics.applications) - warm
         deadline = time.monotonic() + args.drain
         while time.monotonic() < deadline:
-            if all(
-                end_offsets(kafka, topics.output(s)) >= outcome.produced + warm for s in ("risk", "scores")
-            ):
+            if all(tally.count() >= outcome.produced + warm for tally in tallies.values()):
                 outcome.drained_s = args.drain - (deadline - time.monotonic())
                 break
             time.sleep(0.5)
@@ -282,6 +310,8 @@ def run_rate(
     finally:
         stop(job)
         log.close()
+        for tally in tallies.values():
+            tally.close()
     measure(kafka, topics, outcome, skip, args.window)
     outcome.batches = batch_costs(events)
     return outcome
@@ -302,6 +332,7 @@ def warm_up(
     env: dict[str, str],
     job: subprocess.Popen[bytes],
     args: argparse.Namespace,
+    tallies: dict[str, Tally],
 ) -> int:
     """Produce warm-up applications until risk and scores answer (the JVM compiles its code on the
     first batches, which would otherwise dominate a short run); returns the applications sent."""
@@ -310,7 +341,7 @@ def warm_up(
         produce(env, 200, 5, seed=99)
         sent = end_offsets(kafka, topics.applications)
         time.sleep(10)
-        done = {s: end_offsets(kafka, topics.output(s)) for s in ("risk", "scores")}
+        done = {s: tally.count() for s, tally in tallies.items()}
         print(f"  warm-up: {sent:,} sent, {done}", flush=True)
         if all(n >= sent for n in done.values()):
             time.sleep(5)
@@ -398,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rates", type=float, nargs="+", default=[1000])
     parser.add_argument("--designs", nargs="+", default=["realtime", "baseline"],
-                        choices=[*RISK_MODES, "baseline"])  # fmt: skip
+                        choices=[*DESIGNS, "baseline"])  # fmt: skip
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of input per run")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds allowed to catch up afterwards")
     parser.add_argument("--settle", type=float, default=20.0, help="then seconds for the last windows")

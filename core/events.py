@@ -8,10 +8,14 @@ ground truth, the Lending Club `id` for history. Times are timezone-aware UTC wi
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+MAX_FUTURE = timedelta(minutes=5)  # defaults of LOANS_SPARK_MAX_FUTURE and LOANS_SPARK_OLDEST_EVENT
+OLDEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Channel(StrEnum):
@@ -34,9 +38,10 @@ class ApplicationStatus(StrEnum):
 
 
 class CreditFields(BaseModel):
-    """Lending Club application-time fields, shared by live applications and historical loans."""
+    """Lending Club application-time fields, shared by live applications and historical loans. No
+    number may be NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     loan_amnt: float = Field(ge=500, le=40_000)
     term: int = Field(description="months: 36 or 60")
@@ -84,6 +89,24 @@ class LoanApplication(CreditFields):
     attempts: int = Field(ge=1)
     status: ApplicationStatus
     processing_ms: int = Field(ge=0)
+
+    # event_time drives watermarks and fraud horizons: it may not lie in the future (beyond a clock
+    # skew tolerance) nor before OLDEST_EVENT; the Spark job checks the same (sparky/source.py)
+    TIME_CHECKED: ClassVar[bool] = True
+
+    @field_validator("event_time")
+    @classmethod
+    def _plausible_time(cls, value: datetime, info: ValidationInfo) -> datetime:
+        """Validation context `{"now", "max_future", "oldest"}` overrides the clock and the bounds."""
+        context = info.context or {}
+        now, future = context.get("now") or datetime.now(UTC), context.get("max_future", MAX_FUTURE)
+        oldest = context.get("oldest", OLDEST_EVENT)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if aware > now + future:
+            raise ValueError(f"{value.isoformat()} is more than {future} in the future")
+        if aware < oldest:
+            raise ValueError(f"{value.isoformat()} is before {oldest.date().isoformat()}")
+        return value
 
 
 class HistoricalLoan(CreditFields):

@@ -6,8 +6,10 @@ library code never reads `os.environ`. `.env` in the working directory is read t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from datetime import datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -15,7 +17,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.streams import STREAMS
+from core.events import OLDEST_EVENT
+from core.streams import STREAMS, Kind
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -45,8 +48,30 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: BootstrapServers = "localhost:9092"
     client_id: str = "loan-stream"
     delivery_timeout_ms: int = Field(
-        30_000, ge=1_000, description="give up on an undelivered event after this"
+        120_000,
+        ge=1_000,
+        description="give up on an undelivered event after this (outlasts a broker restart)",
     )
+
+    def client_config(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What every confluent-kafka client of the project takes: where the brokers are, who it is;
+        librdkafka's own messages go through `logging` (logger `librdkafka`), not raw stderr."""
+        base = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": f"{self.client_id}-{name}",
+            "logger": logging.getLogger("librdkafka"),
+        }
+        return base | (extra or {})
+
+    def consumer_config(self, group: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A consumer in `group` that sees committed transactions only (the job's outputs are written
+        in transactions: an aborted or replayed batch is never read)."""
+        base = {"group.id": group, "isolation.level": "read_committed"}
+        return self.client_config(group, base | (extra or {}))
+
+    def producer_config(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An idempotent producer (acks=all, no duplicates on retry)."""
+        return self.client_config(name, {"enable.idempotence": True, "acks": "all"} | (extra or {}))
 
 
 class TopicSettings(BaseSettings):
@@ -66,13 +91,23 @@ class TopicSettings(BaseSettings):
         """Topic of one output stream, e.g. `loan.risk`."""
         return f"{self.output_prefix}.{stream}"
 
+    @property
+    def commits(self) -> str:
+        """Markers of the job's committed micro-batches (exactly-once outputs), e.g. `loan.commits`."""
+        return self.output("commits")
+
     def inputs(self) -> list[str]:
         return [self.applications, self.history, self.truth]
 
     def all(self) -> list[str]:
         """Every topic the project uses: inputs, then each stream of `core.streams` (the six outputs and
-        the dead-letter topic)."""
-        return [*self.inputs(), *(s.topic(self) for s in STREAMS)]
+        the dead-letter topic), then the commit markers."""
+        return [*self.inputs(), *(s.topic(self) for s in STREAMS), self.commits]
+
+    def compacted(self) -> list[str]:
+        """Topics whose records are upserts by key (the windowed streams, the commit markers): Kafka
+        keeps at least the latest record per key."""
+        return [*(s.topic(self) for s in STREAMS if s.kind is Kind.WINDOWED), self.commits]
 
 
 class PathSettings(BaseSettings):
@@ -147,6 +182,10 @@ class SparkJobSettings(BaseSettings):
         pattern=TRIGGER,
         description="real-time risk: how often its offsets are checkpointed (what a crash replays)",
     )
+    exactly_once: bool = Field(
+        True,
+        description="micro-batch outputs in Kafka transactions (read_committed consumers see each once)",
+    )
     trigger: str = Field(
         "1 second",
         pattern=TRIGGER,
@@ -174,11 +213,43 @@ class SparkJobSettings(BaseSettings):
     log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     ui_host: str = Field("127.0.0.1", description="where the Spark UI (port 4040) listens")
     window: str = Field("1 minute", pattern=DURATION)
-    starting_offsets: str = Field("latest", pattern=r"^(earliest|latest)$")
+    starting_offsets: str = Field(
+        "earliest",
+        pattern=r"^(earliest|latest)$",
+        description="where a new checkpoint starts: nothing produced before the first start is skipped",
+    )
     max_offsets_per_trigger: int = Field(200_000, ge=1)
+    fail_on_data_loss: bool = Field(
+        True,
+        description="stop when offsets a checkpoint needs were lost to retention (false: skip them)",
+    )
+    query_restarts: int = Field(
+        5, ge=0, description="times a failed query is restarted from its checkpoint before the job stops"
+    )
+    restart_backoff_s: float = Field(
+        2.0, gt=0, description="wait before the first restart; doubles each time"
+    )
     max_message_bytes: int = Field(100_000, ge=1, description="larger input messages go to the DLQ")
+    max_future: str = Field(
+        "5 minutes",
+        pattern=DURATION,
+        description="applications with an event_time further ahead go to the DLQ",
+    )
+    oldest_event: datetime = Field(
+        OLDEST_EVENT, description="applications whose event_time is earlier go to the DLQ"
+    )
+    failpoint: str = Field(
+        "",
+        pattern=r"^$|^(risk|scores|fraud|archive):(mid-write|after-commit)$",
+        description="fault-injection tests only: SIGKILL the job at this point of a query's first write",
+    )
     risk_alert_threshold: float = Field(0.6, ge=0, le=1)
     fraud_score_threshold: float = Field(0.5, ge=0, le=1)
+
+    def time_bounds(self) -> dict[str, Any]:
+        """The validation context of `core.events.LoanApplication`'s event_time rule, from settings."""
+        number, unit = self.max_future.split()
+        return {"max_future": timedelta(**{unit.rstrip("s") + "s": int(number)}), "oldest": self.oldest_event}
 
     def location(self, *parts: str) -> str:
         """`checkpoint_dir/<parts>`, as a path or URI Spark and Hadoop resolve (not pathlib)."""

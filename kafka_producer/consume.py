@@ -201,15 +201,16 @@ def _positive(text: str) -> int:
 
 
 def consumer_config(kafka: KafkaSettings, group: str | None, from_beginning: bool) -> dict[str, Any]:
-    """A fresh throw-away group without commits unless `group` is given."""
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "client.id": f"{kafka.client_id}-consume",
-        "group.id": group or f"loans-consume-{uuid.uuid4().hex[:12]}",
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        "enable.auto.commit": group is not None,
-        "logger": logging.getLogger("librdkafka"),
-    }
+    """A fresh throw-away group without commits unless `group` is given; read_committed."""
+    return kafka.consumer_config(
+        group or f"loans-consume-{uuid.uuid4().hex[:12]}",
+        {
+            "client.id": f"{kafka.client_id}-consume",
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.auto.commit": group is not None,
+            "logger": logging.getLogger("librdkafka"),
+        },
+    )
 
 
 def check_topic(consumer: Consumer, kafka: KafkaSettings, topic: str) -> None:

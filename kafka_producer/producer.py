@@ -38,20 +38,19 @@ class DeliveryStats:
 
 
 def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "client.id": f"{kafka.client_id}-producer",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 25,
-        "batch.size": 1_000_000,
-        "batch.num.messages": 10_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-        "message.timeout.ms": kafka.delivery_timeout_ms,
-        "logger": logging.getLogger("librdkafka"),  # its retry chatter goes through logging, not raw stderr
-    }
+    return kafka.producer_config(
+        "producer",
+        {
+            "linger.ms": 25,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 10_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.timeout.ms": kafka.delivery_timeout_ms,
+            "logger": logging.getLogger("librdkafka"),  # retry chatter through logging, not raw stderr
+        },
+    )
 
 
 class EventProducer:

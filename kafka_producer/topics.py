@@ -24,7 +24,8 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
 
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:
-    """Create each missing topic (partitions, retention from settings); return the names created."""
+    """Create each missing topic (partitions, retention from settings; the windowed streams and the
+    commit markers compacted as well); return the names created."""
     admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics(timeout=10).topics)
@@ -34,8 +35,16 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         ) from exc
     names = names or topics.all()
     wanted = [n for n in names if n not in existing]
-    config = {"retention.ms": str(topics.retention_ms)}
-    new = [NewTopic(n, topics.partitions, topics.replication_factor, config=config) for n in wanted]
+    config, compacted = {"retention.ms": str(topics.retention_ms)}, set(topics.compacted())
+    new = [
+        NewTopic(
+            n,
+            topics.partitions,
+            topics.replication_factor,
+            config=config | ({"cleanup.policy": "compact,delete"} if n in compacted else {}),
+        )
+        for n in wanted
+    ]
     created = []
     for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
         try:

@@ -33,10 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="loans-stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-latest",
+        action="store_true",
+        help="new checkpoints start at the inputs' end, skipping what was produced before (default: "
+        "from the earliest retained offset, LOANS_SPARK_STARTING_OFFSETS)",
+    )
+    start.add_argument(
         "--from-beginning",
         action="store_true",
-        help="read input topics from their start (only when the checkpoints are new)",
+        help="new checkpoints start from the earliest retained offset (the default)",
     )
     parser.add_argument(
         "--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)"
@@ -48,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         configure(load(LogSettings).level)
-        overrides = {"starting_offsets": "earliest"} if args.from_beginning else {}
+        overrides = {"starting_offsets": "latest"} if args.from_latest else {}
+        overrides |= {"starting_offsets": "earliest"} if args.from_beginning else {}
         kafka, topics, settings = (
             load(KafkaSettings),
             load(TopicSettings),

@@ -50,7 +50,7 @@ def kafka_round_trip(kafka: KafkaSettings, topics: TopicSettings, count: int) ->
     """Send `count` keyed JSON messages to a scratch topic and read them back; return how many matched."""
     topic = f"{topics.output_prefix}.demo-{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka, topics, [topic])
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "enable.idempotence": True})
+    producer = Producer(kafka.producer_config("demo"))
     sent = {f"key-{i}": {"n": i, "sent_at": time.time()} for i in range(count)}
     for key, value in sent.items():
         producer.produce(topic, json.dumps(value).encode(), key.encode())
@@ -101,42 +101,39 @@ def written_since(consumer: Consumer, topic: str, since_ms: int) -> list[tuple[T
 
 
 def summarise(kafka: KafkaSettings, topics: TopicSettings, since_ms: int) -> dict[str, int]:
-    """Per output stream: how many records its topic got since `since_ms` (from the offsets), and the
-    latest two, as `make kafka-consumer-output-<stream>` prints them. Returns the counts."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"demo-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
-    )
+    """Per output stream: how many records its topic got since `since_ms` (every committed record in
+    the offsets written since then, read back), and the latest two, as `make
+    kafka-consumer-output-<stream>` prints them. Returns the counts."""
+    consumer = Consumer(kafka.consumer_config(f"demo-{uuid.uuid4()}", {"enable.auto.commit": False}))
     counts = {}
     try:
         for stream in STREAMS:
             topic = stream.topic(topics)
-            ranges = written_since(consumer, topic, since_ms)
-            counts[stream.name] = sum(end - start.offset for start, end in ranges)
+            records = committed(consumer, written_since(consumer, topic, since_ms))
+            counts[stream.name] = len(records)
             print(f"\n{topic}: {counts[stream.name]:,} records during the demo")
-            for raw in _latest(consumer, ranges, 2):
+            for raw in records[-2:]:
                 print("   ", format_message(stream.name, raw))
     finally:
         consumer.close()
     return counts
 
 
-def _latest(consumer: Consumer, ranges: list[tuple[TopicPartition, int]], n: int) -> list[bytes]:
-    """The last `n` values of the non-empty ranges."""
+def committed(consumer: Consumer, ranges: list[tuple[TopicPartition, int]]) -> list[bytes]:
+    """The values of the committed records in the offset ranges (a transaction's commit marker takes
+    an offset too, so offsets alone over-count)."""
     out: list[bytes] = []
     for start, end in ranges:
         if start.offset >= end:
             continue
-        consumer.assign([TopicPartition(start.topic, start.partition, max(start.offset, end - n))])
-        got: list[bytes] = []
-        deadline = time.monotonic() + 10
-        while len(got) < min(n, end - start.offset) and time.monotonic() < deadline:
-            got += [m.value() or b"" for m in consumer.consume(n, 1) if m.error() is None]
-        out += got
-    return out[-n:]
+        consumer.assign([start])
+        idle = 0
+        while idle < 3:  # the end, or nothing more to read (an open transaction's records)
+            got = [m.value() or b"" for m in consumer.consume(1000, 0.5) if m.error() is None]
+            out, idle = out + got, 0 if got else idle + 1
+            if consumer.position([TopicPartition(start.topic, start.partition)])[0].offset >= end:
+                break
+    return out
 
 
 def ensure_champion(ml: MlflowSettings) -> str:
@@ -151,7 +148,7 @@ def ensure_champion(ml: MlflowSettings) -> str:
 
 def drain(job: Job, kafka: KafkaSettings, topic: str, most_s: float) -> None:
     """Run the job until every query has read `topic` to its current end, or `most_s` passes."""
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"demo-{uuid.uuid4()}"})
+    consumer = Consumer(kafka.consumer_config(f"demo-{uuid.uuid4()}"))
     try:
         target = {start.partition: end for start, end in written_since(consumer, topic, 0)}
     finally:
@@ -181,6 +178,7 @@ def run_demo(
         window=args.window,
         window_trigger="2 seconds",
         realtime_batch="5 seconds",  # real-time risk reports its offsets every 5 s
+        starting_offsets="latest",  # the demo's own traffic, not what the topics held before
         archive_trigger="5 seconds",  # dead letters and the lake within the demo's few seconds
     )
     settings = resolve_master(settings, partitions(kafka, topics.applications))

@@ -31,9 +31,11 @@ from core.errors import ConfigError
 from core.events import LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from sparky.champion import Champion
-from sparky.queries import QUERIES, run_id
+from sparky.queries import QUERIES
 from sparky.session import exists
+from sparky.sink import AtLeastOnce, Writer
 from sparky.source import Parser, read_kafka, valid_events
+from sparky.transactional import TransactionalSink
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class Job:
     mlflow: MlflowSettings | None = None  # None: no scores
     queries: dict[str, StreamingQuery] = field(default_factory=dict)
     scores_start: str = "earliest"  # where a new scores checkpoint starts (see the module docstring)
+    writers: dict[str, Writer] = field(default_factory=dict)
+    restarts: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (count, when last)
 
     @cached_property
     def champion(self) -> Champion | None:
@@ -58,9 +62,11 @@ class Job:
     def parser(self) -> Parser:
         return Parser(LoanApplication, self.settings)
 
-    @cached_property
-    def run_id(self) -> str:
-        return run_id(self.settings.checkpoint_dir)
+    def run_id(self, query: str) -> str:
+        """The id Spark keeps in query `query`'s checkpoint, shortened: the same on every restart from
+        that checkpoint, a new one for a new (or reset) checkpoint at the same place. It names the
+        lake partitions and the transactions. Only while the query is active."""
+        return next(str(q.id) for q in self.spark.streams.active if q.name == query)[:8]
 
     def applications(self, realtime: bool = False, starting_offsets: str | None = None) -> DataFrame:
         """Valid live applications, read from Kafka and parsed (a new source per query)."""
@@ -81,6 +87,11 @@ class Job:
         new_job = not exists(self.spark, self.settings.location("risk", "offsets"))
         if new_job:
             self.scores_start = self.settings.starting_offsets
+        where = f"the {self.settings.starting_offsets} offsets (LOANS_SPARK_STARTING_OFFSETS)"
+        log.info(
+            "checkpoints %s: %s", self.settings.checkpoint_dir,
+            f"new, every query starts at {where}" if new_job else "found, every query resumes from them",
+        )  # fmt: skip
         try:
             for query in QUERIES:
                 if query.name not in wanted or (query.name == "scores" and not self.champion_ready()):
@@ -97,6 +108,20 @@ class Job:
             f"; scores {waiting}" if waiting else "" if self.mlflow else "; scores off (no MLflow settings)",
         )
         return list(self.queries.values())
+
+    def writer(self, query: str) -> Writer:
+        """How query `query`'s micro-batches reach Kafka: in transactions (exactly once, see
+        `sparky.transactional`) or, with LOANS_SPARK_EXACTLY_ONCE=false, at least once. Called from
+        the query's own micro-batches, so the query is active and its id (kept in its checkpoint)
+        names its transactions."""
+        if query not in self.writers:
+            if self.settings.exactly_once:
+                self.writers[query] = TransactionalSink(
+                    self.kafka, self.topics.commits, query, self.run_id(query), self.settings.failpoint
+                )
+            else:
+                self.writers[query] = AtLeastOnce(self.kafka)
+        return self.writers[query]
 
     def champion_ready(self) -> bool:
         return self.champion is not None and self.champion.current() is not None
@@ -129,7 +154,7 @@ class Job:
                 return
             self.spark.streams.awaitAnyTermination(1)
             if (failed := self.failed()) is not None:
-                raise RuntimeError(f"query {failed.name} stopped: {failed.exception()}")
+                self.restart(failed, stop)
             self.start_scores_when_ready()
             if time.monotonic() - logged >= progress_every_s:
                 self.log_progress()
@@ -144,6 +169,34 @@ class Job:
             if any(done.get(p, 0) < end for p, end in target.items() if end > 0):
                 late.append(name)
         return late
+
+    def restart(self, query: StreamingQuery, stop: threading.Event | None = None) -> None:
+        """Restart a failed query from its checkpoint after a backoff (LOANS_SPARK_RESTART_BACKOFF_S,
+        doubling), at most LOANS_SPARK_QUERY_RESTARTS times in a row (the count starts again after
+        10 quiet minutes); then, or when its offsets were lost to retention, raise."""
+        name, error = str(query.name), str(query.exception() or "stopped")
+        reason = error.strip().splitlines()[0][:300] if error.strip() else "stopped"
+        if "failOnDataLoss" in error or "data may have been lost" in error.lower():
+            raise RuntimeError(
+                f"query {name}: offsets its checkpoint needs are gone from Kafka (retention or a deleted "
+                f"topic): {reason}. To skip them, run with LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
+            )
+        count, last = self.restarts.get(name, (0, 0.0))
+        count = 1 if time.monotonic() - last > 600 else count + 1
+        if count > self.settings.query_restarts:
+            raise RuntimeError(f"query {name} failed {count} times in a row; last: {reason}")
+        wait = min(self.settings.restart_backoff_s * 2 ** (count - 1), 120.0)
+        log.warning(
+            "query %s failed (%s); restarting it from its checkpoint in %.0f s (%d of %d)",
+            name, reason, wait, count, self.settings.query_restarts,
+        )  # fmt: skip
+        if stop is not None and stop.wait(wait):
+            return
+        if stop is None:
+            time.sleep(wait)
+        self.writers.pop(name, None)  # a new producer: it fences the old one and reads the last marker
+        self.queries[name] = next(q.start for q in QUERIES if q.name == name)(self)
+        self.restarts[name] = (count, time.monotonic())
 
     def log_progress(self) -> None:
         for name, q in self.queries.items():
@@ -167,6 +220,7 @@ class Job:
         try:
             for name in reversed(list(self.queries)):
                 self.queries[name].stop()
+            self.writers.clear()  # their producers end with them (no transaction is open between batches)
             deadline = time.monotonic() + 10  # the interrupted tasks end (and log) after stop() returns
             while context.statusTracker().getActiveStageIds() and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -15,9 +15,7 @@ file feed's listing and logs, measured), from `job.starting_offsets` when its ch
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -30,7 +28,7 @@ from pyspark.sql.streaming import StreamingQuery
 from core.events import HistoricalLoan, LoanApplication
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, risk, scores, segment, stats, windows
-from sparky.sink import kafka_columns, message, start_batches, start_kafka, write_frames
+from sparky.sink import kafka_columns, message, start_batches, start_kafka
 from sparky.source import Parser, read_kafka, valid_events
 
 if TYPE_CHECKING:
@@ -42,14 +40,23 @@ WINDOWED = (stats.DIMENSION, segment.DIMENSION, channel.DIMENSION)
 
 
 def start_risk(job: Job) -> StreamingQuery:
-    """Kafka -> parse, validity, points rules -> loan.risk; no Python, no state."""
+    """Kafka -> parse, validity, points rules -> loan.risk; no Python, no state. Real time and async
+    write through Spark's Kafka sink (at least once); micro-batches, with LOANS_SPARK_EXACTLY_ONCE,
+    in transactions."""
     settings, realtime = job.settings, job.settings.risk_mode == "realtime"
     out = job.applications(realtime=realtime).select(*risk.columns(settings))
     rows = out.select(*kafka_columns(BY_NAME["risk"], job.topics))
     if realtime:
         return start_kafka(rows, "risk", job.kafka, settings, {"realTime": settings.realtime_batch})
+    trigger = {"processingTime": settings.trigger}
+    if settings.risk_mode == "microbatch" and settings.exactly_once:
+
+        def handle(batch: DataFrame, batch_id: int) -> None:
+            job.writer("risk").write([batch], batch_id)
+
+        return start_batches(rows, "risk", handle, settings, trigger)
     options = {"asyncProgressTrackingEnabled": "true"} if settings.risk_mode == "async" else {}
-    return start_kafka(rows, "risk", job.kafka, settings, {"processingTime": settings.trigger}, options)
+    return start_kafka(rows, "risk", job.kafka, settings, trigger, options)
 
 
 def start_scores(job: Job) -> StreamingQuery:
@@ -63,9 +70,10 @@ def start_scores(job: Job) -> StreamingQuery:
         if ref is None:  # the alias was removed after the query started: nothing can score
             raise RuntimeError(f"scores: no champion to score micro-batch {batch_id}: {champion.why_not}")
         # each task of a Python (Arrow) stage costs ~0.15 s whatever its size: one task per batch
-        write_frames([scores.build(batch.coalesce(1), ref, mlflow).select(*out)], job.kafka)
+        job.writer("scores").write([scores.build(batch.coalesce(1), ref, mlflow).select(*out)], batch_id)
 
-    apps = job.applications(starting_offsets=job.scores_start)
+    # scored_at is the micro-batch's time (Spark keeps it in the offset log: a replay gets the same)
+    apps = job.applications(starting_offsets=job.scores_start).withColumn("scored_at", F.current_timestamp())
     return start_batches(apps, "scores", handle, job.settings, {"processingTime": job.settings.trigger})
 
 
@@ -95,7 +103,7 @@ def start_fraud(job: Job) -> StreamingQuery:
     how, out = fraud.flagging(settings), kafka_columns(BY_NAME["fraud"], job.topics)
 
     def handle(signals: DataFrame, batch_id: int) -> None:
-        write_frames([fraud.flag(signals, settings, how).select(*out)], job.kafka)
+        job.writer("fraud").write([fraud.flag(signals, settings, how).select(*out)], batch_id)
 
     signals = fraud.signals(job.applications())
     return start_batches(
@@ -113,18 +121,18 @@ class Archive:
     out: list[Column]  # dead letters as Kafka rows
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        letters = []
+        letters, run = [], self.job.run_id("archive")
         for topic, (parser, folder) in self.parsers.items():
             parsed = parser(batch.where(F.col("topic") == topic))
             # the lake write counts the dead letters on its way (no cache, no second pass); only a
             # batch that has some parses again to explain them (each Python task costs ~0.2 s)
             seen = Observation()
             counted = parsed.observe(seen, F.sum(F.when(F.col("ok"), 0).otherwise(1)).alias("bad"))
-            archive(valid_events(counted), self.job.settings.lake(folder), self.job.run_id, batch_id)
+            archive(valid_events(counted), self.job.settings.lake(folder), run, batch_id)
             if seen.get.get("bad"):
                 letters.append(parser.dead_letters(parsed).select(*self.out))
         if letters:
-            write_frames(letters, self.job.kafka)
+            self.job.writer("archive").write(letters, batch_id)
 
 
 def start_archive(job: Job) -> StreamingQuery:
@@ -149,13 +157,6 @@ def archive(events: DataFrame, path: str, run_id: str, batch_id: int) -> None:
         .partitionBy("date", "batch")
         .parquet(path)
     )
-
-
-def run_id(checkpoint_dir: str) -> str:
-    """Names a job's lake partitions: the same for every run on the same checkpoints (a local path is
-    made absolute first)."""
-    where = checkpoint_dir if "://" in checkpoint_dir else os.path.abspath(checkpoint_dir)
-    return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

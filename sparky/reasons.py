@@ -59,9 +59,16 @@ def _describe(model: type[BaseModel], error: Any) -> str | None:
     return f"field {name}: {error['msg']}"
 
 
-def explain(model: type[BaseModel], payload: bytes | str | None, size: int, max_bytes: int) -> str:
+def explain(
+    model: type[BaseModel],
+    payload: bytes | str | None,
+    size: int,
+    max_bytes: int,
+    context: dict[str, Any] | None = None,
+) -> str:
     """The reason `payload` (`size` bytes as received) is not a valid `model` event: size, then JSON,
-    then each field. An oversized payload is judged by its size alone (it may arrive cut)."""
+    then each field (`context`: the contract's validation context, e.g. its time bounds). An
+    oversized payload is judged by its size alone (it may arrive cut)."""
     raw = payload.encode() if isinstance(payload, str) else (payload or b"")
     if size <= 0:
         return "empty value"
@@ -72,7 +79,7 @@ def explain(model: type[BaseModel], payload: bytes | str | None, size: int, max_
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
     try:
-        model.model_validate_json(raw, strict=True)
+        model.model_validate_json(raw, strict=True, context=context)
     except ValidationError as exc:
         errors = exc.errors()
         if any(e["type"] in NOT_AN_OBJECT for e in errors):
@@ -84,14 +91,20 @@ def explain(model: type[BaseModel], payload: bytes | str | None, size: int, max_
 
 
 def dead_letter(
-    model: type[BaseModel], key: bytes | None, raw: bytes | None, size: int, max_bytes: int, keep: int
+    model: type[BaseModel],
+    key: bytes | None,
+    raw: bytes | None,
+    size: int,
+    max_bytes: int,
+    keep: int,
+    context: dict[str, Any] | None = None,
 ) -> tuple[str | None, str, str, str | None]:
     """`(key, reason, payload, payload_base64)` of a dead letter from the message's raw key and value
     (`raw` may arrive cut; `size` is the size received). The payload is cut at `keep` bytes, as text
     with bytes that are not UTF-8 escaped (`\\xff`); `payload_base64` holds the same bytes when they
     are not valid UTF-8 (a multi-byte character cut at the end does not count)."""
     value = bytes(raw or b"")
-    reason = explain(model, value, size, max_bytes)
+    reason = explain(model, value, size, max_bytes, context)
     kept = value[:keep]
     cut = len(kept) < size  # only a cut payload may end inside a character
     try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import reduce
+from typing import Protocol
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -45,6 +47,21 @@ def write_frames(frames: Sequence[DataFrame], kafka: KafkaSettings) -> None:
         .option("kafka.acks", "all")
         .save()
     )
+
+
+class Writer(Protocol):
+    def write(self, frames: Sequence[DataFrame], batch_id: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class AtLeastOnce:
+    """Spark's Kafka writer: a micro-batch replayed after a crash is written again."""
+
+    kafka: KafkaSettings
+
+    def write(self, frames: Sequence[DataFrame], batch_id: int) -> int:
+        write_frames(frames, self.kafka)
+        return -1  # not counted
 
 
 @contextmanager

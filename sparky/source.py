@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 from collections.abc import Iterable, Iterator
 from functools import reduce
 from typing import get_type_hints
@@ -22,12 +23,20 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    FloatType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from core.records import DeadLetter
 from core.settings import KafkaSettings, SparkJobSettings
 from sparky.reasons import dead_letter
-from sparky.schema import enum_values, required_fields, to_struct_type
+from sparky.schema import enum_values, required_fields, spark_type, to_struct_type
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +65,7 @@ def read_kafka(
         .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", starting_offsets or job.starting_offsets)
-        .option("failOnDataLoss", "false")
+        .option("failOnDataLoss", str(job.fail_on_data_loss).lower())
     )
     if not realtime:
         reader = reader.option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
@@ -105,9 +114,37 @@ def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
     return checks
 
 
+def _hostile(model: type[BaseModel], event: Column, text: Column, job: SparkJobSettings) -> list[Column]:
+    """What `from_json` lets through but the contract refuses; true when the row is bad: NaN or
+    infinite numbers; an object, array, number, NaN or boolean where the contract has a string, a date or
+    a time (Spark keeps its JSON text, or reads a number as epoch seconds); for a model with
+    TIME_CHECKED, an event_time beyond LOANS_SPARK_MAX_FUTURE (from the micro-batch's time) or
+    before LOANS_SPARK_OLDEST_EVENT."""
+    hints = get_type_hints(model)
+    types = {name: spark_type(hints[name]) for name in model.model_fields}
+    bad = [
+        F.isnan(event[name]) | (F.abs(event[name]) == F.lit(float("inf")))
+        for name, tp in types.items()
+        if isinstance(tp, (DoubleType, FloatType))
+    ]
+    texts = (StringType, DateType, TimestampType)  # JSON strings in the contract
+    if strings := [re.escape(name) for name, tp in types.items() if isinstance(tp, texts)]:
+        bad.append(text.rlike(f'"({"|".join(strings)})"\\s*:\\s*[\\[{{tfNI0-9-]'))
+    if getattr(model, "TIME_CHECKED", False):
+        when = event["event_time"]
+        bad.append(when > F.expr(f"current_timestamp() + INTERVAL {job.max_future}"))
+        bad.append(when < F.lit(job.oldest_event))
+    return bad
+
+
 def _all(conditions: Iterable[Column]) -> Column:
     """The AND of `conditions` (true when there are none)."""
     return reduce(operator.and_, conditions, F.lit(True))
+
+
+def _any(conditions: Iterable[Column]) -> Column:
+    """The OR of `conditions`, nulls as false (false when there are none)."""
+    return reduce(operator.or_, (F.coalesce(c, F.lit(False)) for c in conditions), F.lit(False))
 
 
 class Parser:
@@ -129,6 +166,7 @@ class Parser:
             & event[CORRUPT].isNull()
             & _all(event[name].isNotNull() for name in required_fields(model))
             & _all(check.isNull() for check in _value_checks(model, event))
+            & ~_any(_hostile(model, event, F.col("payload"), job))
         )
         self.columns = [
             F.col("key"),
@@ -141,7 +179,7 @@ class Parser:
             F.from_json(text, schema, {"columnNameOfCorruptRecord": CORRUPT}).alias("event"),
         ]
         self.ok = F.coalesce(clean, F.lit(False)).alias("ok")
-        self.model, self.max_bytes = model, job.max_message_bytes
+        self.model, self.max_bytes, self.context = model, job.max_message_bytes, job.time_bounds()
 
     def __call__(self, raw: DataFrame) -> DataFrame:
         return raw.select(*self.columns).select("*", self.ok)
@@ -150,12 +188,14 @@ class Parser:
         """Dead-letter records (DeadLetter) of the rows that failed: source coordinates, reason, the
         payload (cut at PAYLOAD_KEEP bytes). Reasons are worked out in Python from the contract (see
         `sparky.reasons`), only for these rows."""
-        model, max_bytes = self.model, self.max_bytes
+        model, max_bytes, context = self.model, self.max_bytes, self.context
 
         def explained(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for frame in frames:
                 rows = zip(frame["key"], frame["raw"], frame["payload_bytes"], strict=True)
-                letters = [dead_letter(model, k, raw, int(n), max_bytes, PAYLOAD_KEEP) for k, raw, n in rows]
+                letters = [
+                    dead_letter(model, k, raw, int(n), max_bytes, PAYLOAD_KEEP, context) for k, raw, n in rows
+                ]
                 out = pd.DataFrame(letters, columns=["key", "reason", "payload", "payload_base64"])
                 for column in ("source_topic", "source_partition", "source_offset", "payload_bytes"):
                     out[column] = frame[column].to_numpy()

@@ -25,16 +25,20 @@ from core.records import ScoreRecord
 from core.settings import MlflowSettings
 from models.registry import ModelRef, load_scorer
 
-INPUT_COLUMNS = ("application_id", "event_time", *CreditFields.model_fields)
+INPUT_COLUMNS = ("application_id", "event_time", "scored_at", *CreditFields.model_fields)
 OUTPUT_COLUMNS = tuple(ScoreRecord.model_fields)  # the contract: core/records.py
 SCHEMA = (
     "application_id string, event_time timestamp, default_probability double, decision string, "
-    "model_name string, model_version string, model_alias string, error string"
+    "model_name string, model_version string, model_alias string, error string, scored_at timestamp"
 )
 
 
 def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame:
-    """Score `events` (live applications) with model version `ref`, in Arrow batches."""
+    """Score `events` (live applications) with model version `ref`, in Arrow batches. `scored_at` is
+    the events' own column when they have one (the streaming query's batch time: a replayed batch
+    gets the same), else now."""
+    if "scored_at" not in events.columns:
+        events = events.withColumn("scored_at", F.current_timestamp())
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         scorer = load_scorer(mlflow, ref)  # cached per worker process and version
@@ -50,8 +54,9 @@ def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame
                     "model_version": ref.version,
                     "model_alias": ref.alias,
                     "error": out["error"],
+                    "scored_at": frame["scored_at"],
                 }
             )
 
     scored = events.select(*INPUT_COLUMNS).mapInPandas(score, SCHEMA)
-    return scored.withColumn("scored_at", F.current_timestamp()).select(*OUTPUT_COLUMNS)
+    return scored.select(*OUTPUT_COLUMNS)

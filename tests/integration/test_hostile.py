@@ -86,7 +86,24 @@ def hostile(app: bytes) -> dict[str, bytes]:
         "bad enum": json.dumps(event | {"channel": "carrier-pigeon"}).encode(),
         "bad pattern": json.dumps(event | {"zip_code": "12345"}).encode(),
         "null required": json.dumps(event | {"application_id": None}).encode(),
+        **POISON_PILLS(event),
     }
+
+
+def POISON_PILLS(event: dict) -> dict[str, bytes]:  # noqa: N802 (a table)
+    """Values Spark's JSON reader accepts but the contract refuses: each would move a watermark, a
+    fraud horizon or a statistic if it got through."""
+    pills: dict[str, dict] = {
+        "future time": {"event_time": "2031-06-01T00:00:00Z"},
+        "ancient time": {"event_time": "1970-01-02T00:00:00Z"},
+        "nan": {"dti": float("nan")},
+        "infinity": {"annual_inc": float("inf")},
+        "minus infinity": {"session_seconds": float("-inf")},
+        "object for a string": {"email": {"user": "a", "domain": "b"}},
+        "array for a string": {"device_id": ["d1", "d2"]},
+        "number for a string": {"phone": 5551234},
+    }
+    return {name: json.dumps(event | change).encode() for name, change in pills.items()}
 
 
 def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: Job) -> None:
@@ -104,6 +121,11 @@ def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: 
         reasons["kind-bad enum"]
         == "field channel: carrier-pigeon is not one of web, mobile_app, branch, phone, partner"
     )
+    named = {"future time": "event_time", "ancient time": "event_time", "nan": "dti"}
+    named |= {"infinity": "annual_inc", "minus infinity": "session_seconds", "object for a string": "email"}
+    named |= {"array for a string": "device_id", "number for a string": "phone"}
+    for kind, field in named.items():
+        assert f"field {field}" in reasons[f"kind-{kind}"], reasons[f"kind-{kind}"]
     assert all(reason for reason in reasons.values())
     risk = {(m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 1, 60, 2)}
     assert risk == {apps["application_id"][0]}  # only the good one
@@ -141,3 +163,28 @@ def test_the_job_reads_on_after_the_fuzz(hostile_job: Job) -> None:
             (m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 10**9, 3, 0)
         }
     assert apps["application_id"][0] in keys
+
+
+def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_job: Job) -> None:
+    """The pills above did not move the watermark or the fraud horizon: 200 applications of now are
+    all counted in loan.stats, and a fraud ring among them is flagged."""
+    job = hostile_job
+    gen = ApplicationGenerator(seed=9, fraud_share=0.3, rings=2)
+    start = datetime.now(UTC)
+    batch = gen.batch(200, start, 0.01)
+    apps, truth = batch.applications, batch.truth
+    send(job.kafka, job.topics.applications, dict(zip(apps["application_id"], json_lines(apps), strict=True)))
+    ids, ring = set(apps["application_id"]), set(truth.loc[truth["is_fraud"], "application_id"])
+    deadline, counted, flagged = time.monotonic() + 120, 0, set[str]()
+    while (counted < len(ids) or not flagged) and time.monotonic() < deadline:
+        time.sleep(3)
+        windows = [
+            json.loads(m.value() or b"{}")
+            for m in read_topic(job.kafka, job.topics.output("stats"), 10**9, 3, 0)
+        ]
+        latest = {w["window_start"]: w["applications"] for w in windows if w["window_start"] >= "2026-12"}
+        counted = sum(latest.values())
+        fraud = read_topic(job.kafka, job.topics.output("fraud"), 10**9, 3, 0)
+        flagged = {(m.key() or b"").decode() for m in fraud} & ring
+    assert counted == len(ids), f"loan.stats counted {counted} of {len(ids)}"
+    assert flagged, f"none of the {len(ring)} ring applications was flagged"

@@ -23,6 +23,7 @@ def test_compose_creates_exactly_the_settings_topics(repo_root: Path) -> None:
     env = _compose(repo_root)["services"]["kafka-topics"]["environment"]
     topics = TopicSettings()
     assert env["TOPICS"].split() == topics.all()
+    assert env["COMPACTED"].split() == topics.compacted()
     assert int(env["PARTITIONS"]) == topics.partitions
     assert int(env["RETENTION_MS"]) == topics.retention_ms
 

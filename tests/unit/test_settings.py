@@ -24,6 +24,7 @@ def test_defaults_cover_every_topic_in_the_design() -> None:
         "loan.channel",
         "loan.scores",
         "loan.dlq",
+        "loan.commits",  # markers of the job's committed micro-batches (exactly-once outputs)
     ]
 
 

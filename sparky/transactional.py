@@ -1,0 +1,137 @@
+"""Exactly-once Kafka outputs for read_committed consumers: each micro-batch in one Kafka transaction.
+
+Spark's Kafka sink is at-least-once: a micro-batch replayed after a crash is written again. A
+micro-batch query (foreachBatch) writes through `TransactionalSink` instead:
+- one stable `transactional.id` per query and checkpoint (`<prefix>.<query>.<query id>`; Spark keeps
+  the query id in the checkpoint, so a restart on the same checkpoint reuses it, a new checkpoint
+  gets a new one);
+- the batch's records and a marker `{query, batch_id, records}` on the commits topic are committed
+  in ONE transaction, so a read_committed consumer sees all of a batch or none of it;
+- on start the producer fences any earlier instance of the same query (Kafka aborts its open
+  transaction) and reads the query's last committed marker back; a replayed batch at or below it
+  is skipped (Spark replays a batch with the same offsets, so skipping it loses nothing).
+The records are collected to the driver as Arrow and produced by confluent-kafka: a micro-batch of
+this job is thousands of small records, not millions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from functools import reduce
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from pyspark.sql import DataFrame
+
+from core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class TransactionalSink:
+    """Writes a query's micro-batches (`key`, `value`, `topic` rows) exactly once."""
+
+    def __init__(
+        self, kafka: KafkaSettings, commits: str, query: str, query_id: str, failpoint: str = ""
+    ) -> None:
+        self.kafka, self.commits, self.query = kafka, commits, query
+        self.failpoint = failpoint.split(":", 1)[1] if failpoint.startswith(f"{query}:") else ""
+        self.marker_key = f"{query}.{query_id}"
+        self.producer = Producer(
+            kafka.producer_config(
+                f"{query}-tx",
+                {
+                    "transactional.id": f"{kafka.client_id}.{self.marker_key}",
+                    "transaction.timeout.ms": 60_000,
+                    "linger.ms": 5,
+                },
+            )
+        )
+        self.producer.init_transactions(60)  # fences an earlier instance; its open transaction aborts
+        self.last = last_committed(kafka, commits, self.marker_key)
+        log.info(
+            "%s: transactional writes as %s; last committed micro-batch %s",
+            query, self.marker_key, "none" if self.last is None else self.last,
+        )  # fmt: skip
+
+    def write(self, frames: Sequence[DataFrame], batch_id: int) -> int:
+        """Write `frames` and the marker of `batch_id` in one transaction; return the records written
+        (0 for a replay of a committed batch, which is skipped)."""
+        if self.last is not None and batch_id <= self.last:
+            log.info(
+                "%s: micro-batch %d was committed before (last %d): skipped", self.query, batch_id, self.last
+            )
+            return 0
+        table = reduce(DataFrame.union, frames).toArrow()
+        keys, values, topics = (table.column(c).to_pylist() for c in ("key", "value", "topic"))
+        marker = {"query": self.query, "batch_id": batch_id, "records": len(keys)}
+        self.producer.begin_transaction()
+        try:
+            for i, (key, value, topic) in enumerate(zip(keys, values, topics, strict=True)):
+                self.produce(topic, value, key)
+                if i == len(keys) // 2:
+                    self.crash_if("mid-write")
+            self.produce(self.commits, json.dumps(marker), self.marker_key)
+            self.producer.commit_transaction(60)
+        except BaseException:
+            self.abort()
+            raise
+        self.crash_if("after-commit")
+        self.last = batch_id
+        return len(keys)
+
+    def produce(self, topic: str, value: str | None, key: str | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain
+                self.producer.poll(0.1)
+
+    def crash_if(self, point: str) -> None:
+        """Fault injection (LOANS_SPARK_FAILPOINT=<query>:<point>, tests only): die here, at once."""
+        if self.failpoint == point:
+            self.producer.flush(10)  # mid-write: the records so far are on the broker, uncommitted
+            log.warning("%s: failpoint %s: killing the job", self.query, point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def abort(self) -> None:
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:  # the next instance's init_transactions aborts it anyway
+            log.warning("%s: could not abort the open transaction: %s", self.query, exc)
+
+
+def last_committed(kafka: KafkaSettings, commits: str, marker_key: str, timeout_s: float = 60) -> int | None:
+    """The highest batch_id committed under `marker_key` on the commits topic (read_committed), or
+    None when there is none."""
+    consumer = Consumer(kafka.consumer_config(f"{marker_key}-recover", {"enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(commits, timeout=10).topics[commits]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(commits, p), timeout=10)[1]
+            for p in meta.partitions
+        }
+        todo = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(commits, p, 0) for p in todo])
+        last, deadline = None, time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.5):
+                if (error := m.error()) is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    continue
+                if m.key() == marker_key.encode():
+                    last = max(last or -1, int(json.loads(m.value() or b"{}")["batch_id"]))
+            todo = {p for p in todo if consumer.position([TopicPartition(commits, p)])[0].offset < ends[p]}
+        if todo:
+            raise KafkaException(f"could not read {commits} to its end in {timeout_s:.0f} s")
+        return last
+    finally:
+        consumer.close()

@@ -1,0 +1,191 @@
+"""Exactly once, through the real broker, Spark and MLflow: `loans-stream` is killed with SIGKILL at
+three points (right after a risk micro-batch's Kafka transaction committed, in the middle of a
+scores write while scores catch up on a backlog, in the middle of a dead-letter write) and restarted
+on the same checkpoints each time. Read read_committed afterwards, every application is in
+loan.risk and loan.scores exactly once (scores: one model version), every flagged application once
+in loan.fraud, every malformed message once in loan.dlq, and nothing is missing, although the
+applications and malformed messages sent before the job's first start were there first (fresh
+checkpoints start from the earliest offset).
+
+`-m fault` adds the at-least-once baseline (LOANS_SPARK_EXACTLY_ONCE=false, same kills): nothing
+missing, duplicates counted (`make test-faults`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from core.settings import KafkaSettings, MlflowSettings, TopicSettings
+from generator.applications import ApplicationGenerator
+from generator.encode import json_lines
+from kafka_producer.consume import read_topic
+from kafka_producer.topics import ensure_topics
+from models.registry import promote
+from models.train import TrainingSource, TrainOptions, train
+
+pytestmark = pytest.mark.integration
+
+KILLS = ("risk:after-commit", "scores:mid-write", "archive:mid-write")
+BAD = [b"{oops", b"", b'{"channel": "web"}', b"\xff\xfe not utf-8"]
+
+
+class Sender:
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.producer = Producer(kafka.producer_config("test"))
+        self.topic, self.gen, self.bad = (
+            topics.applications,
+            ApplicationGenerator(seed=5, fraud_share=0.2, rings=3),
+            0,
+        )
+        self.ids: list[str] = []
+
+    def apps(self, n: int) -> None:
+        batch = self.gen.batch(n, datetime.now(UTC), 0.01).applications
+        for line, app_id in zip(json_lines(batch), batch["application_id"], strict=True):
+            self.producer.produce(self.topic, line, app_id.encode())
+        self.ids += batch["application_id"].tolist()
+        assert self.producer.flush(30) == 0
+
+    def malformed(self) -> None:
+        for i, value in enumerate(BAD):
+            self.producer.produce(self.topic, value, f"bad-{self.bad + i}".encode())
+        self.bad += len(BAD)
+        assert self.producer.flush(30) == 0
+
+
+def start(env: dict[str, str], log: Path, failpoint: str = "") -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        out.write(f"\n==== start, failpoint {failpoint or 'none'}\n".encode())
+        return subprocess.Popen(
+            [sys.executable, "-m", "sparky.cli", "--progress-every", "5"],
+            env=env | {"LOANS_SPARK_FAILPOINT": failpoint},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def died(job: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether the job killed itself at its failpoint within `timeout_s` (else it is killed here)."""
+    try:
+        job.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        return False
+    time.sleep(3)  # the JVM ends once its Python driver is gone
+    return job.returncode == -signal.SIGKILL
+
+
+def read(kafka: KafkaSettings, topic: str, expected: int) -> list[dict]:
+    return [json.loads(m.value() or b"{}") for m in read_topic(kafka, topic, expected, 60, settle_s=3)]
+
+
+def run_with_kills(
+    kafka: KafkaSettings, topics: TopicSettings, mlflow: MlflowSettings, tmp_path: Path, exactly_once: bool
+) -> tuple[Sender, dict[str, Counter[str]], list[bool]]:
+    ensure_topics(kafka, topics)
+    train(mlflow, TrainingSource.synthetic(rows=4000, seed=3), TrainOptions.quick())
+    assert promote(mlflow, force=True).promoted
+    env = os.environ | {
+        "LOANS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "LOANS_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+        "LOANS_MLFLOW_MODEL_NAME": mlflow.model_name,
+        "LOANS_TOPICS_APPLICATIONS": topics.applications,
+        "LOANS_TOPICS_HISTORY": topics.history,
+        "LOANS_TOPICS_TRUTH": topics.truth,
+        "LOANS_TOPICS_DLQ": topics.dlq,
+        "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
+        "LOANS_SPARK_MASTER": "local[3]",
+        "LOANS_SPARK_RISK_MODE": "microbatch",
+        "LOANS_SPARK_EXACTLY_ONCE": str(exactly_once).lower(),
+        "LOANS_SPARK_ARCHIVE_TRIGGER": "2 seconds",
+        "LOANS_SPARK_MAX_OFFSETS_PER_TRIGGER": "150",  # a backlog takes several micro-batches
+        "LOANS_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "LOANS_SPARK_LAKE_DIR": str(tmp_path / "lake"),
+    }
+    log = tmp_path / "job.log"
+    send = Sender(kafka, topics)
+    send.apps(600)  # before the job ever started
+    send.malformed()
+    kills = []
+    for failpoint in KILLS:
+        job = start(env, log, failpoint)
+        send.apps(150)
+        send.malformed()
+        kills.append(died(job, timeout_s=180))
+    job = start(env, log)
+    try:
+        send.apps(150)
+        outputs = {stream: topics.output(stream) for stream in ("risk", "scores")}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            got = len(read_topic(kafka, outputs["scores"], len(send.ids), 5, settle_s=0))
+            if got >= len(send.ids) and len(read_topic(kafka, outputs["risk"], len(send.ids), 5, 0)) >= len(
+                send.ids
+            ):
+                break
+            time.sleep(5)
+        time.sleep(10)  # the last fraud and archive micro-batches
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+    records = {
+        "risk": read(kafka, topics.output("risk"), len(send.ids)),
+        "scores": read(kafka, topics.output("scores"), len(send.ids)),
+        "fraud": read(kafka, topics.output("fraud"), 1),
+        "dlq": read(kafka, topics.dlq, send.bad),
+    }
+    counts = {name: Counter(r.get("application_id", "") for r in rows) for name, rows in records.items()}
+    counts["dlq"] = Counter(f"{r['source_partition']}:{r['source_offset']}" for r in records["dlq"])
+    counts["versions"] = Counter(r["model_version"] for r in records["scores"])
+    print(
+        f"\n{'exactly-once' if exactly_once else 'at-least-once'}: {sum(kills)} of {len(KILLS)} kills at "
+        f"their failpoint, {len(send.ids)} applications, {send.bad} malformed; "
+        + ", ".join(
+            f"{name} {sum(c.values())} records / {sum(n - 1 for n in c.values())} duplicates"
+            for name, c in counts.items()
+            if name != "versions"
+        )
+        + f"; log {log}"
+    )
+    return send, counts, kills
+
+
+@pytest.fixture
+def mlflow(mlflow_settings: MlflowSettings) -> MlflowSettings:
+    return mlflow_settings.model_copy(update={"model_name": f"eo-{uuid.uuid4().hex[:8]}"})
+
+
+def test_kills_at_three_points_leave_every_output_exactly_once(
+    kafka: KafkaSettings, topics: TopicSettings, mlflow: MlflowSettings, tmp_path: Path
+) -> None:
+    send, counts, kills = run_with_kills(kafka, topics, mlflow, tmp_path, exactly_once=True)
+    assert kills[:2] == [True, True], "the first two kills must land at their failpoints"
+    ids = set(send.ids)
+    for stream in ("risk", "scores"):
+        assert set(counts[stream]) == ids, f"{stream}: {len(ids - set(counts[stream]))} missing"
+        assert max(counts[stream].values()) == 1, f"{stream}: duplicates"
+    assert counts["fraud"] and set(counts["fraud"]) <= ids
+    assert max(counts["fraud"].values()) == 1, "fraud: duplicates"
+    assert len(counts["dlq"]) == send.bad and max(counts["dlq"].values()) == 1
+    assert len(counts["versions"]) == 1
+
+
+@pytest.mark.fault
+def test_at_least_once_baseline_loses_nothing(
+    kafka: KafkaSettings, topics: TopicSettings, mlflow: MlflowSettings, tmp_path: Path
+) -> None:
+    send, counts, _ = run_with_kills(kafka, topics, mlflow, tmp_path, exactly_once=False)
+    for stream in ("risk", "scores"):
+        assert set(counts[stream]) == set(send.ids), f"{stream}: missing"
+    assert len(counts["dlq"]) == send.bad

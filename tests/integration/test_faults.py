@@ -1,0 +1,164 @@
+"""Faults the job survives without a person, on a private broker and MLflow server that the test
+stops and starts under a running `loans-stream`:
+- MLflow goes away just after a new champion is promoted: risk keeps flowing, and once MLflow is
+  back every application is scored, exactly once (read_committed);
+- the broker stops for 30 s mid-run and comes back on the same storage: the job and the project's
+  producer resume, and every application reaches loan.risk and loan.scores exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
+from core.stack import jars
+from core.stack.kafka import KafkaBroker
+from core.stack.mlflow_server import MlflowServer
+from core.stack.process import free_port
+from generator.applications import ApplicationGenerator
+from generator.encode import json_lines
+from kafka_producer.consume import read_topic
+from kafka_producer.producer import EventProducer
+from kafka_producer.topics import ensure_topics
+from models.registry import promote
+from models.train import TrainingSource, TrainOptions, train
+
+pytestmark = pytest.mark.integration
+
+
+class Stack:
+    def __init__(self, home: Path) -> None:
+        jar_dir = jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka")
+        self.broker = KafkaBroker(home / "kafka", jar_dir, port=free_port(), controller_port=free_port())
+        self.mlflow = MlflowServer(home / "mlflow", port=free_port())
+        self.kafka = KafkaSettings(bootstrap_servers=self.broker.bootstrap)
+        self.ml = MlflowSettings(tracking_uri=self.mlflow.uri, model_name="faults")
+        self.topics = TopicSettings(partitions=1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("faults")
+    (home / "kafka").mkdir()
+    (home / "mlflow").mkdir()
+    s = Stack(home)
+    s.broker.start(timeout_s=90)
+    s.mlflow.start(timeout_s=90)
+    try:
+        ensure_topics(s.kafka, s.topics)
+        train(s.ml, TrainingSource.synthetic(rows=4000, seed=1), TrainOptions.quick())
+        assert promote(s.ml, force=True).promoted
+        yield s
+    finally:
+        s.mlflow.stop()
+        s.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    work = tmp_path_factory.mktemp("faults-job")
+    env = os.environ | {
+        "LOANS_KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers,
+        "LOANS_MLFLOW_TRACKING_URI": stack.ml.tracking_uri,
+        "LOANS_MLFLOW_MODEL_NAME": stack.ml.model_name,
+        "LOANS_TOPICS_PARTITIONS": "1",
+        "LOANS_SPARK_MASTER": "local[3]",
+        "LOANS_SPARK_QUERIES": "risk,scores",
+        "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
+        "LOANS_SPARK_RESTART_BACKOFF_S": "3",
+        "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),
+        "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
+    }
+    log = work / "job.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sparky.cli", "--progress-every", "5"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield log
+        assert process.poll() is None, f"the job exited; log: {log}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+
+
+def produce(kafka: KafkaSettings, topics: TopicSettings, n: int, seed: int) -> list[str]:
+    apps = ApplicationGenerator(seed=seed).batch(n, datetime.now(UTC), 0.01).applications
+    producer = EventProducer(kafka)
+    producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
+    producer.close()
+    return list(apps["application_id"])
+
+
+def keys(kafka: KafkaSettings, topic: str) -> Counter[str]:
+    return Counter((m.key() or b"").decode() for m in read_topic(kafka, topic, 10**9, 5, settle_s=0))
+
+
+def wait_for(kafka: KafkaSettings, topic: str, ids: list[str], timeout_s: float) -> Counter[str]:
+    deadline = time.monotonic() + timeout_s
+    while not set(ids) <= set(got := keys(kafka, topic)) and time.monotonic() < deadline:
+        time.sleep(3)
+    return got
+
+
+def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: Path) -> None:
+    kafka, topics = stack.kafka, stack.topics
+    first = produce(kafka, topics, 100, seed=1)
+    assert set(first) <= set(wait_for(kafka, topics.output("scores"), first, 180)), f"log: {job}"
+    train(stack.ml, TrainingSource.synthetic(rows=4000, seed=2), TrainOptions.quick())
+    assert promote(stack.ml, force=True).promoted  # the next micro-batches load a new version ...
+    stack.mlflow.stop()  # ... from a registry that is gone
+    try:
+        during = produce(kafka, topics, 100, seed=2)
+        assert set(during) <= set(wait_for(kafka, topics.output("risk"), during, 90)), "risk stopped"
+        time.sleep(10)
+    finally:
+        stack.mlflow.start(timeout_s=90)
+    scores = wait_for(kafka, topics.output("scores"), first + during, 240)
+    assert set(first + during) <= set(scores), f"not every application was scored; log: {job}"
+    assert max(scores.values()) == 1, "an application was scored twice"
+
+
+def test_broker_down_30_s_then_back_loses_nothing(stack: Stack, job: Path) -> None:
+    """The project's producer sends 10 applications a second throughout; the broker stops for 30 s."""
+    kafka, topics = stack.kafka, stack.topics
+    gen, producer, stop = ApplicationGenerator(seed=3), EventProducer(kafka), threading.Event()
+    sent: list[str] = []
+
+    def send_every_second() -> None:
+        while not stop.is_set():
+            apps = gen.batch(10, datetime.now(UTC), 0.01).applications
+            producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
+            sent.extend(apps["application_id"])
+            stop.wait(1)
+
+    sender = threading.Thread(target=send_every_second)
+    sender.start()
+    try:
+        time.sleep(10)
+        stack.broker.stop()
+        time.sleep(30)
+        stack.broker.start(timeout_s=90)
+        time.sleep(10)
+    finally:
+        stop.set()
+        sender.join()
+    producer.close()  # raises if anything was not delivered
+    for stream in ("risk", "scores"):
+        got = wait_for(kafka, topics.output(stream), sent, 300)
+        assert set(sent) <= set(got), (
+            f"{stream}: {len(set(sent) - set(got))} of {len(sent)} missing; log: {job}"
+        )
+        if stream == "scores":
+            assert max(got[i] for i in sent) == 1, "an application was scored twice"
