@@ -2,8 +2,9 @@
 
 `Job.start()` starts the queries of `sparky.queries.QUERIES` (risk, scores, windows, fraud, archive),
 each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it logs each
-query's progress, starts the scores query once the registry has a champion, and raises when a query
-fails. If one query fails to start, those already running are stopped and the error raised.
+query's progress, starts the scores query once the registry has a champion, and restarts a query
+that fails from its checkpoint with backoff (a bounded number of times; then it raises). If one
+query fails to start, those already running are stopped and the error raised.
 
 Scores: while the registry has no champion the scores query is not started (the other streams
 run); once one exists it starts from its checkpoint, or, with none, from where the job's other
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -146,13 +148,17 @@ class Job:
         stop: threading.Event | None = None,
         until: Callable[[], bool] | None = None,
     ) -> None:
-        """Watch the queries until one fails (raise), `duration_s` passes, `stop` is set or `until()`
-        holds: log progress, start scores once a champion exists."""
+        """Watch the queries until `duration_s` passes, `stop` is set or `until()` holds: restart a
+        failed query (`restart`, which raises once it gives up), log progress, start scores once a
+        champion exists."""
         started = logged = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
             if (stop is not None and stop.is_set()) or (until is not None and until()):
                 return
-            self.spark.streams.awaitAnyTermination(1)
+            try:
+                self.spark.streams.awaitAnyTermination(1)
+            except StreamingQueryException:  # a query failed: restarted below
+                self.spark.streams.resetTerminated()
             if (failed := self.failed()) is not None:
                 self.restart(failed, stop)
             self.start_scores_when_ready()

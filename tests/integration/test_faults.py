@@ -1,20 +1,23 @@
 """Faults the job survives without a person, on a private broker and MLflow server that the test
 stops and starts under a running `loans-stream`:
-- MLflow goes away just after a new champion is promoted: risk keeps flowing, and once MLflow is
-  back every application is scored, exactly once (read_committed);
+- MLflow goes away just after a new champion is promoted, and the job's Python workers are killed,
+  so the next micro-batch's workers must load a model from a registry that is gone: risk keeps
+  flowing, and once MLflow is back every application is scored, exactly once (read_committed);
 - the broker stops for 30 s mid-run and comes back on the same storage: the job and the project's
   producer resume, and every application reaches loan.risk and loan.scores exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,8 +67,41 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.broker.stop()
 
 
+@dataclass
+class RunningJob:
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def read_text(self) -> str:
+        return self.log.read_text()
+
+    def kill_python_workers(self) -> int:
+        """SIGKILL the job's PySpark Python workers (its JVM starts new ones, which load the model
+        again); return how many."""
+        table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout  # noqa: S607
+        children: dict[int, list[int]] = defaultdict(list)
+        args: dict[int, str] = {}
+        for line in table.splitlines():
+            fields = line.split(None, 2)
+            children[int(fields[1])].append(int(fields[0]))
+            args[int(fields[0])] = fields[2] if len(fields) > 2 else ""
+        todo, workers = [self.process.pid], list[int]()
+        while todo:
+            for child in children[todo.pop()]:
+                todo.append(child)
+                if "pyspark.daemon" in args[child] or "pyspark.worker" in args[child]:
+                    workers.append(child)
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        return len(workers)
+
+    def __str__(self) -> str:
+        return str(self.log)
+
+
 @pytest.fixture(scope="module")
-def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJob]:
     work = tmp_path_factory.mktemp("faults-job")
     env = os.environ | {
         "LOANS_KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers,
@@ -76,6 +112,7 @@ def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         "LOANS_SPARK_QUERIES": "risk,scores",
         "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
         "LOANS_SPARK_RESTART_BACKOFF_S": "3",
+        "LOANS_SPARK_CHAMPION_POLL_S": "1",
         "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),
         "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
     }
@@ -86,7 +123,7 @@ def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        yield log
+        yield RunningJob(log, process)
         assert process.poll() is None, f"the job exited; log: {log}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -112,13 +149,14 @@ def wait_for(kafka: KafkaSettings, topic: str, ids: list[str], timeout_s: float)
     return got
 
 
-def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: Path) -> None:
+def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: RunningJob) -> None:
     kafka, topics = stack.kafka, stack.topics
     first = produce(kafka, topics, 100, seed=1)
     assert set(first) <= set(wait_for(kafka, topics.output("scores"), first, 180)), f"log: {job}"
     train(stack.ml, TrainingSource.synthetic(rows=4000, seed=2), TrainOptions.quick())
-    assert promote(stack.ml, force=True).promoted  # the next micro-batches load a new version ...
-    stack.mlflow.stop()  # ... from a registry that is gone
+    assert promote(stack.ml, force=True).promoted  # a new champion the job has not loaded yet ...
+    stack.mlflow.stop()  # ... in a registry that is gone when the next applications come,
+    assert job.kill_python_workers() > 0  # and Python workers that must load a model again
     try:
         during = produce(kafka, topics, 100, seed=2)
         assert set(during) <= set(wait_for(kafka, topics.output("risk"), during, 90)), "risk stopped"
@@ -128,9 +166,10 @@ def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: Path
     scores = wait_for(kafka, topics.output("scores"), first + during, 240)
     assert set(first + during) <= set(scores), f"not every application was scored; log: {job}"
     assert max(scores.values()) == 1, "an application was scored twice"
+    assert "is not reachable" in job.read_text(), "the outage never reached the job"
 
 
-def test_broker_down_30_s_then_back_loses_nothing(stack: Stack, job: Path) -> None:
+def test_broker_down_30_s_then_back_loses_nothing(stack: Stack, job: RunningJob) -> None:
     """The project's producer sends 10 applications a second throughout; the broker stops for 30 s."""
     kafka, topics = stack.kafka, stack.topics
     gen, producer, stop = ApplicationGenerator(seed=3), EventProducer(kafka), threading.Event()
