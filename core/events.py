@@ -8,12 +8,15 @@ ground truth, the Lending Club `id` for history. Times are timezone-aware UTC wi
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")  # what a date or time must look like as JSON text (Spark
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")  # reads these strictly, sparky/source.py)
 MAX_FUTURE = timedelta(minutes=5)  # defaults of LOANS_SPARK_MAX_FUTURE and LOANS_SPARK_OLDEST_EVENT
 OLDEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -70,6 +73,15 @@ class CreditFields(BaseModel):
     addr_state: str = Field(pattern=r"^[A-Z]{2}$")
     zip_code: str = Field(pattern=r"^\d{3}xx$")
 
+    @field_validator("earliest_cr_line", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a date as YYYY-MM-DD")
+        return date.fromisoformat(value)
+
 
 class LoanApplication(CreditFields):
     """One live loan application as the analytics see it (no ground truth in here)."""
@@ -93,6 +105,15 @@ class LoanApplication(CreditFields):
     # event_time drives watermarks and fraud horizons: it may not lie in the future (beyond a clock
     # skew tolerance) nor before OLDEST_EVENT; the Spark job checks the same (sparky/source.py)
     TIME_CHECKED: ClassVar[bool] = True
+
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _iso_time(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not ISO_TIME.match(value):
+            raise ValueError(f"{value!r} is not a time as YYYY-MM-DDTHH:MM...")
+        return datetime.fromisoformat(value)
 
     @field_validator("event_time")
     @classmethod

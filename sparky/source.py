@@ -107,11 +107,15 @@ def _value_checks(model: type[BaseModel], event: Column) -> list[Column]:
             elif pattern := getattr(rule, "pattern", None):
                 checks.append(
                     F.when(
-                        ~value.rlike(pattern),
+                        ~value.rlike(_java(pattern)),
                         F.concat(F.lit(f"field {name}="), value, F.lit(f" does not match {pattern}")),
                     )
                 )
     return checks
+
+
+DATE_TEXT = '\\d{4}-\\d\\d-\\d\\d"'  # the whole JSON string (core.events.ISO_DATE)
+TIME_TEXT = "\\d{4}-\\d\\d-\\d\\d[Tt ]\\d\\d:\\d\\d"  # how it starts (core.events.ISO_TIME)
 
 
 def _hostile(model: type[BaseModel], event: Column, text: Column, job: SparkJobSettings) -> list[Column]:
@@ -130,11 +134,23 @@ def _hostile(model: type[BaseModel], event: Column, text: Column, job: SparkJobS
     texts = (StringType, DateType, TimestampType)  # JSON strings in the contract
     if strings := [re.escape(name) for name, tp in types.items() if isinstance(tp, texts)]:
         bad.append(text.rlike(f'"({"|".join(strings)})"\\s*:\\s*[\\[{{tfNI0-9-]'))
+    for name, tp in types.items():  # a date or time as JSON text, in the contract's own format
+        shapes: dict[type, str] = {DateType: DATE_TEXT, TimestampType: TIME_TEXT}
+        shape = shapes.get(type(tp))
+        if shape is not None:
+            key = f'"{re.escape(name)}"\\s*:\\s*"'
+            bad.append(text.rlike(key) & ~text.rlike(key + shape))
     if getattr(model, "TIME_CHECKED", False):
         when = event["event_time"]
         bad.append(when > F.expr(f"current_timestamp() + INTERVAL {job.max_future}"))
         bad.append(when < F.lit(job.oldest_event))
     return bad
+
+
+def _java(pattern: str) -> str:
+    """`pattern` as the contract (pydantic, Rust regex) means it, for Java: `$` is the very end
+    (Java's `$` also matches before a final newline)."""
+    return pattern[:-1] + "\\z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
 
 
 def _all(conditions: Iterable[Column]) -> Column:

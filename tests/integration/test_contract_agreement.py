@@ -45,7 +45,23 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.5, 850, 2_000.0]),
     st.text(max_size=12),
-    st.sampled_from(["web", "A", "A1", "NY", "123xx", "2020-01-01", "NaN", "Infinity", "a" * 64]),
+    st.sampled_from(
+        [
+            "web",
+            "A",
+            "A\n",
+            "A1",
+            "NY",
+            "123xx",
+            "2020-01-01",
+            "2020-01-01T00:00:00Z",
+            "0",
+            "1",
+            "NaN",
+            "Infinity",
+            "a" * 64,
+        ]
+    ),
     times,
 )
 values = st.one_of(
