@@ -122,7 +122,7 @@ class Job:
                     self.kafka, self.topics.commits, query, self.run_id(query), self.settings.failpoint
                 )
             else:
-                self.writers[query] = AtLeastOnce(self.kafka)
+                self.writers[query] = AtLeastOnce(self.kafka, query, self.settings.failpoint)
         return self.writers[query]
 
     def champion_ready(self) -> bool:

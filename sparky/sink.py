@@ -7,6 +7,9 @@ on a small machine each expression the driver builds is a round trip into the JV
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,10 +61,21 @@ class AtLeastOnce:
     """Spark's Kafka writer: a micro-batch replayed after a crash is written again."""
 
     kafka: KafkaSettings
+    query: str = ""
+    failpoint: str = ""  # LOANS_SPARK_FAILPOINT, as `sparky.transactional` has it
 
     def write(self, frames: Sequence[DataFrame], batch_id: int) -> int:
+        crash_if(self.failpoint, self.query, "mid-write")  # no midpoint inside Spark's writer: before it
         write_frames(frames, self.kafka)
+        crash_if(self.failpoint, self.query, "after-commit")
         return -1  # not counted
+
+
+def crash_if(failpoint: str, query: str, point: str) -> None:
+    """Fault injection (LOANS_SPARK_FAILPOINT=<query>:<point>, tests only): SIGKILL the job here."""
+    if failpoint == f"{query}:{point}":
+        logging.getLogger(__name__).warning("%s: failpoint %s: killing the job", query, point)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Sequence
 from functools import reduce
@@ -28,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from pyspark.sql import DataFrame
 
 from core.settings import KafkaSettings
+from sparky.sink import crash_if
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class TransactionalSink:
         self, kafka: KafkaSettings, commits: str, query: str, query_id: str, failpoint: str = ""
     ) -> None:
         self.kafka, self.commits, self.query = kafka, commits, query
-        self.failpoint = failpoint.split(":", 1)[1] if failpoint.startswith(f"{query}:") else ""
+        self.failpoint = failpoint
         self.marker_key = f"{query}.{query_id}"
         self.producer = Producer(
             kafka.producer_config(
@@ -93,11 +92,9 @@ class TransactionalSink:
                 self.producer.poll(0.1)
 
     def crash_if(self, point: str) -> None:
-        """Fault injection (LOANS_SPARK_FAILPOINT=<query>:<point>, tests only): die here, at once."""
-        if self.failpoint == point:
+        if self.failpoint == f"{self.query}:{point}":
             self.producer.flush(10)  # mid-write: the records so far are on the broker, uncommitted
-            log.warning("%s: failpoint %s: killing the job", self.query, point)
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_if(self.failpoint, self.query, point)
 
     def abort(self) -> None:
         try:
