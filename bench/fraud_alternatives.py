@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from sparky.analyses.fraud import ASSISTED_CHANNELS, ENTITIES, METRICS, PASSTHROUGH, WINDOWS, flag, flagging
+from sparky.analyses.fraud import METRICS, PASSTHROUGH, WINDOWS, entity_structs, flag, flagging
 
 OUTPUT_MODE = "update"  # each micro-batch's new applications
 LATENESS = "1 hour"
@@ -35,14 +35,7 @@ def _entity_rows(events: DataFrame, mark: Column) -> DataFrame:
     """One row per application and entity kind: kind, value_key, event_time and the event `e`: time in
     µs `t`, customer hash `c`, batch mark `m`, `application_id`, and the application's other fields
     `p` on the SSN row only (every application has one; the state keeps them once, not four times)."""
-    assisted = F.col("channel").isin(*ASSISTED_CHANNELS)
-    entities = [
-        F.when(
-            ~assisted if kind in ("device", "ip") else F.lit(True),
-            F.struct(F.lit(kind).alias("kind"), F.col(column).alias("value")),
-        )
-        for kind, column in ENTITIES.items()
-    ]
+    entities = entity_structs()
     own = F.struct(*(F.col(c) for c in PASSTHROUGH[1:]))
     return (
         events.select(

@@ -194,17 +194,23 @@ def _batch(new: pd.DataFrame) -> pd.DataFrame:
     return _wide(window_counts(np.empty(0, STATE), new)[0])
 
 
-def _entity_rows(events: DataFrame) -> DataFrame:
-    """One row per application and entity kind: value_key (a hash of kind and value), customer_key,
-    event_us, and the application's context."""
+def entity_structs() -> list[Column]:
+    """Per entity kind, a struct (kind, value) of an application, null for device and IP on assisted
+    channels (a branch's or call centre's devices serve many customers)."""
     assisted = F.col("channel").isin(*ASSISTED_CHANNELS)
-    entities = [
+    return [
         F.when(
             ~assisted if kind in ("device", "ip") else F.lit(True),
             F.struct(F.lit(kind).alias("kind"), F.col(column).alias("value")),
         )
         for kind, column in ENTITIES.items()
     ]
+
+
+def _entity_rows(events: DataFrame) -> DataFrame:
+    """One row per application and entity kind: value_key (a hash of kind and value), customer_key,
+    event_us, and the application's context."""
+    entities = entity_structs()
     return (
         events.select(
             *PASSTHROUGH,
