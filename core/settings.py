@@ -155,6 +155,12 @@ TRIGGER = r"^\d+(\.\d+)? (second|seconds|minute|minutes)$"
 DURATION = r"^\d+ (second|seconds|minute|minutes|hour|hours)$"
 
 
+def duration(text: str) -> timedelta:
+    """A DURATION setting ("10 minutes") as a timedelta."""
+    number, unit = text.split()
+    return timedelta(**{unit.rstrip("s") + "s": int(number)})
+
+
 def _location(value: object) -> object:
     """A checkpoint or lake location: a path (str or Path) or a URI (file://, s3a://, hdfs://)."""
     return str(value) if isinstance(value, PurePath) else value
@@ -235,6 +241,11 @@ class SparkJobSettings(BaseSettings):
         pattern=DURATION,
         description="applications with an event_time further ahead go to the DLQ",
     )
+    dedup_horizon: str = Field(
+        "10 minutes",
+        pattern=DURATION,
+        description="an application_id seen again within this event time of its first is a dead letter",
+    )
     oldest_event: datetime = Field(
         OLDEST_EVENT, description="applications whose event_time is earlier go to the DLQ"
     )
@@ -248,8 +259,7 @@ class SparkJobSettings(BaseSettings):
 
     def time_bounds(self) -> dict[str, Any]:
         """The validation context of `core.events.LoanApplication`'s event_time rule, from settings."""
-        number, unit = self.max_future.split()
-        return {"max_future": timedelta(**{unit.rstrip("s") + "s": int(number)}), "oldest": self.oldest_event}
+        return {"max_future": duration(self.max_future), "oldest": self.oldest_event}
 
     def location(self, *parts: str) -> str:
         """`checkpoint_dir/<parts>`, as a path or URI Spark and Hadoop resolve (not pathlib)."""

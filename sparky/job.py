@@ -70,12 +70,15 @@ class Job:
         lake partitions and the transactions. Only while the query is active."""
         return next(str(q.id) for q in self.spark.streams.active if q.name == query)[:8]
 
-    def applications(self, realtime: bool = False, starting_offsets: str | None = None) -> DataFrame:
-        """Valid live applications, read from Kafka and parsed (a new source per query)."""
+    def applications(
+        self, realtime: bool = False, starting_offsets: str | None = None, provenance: bool = False
+    ) -> DataFrame:
+        """Valid live applications, read from Kafka and parsed (a new source per query); with
+        `provenance`, each with its message and where it came from (`sparky.source.PROVENANCE`)."""
         raw = read_kafka(
             self.spark, self.kafka, [self.topics.applications], self.settings, starting_offsets, realtime
         )
-        return valid_events(self.parser(raw))
+        return valid_events(self.parser(raw), provenance)
 
     def start(self) -> list[StreamingQuery]:
         """Start every query (scores only when a champion exists); if one fails to start, stop those

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from core.events import HistoricalLoan, LoanApplication
+from core.settings import duration
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, risk, scores, segment, stats, windows
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
@@ -98,14 +99,21 @@ def start_windows(job: Job) -> StreamingQuery:
 
 
 def start_fraud(job: Job) -> StreamingQuery:
-    """Kafka -> parse -> per-value velocity state -> flagged applications -> loan.fraud."""
-    settings = job.settings
-    how, out = fraud.flagging(settings), kafka_columns(BY_NAME["fraud"], job.topics)
+    """Kafka -> parse -> per-value velocity state -> flagged applications -> loan.fraud, and
+    duplicate application ids -> loan.dlq, in one projection (the stateful batch runs once)."""
+    settings, topics = job.settings, job.topics
+    how, duplicate = fraud.flagging(settings), F.col("duplicate_of_us").isNotNull()
+    flagged = message(BY_NAME["fraud"], how.outputs)
+    letter = message(BY_NAME["dlq"], fraud.duplicate_letters(topics.applications, settings.dedup_horizon))
+    pairs = zip(letter, flagged, ("key", "value"), strict=True)
+    rows = [F.when(duplicate, d).otherwise(f).alias(c) for d, f, c in pairs]
+    to = F.when(duplicate, BY_NAME["dlq"].topic(topics)).otherwise(BY_NAME["fraud"].topic(topics))
+    keep = duplicate | (how.score >= settings.fraud_score_threshold)
 
     def handle(signals: DataFrame, batch_id: int) -> None:
-        job.writer("fraud").write([fraud.flag(signals, settings, how).select(*out)], batch_id)
+        job.writer("fraud").write([signals.where(keep).select(*rows, to.alias("topic"))], batch_id)
 
-    signals = fraud.signals(job.applications())
+    signals = fraud.signals(job.applications(provenance=True), duration(settings.dedup_horizon))
     return start_batches(
         signals, "fraud", handle, settings, {"processingTime": settings.fraud_trigger}, fraud.OUTPUT_MODE
     )

@@ -238,6 +238,11 @@ def parse(
     return Parser(model, job, schema)(raw)
 
 
-def valid_events(parsed: DataFrame) -> DataFrame:
-    """The events that passed validation, as flat columns of the model."""
-    return parsed.where(F.col("ok")).select("event.*").drop(CORRUPT)
+PROVENANCE = ("source_key", "source_partition", "source_offset", "payload", "payload_bytes")
+
+
+def valid_events(parsed: DataFrame, provenance: bool = False) -> DataFrame:
+    """The events that passed validation, as flat columns of the model; with `provenance`, also
+    where each came from and its message (PROVENANCE columns), for a dead letter found later."""
+    where = [F.col("key").alias("source_key"), *map(F.col, PROVENANCE[1:])] if provenance else []
+    return parsed.where(F.col("ok")).select("event.*", *where).drop(CORRUPT)

@@ -38,6 +38,12 @@ time <= its own; counts already emitted are never revised.
 | FAST_FORM_SHARED_IDENTITY | form_fill_seconds < 120 and any *_customers_24h >= 2            | 0.30   |
 | MANY_ATTEMPTS             | attempts >= 3                                                   | 0.15   |
 
+Duplicates (streaming): an application_id seen again within `LOANS_SPARK_DEDUP_HORIZON` of event time
+after its first (the horizon trails the newest event time seen, a watermark) is not counted and
+comes out as a row with `duplicate_of_us` (the first one's event time) and its message, for the
+dead-letter queue. The first in (event time, partition, offset) order is the one kept. The state
+keeps (id hash, event time) per application inside the horizon: 16 bytes each.
+
 A null signal (device and IP on assisted channels) fires nothing. Thresholds and weights were tuned
 on generator seed 7 (bench/fraud_quality.py); one strong identity rule flags on its own at the
 default threshold 0.5, the weak ones only together.
@@ -48,7 +54,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import reduce
+from datetime import timedelta
+from functools import partial, reduce
 from typing import Any
 
 import numpy as np
@@ -57,7 +64,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupStateTimeout
 
-from core.records import FraudRecord
+from core.records import DeadLetter, FraudRecord
 from core.settings import SparkJobSettings
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,17 @@ MAX_EVENTS_PER_VALUE = 1000
 STATE = np.dtype([("v", "<i8"), ("c", "<i8"), ("t", "<i8")])
 PASSTHROUGH = ["application_id", "customer_id", "channel", "form_fill_seconds", "attempts"]
 CONTEXT = [*PASSTHROUGH, "event_us", "kind"]
+SEEN = np.dtype([("a", "<i8"), ("t", "<i8")])  # application id hash, event time (µs)
+APPLICATION = "application"  # the pseudo-entity whose value is the application id: deduplicated, not counted
+DUPLICATE = {  # a duplicate's columns (null on other rows); the message's only on its APPLICATION row
+    "duplicate_of_us": "long", "source_key": "string", "source_partition": "int", "source_offset": "long",
+    "payload": "string", "payload_bytes": "int",
+}  # fmt: skip
 SIGNAL_SCHEMA = (
     "application_id string, event_us long, customer_id string, channel string, form_fill_seconds double, "
-    "attempts long, " + ", ".join(f"{kind}_{m} long" for kind in ENTITIES for m in METRICS)
+    "attempts long, "
+    + ", ".join(f"{kind}_{m} long" for kind in ENTITIES for m in METRICS)
+    + "".join(f", {name} {kind}" for name, kind in DUPLICATE.items())
 )
 FAST_FORM_SECONDS = 120.0
 OUTPUT_COLUMNS = tuple(FraudRecord.model_fields)  # the contract: core/records.py
@@ -183,15 +198,64 @@ def _wide(rows: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _stateful(key: tuple, frames: Iterator[pd.DataFrame], state: Any) -> Iterator[pd.DataFrame]:
-    history = np.frombuffer(state.get[0], dtype=STATE) if state.exists else np.empty(0, STATE)
-    out, history = window_counts(history, pd.concat(list(frames), ignore_index=True))
-    state.update((history.tobytes(),))
-    yield _wide(out)
+def deduplicate(
+    seen: np.ndarray, rows: pd.DataFrame, horizon_us: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Split `_entity_rows` rows into the entity rows of first-seen applications and one row per
+    duplicate (its APPLICATION row plus `duplicate_of_us`); return them and the next `seen` (SEEN,
+    one entry per id, none older than the newest event time - `horizon_us`)."""
+    is_app = (rows["kind"] == APPLICATION).to_numpy()
+    apps = rows[is_app]
+    apps = apps.iloc[np.lexsort((apps["source_offset"], apps["source_partition"], apps["event_us"]))]
+    a, t = apps["value_key"].to_numpy(np.int64), apps["event_us"].to_numpy(np.int64)
+    earlier = pd.Series(seen["t"], index=seen["a"], dtype="float64").reindex(a).to_numpy()
+    again = pd.Series(a).duplicated().to_numpy()
+    first_here = pd.Series(t).groupby(a).transform("first").to_numpy()
+    dup = ~np.isnan(earlier) | again
+    duplicates = apps[dup].assign(duplicate_of_us=np.where(np.isnan(earlier), first_here, earlier)[dup])
+    identity = ["source_partition", "source_offset"]  # without provenance, identical copies share one
+    firsts = pd.MultiIndex.from_frame(apps.loc[~dup, identity])
+    counted = rows[~is_app & pd.MultiIndex.from_frame(rows[identity]).isin(firsts)]
+    counted = counted.drop_duplicates([*identity, "kind"])
+    kept = np.concatenate([seen, np.rec.fromarrays((a[~dup], t[~dup]), dtype=SEEN)]).view(np.ndarray)
+    newest = max(int(t.max()), int(seen["t"].max())) if len(seen) else int(t.max())
+    return counted, duplicates, kept[kept["t"] >= newest - horizon_us]
+
+
+def _signal_frame(counted: pd.DataFrame, duplicates: pd.DataFrame) -> pd.DataFrame:
+    """The output rows: signals of the counted applications, then the duplicates (no signals)."""
+    wide = _wide(counted) if len(counted) else pd.DataFrame(columns=["application_id", *CONTEXT[1:-1]])
+    dups = duplicates[["application_id", *CONTEXT[1:-1], *DUPLICATE]]
+    frame = pd.concat([wide, dups], ignore_index=True)
+    for name in [f"{kind}_{m}" for kind in ENTITIES for m in METRICS]:
+        frame[name] = frame[name].astype("Int64") if name in frame else pd.array([None] * len(frame), "Int64")
+    for name, kind in DUPLICATE.items():  # null on counted rows (None, not NaN, for strings)
+        column = frame[name] if name in frame else pd.Series([None] * len(frame), dtype=object)
+        strings = column.astype(object).where(column.notna(), None)
+        frame[name] = column.astype("Int64") if kind != "string" else strings
+    return frame
+
+
+def _stateful(
+    horizon_us: int, key: tuple, frames: Iterator[pd.DataFrame], state: Any
+) -> Iterator[pd.DataFrame]:
+    history, seen = (
+        (np.frombuffer(state.get[0], dtype=STATE), np.frombuffer(state.get[1], dtype=SEEN))
+        if state.exists
+        else (np.empty(0, STATE), np.empty(0, SEEN))
+    )
+    rows, counted = pd.concat(list(frames), ignore_index=True), None
+    entity_rows, duplicates, seen = deduplicate(seen, rows, horizon_us)
+    if len(entity_rows):
+        counted, history = window_counts(history, entity_rows)
+    state.update((history.tobytes(), seen.tobytes()))
+    yield _signal_frame(counted if counted is not None else entity_rows.iloc[:0], duplicates)
 
 
 def _batch(new: pd.DataFrame) -> pd.DataFrame:
-    return _wide(window_counts(np.empty(0, STATE), new)[0])
+    """A batch DataFrame's signals (no deduplication: a batch is the tests' and benchmarks' data)."""
+    out = window_counts(np.empty(0, STATE), new[new["kind"] != APPLICATION])[0]
+    return _signal_frame(out, new.iloc[:0].assign(duplicate_of_us=pd.Series(dtype="Int64")))
 
 
 def entity_structs() -> list[Column]:
@@ -208,32 +272,60 @@ def entity_structs() -> list[Column]:
 
 
 def _entity_rows(events: DataFrame) -> DataFrame:
-    """One row per application and entity kind: value_key (a hash of kind and value), customer_key,
-    event_us, and the application's context."""
-    entities = entity_structs()
-    return (
+    """One row per application and entity kind, plus its APPLICATION row: value_key (a hash of kind
+    and value), customer_key, event_us, the application's context, its source partition and offset,
+    and (on the APPLICATION row only) its key and message, null where `events` has no provenance."""
+    itself = F.struct(F.lit(APPLICATION).alias("kind"), F.col("application_id").alias("value"))
+    entities = [*entity_structs(), itself]
+    # without provenance (not from Kafka: tests, benchmarks) an application's identity is its content
+    stand_in = {"source_partition": F.lit(-1), "source_offset": F.xxhash64(*events.columns)}
+    whence = [
+        (F.col(name) if name in events.columns else stand_in.get(name, F.lit(None))).cast(kind).alias(name)
+        for name, kind in list(DUPLICATE.items())[1:]
+    ]
+    rows = (
         events.select(
             *PASSTHROUGH,
             F.unix_micros("event_time").alias("event_us"),
             F.xxhash64("customer_id").alias("customer_key"),
+            *whence,
             F.explode(F.array_compact(F.array(*entities))).alias("e"),
         )
         .where(F.col("e.value").isNotNull())
         .select("*", F.col("e.kind").alias("kind"), F.xxhash64("e.kind", "e.value").alias("value_key"))
         .drop("e")
     )
+    there = F.col("kind") == APPLICATION
+    return rows.withColumns({c: F.when(there, F.col(c)) for c in ("source_key", "payload", "payload_bytes")})
 
 
-def signals(events: DataFrame) -> DataFrame:
+def duplicate_letters(topic: str, horizon: str) -> list[Column]:
+    """DeadLetter columns of a duplicate's signal row (`duplicate_of_us` set), from topic `topic`."""
+    first = F.date_format(F.timestamp_micros("duplicate_of_us"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+    reason = F.concat(
+        F.lit("field application_id: duplicate "), F.col("application_id"),
+        F.lit(", first seen with event_time "), first,
+        F.lit(f" (within LOANS_SPARK_DEDUP_HORIZON={horizon})"),
+    )  # fmt: skip
+    columns = {
+        "key": F.col("source_key"), "source_topic": F.lit(topic), "reason": reason,
+        "payload_base64": F.lit(None).cast("string"), "failed_at": F.current_timestamp(),
+    }  # fmt: skip
+    return [columns.get(name, F.col(name)).alias(name) for name in DeadLetter.model_fields]
+
+
+def signals(events: DataFrame, dedup_horizon: timedelta = timedelta(minutes=10)) -> DataFrame:
     """One row per application: application_id, event_time, customer_id, channel, form_fill_seconds,
     attempts and `<kind>_<metric>` for every kind and METRICS (device and ip null on assisted
-    channels). All of a micro-batch goes to ONE Python call (one state key), which counts every kind
-    and puts an application's kinds side by side, so flagging needs no second shuffle."""
+    channels), and the DUPLICATE columns (set only on a duplicate's row, streaming). All of a
+    micro-batch goes to ONE Python call (one state key), which counts every kind and puts an
+    application's kinds side by side, so flagging needs no second shuffle."""
     grouped = _entity_rows(events).withColumn("shard", F.lit(0)).groupBy("shard")
     if events.isStreaming:
         counted = grouped.applyInPandasWithState(
-            _stateful, SIGNAL_SCHEMA, "history binary", OUTPUT_MODE, GroupStateTimeout.NoTimeout
-        )
+            partial(_stateful, dedup_horizon // timedelta(microseconds=1)),
+            SIGNAL_SCHEMA, "history binary, seen binary", OUTPUT_MODE, GroupStateTimeout.NoTimeout,
+        )  # fmt: skip
     else:
         counted = grouped.applyInPandas(_batch, SIGNAL_SCHEMA)
     return counted.withColumn("event_time", F.timestamp_micros("event_us")).drop("event_us")
@@ -243,8 +335,9 @@ def signals(events: DataFrame) -> DataFrame:
 class Flagging:
     """The expressions of `flag`, built once (a micro-batch handler reuses them batch after batch)."""
 
-    outputs: list[Column]
-    keep: Column
+    outputs: list[Column]  # FraudRecord columns of a signal row
+    score: Column  # its fraud_score
+    keep: Column  # of an output row: fraud_score at or above the threshold
 
 
 def flagging(job: SparkJobSettings) -> Flagging:
@@ -254,7 +347,8 @@ def flagging(job: SparkJobSettings) -> Flagging:
     reasons = F.array_compact(F.array(*[F.when(hit, F.lit(r.code)) for r, hit in fired]))
     scored = {"fraud_score": F.round(1.0 - keep_share, 4), "reasons": reasons}
     outputs = [scored[name].alias(name) if name in scored else F.col(name) for name in OUTPUT_COLUMNS]
-    return Flagging(outputs, F.col("fraud_score") >= job.fraud_score_threshold)
+    threshold = job.fraud_score_threshold
+    return Flagging(outputs, scored["fraud_score"], F.col("fraud_score") >= threshold)
 
 
 def flag(signal_rows: DataFrame, job: SparkJobSettings, how: Flagging | None = None) -> DataFrame:

@@ -10,6 +10,9 @@ to its stream's topic (`sparky/job.py`).
 
 Watermark `job.watermark` on `event_time`, windows of `job.window`; in update mode a window's record
 is re-emitted as it fills, keyed by window (and group), so the newest record per key is the answer.
+Streaming, an application id seen again within the watermark is counted once
+(`dropDuplicatesWithinWatermark`; later it is late for its window anyway); the fraud query sends
+such duplicates to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -92,11 +95,13 @@ def build(events: DataFrame, job: SparkJobSettings, dimensions: Sequence[Dimensi
 
     Reads `event_time`, `status`, `loan_amnt`, `processing_ms`, `purpose`, `channel`,
     `session_seconds`, `form_fill_seconds`, `attempts`, the segment's and the risk score's fields."""
+    if events.isStreaming:  # an application id seen again within the watermark is counted once
+        events = events.withWatermark("event_time", job.watermark).dropDuplicatesWithinWatermark(
+            ["application_id"]
+        )
     scored = risk.score(events)
     each = [F.struct(F.lit(d.stream).alias("stream"), d.group(scored).alias("group")) for d in dimensions]
     rows = scored.select("*", F.inline(F.array(*each)))
-    if rows.isStreaming:
-        rows = rows.withWatermark("event_time", job.watermark)
     counted = rows.groupBy(F.window("event_time", job.window).alias("window"), "stream", "group")
     return (
         counted.agg(*aggregates())

@@ -167,13 +167,22 @@ def test_the_job_reads_on_after_the_fuzz(hostile_job: Job) -> None:
 
 def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_job: Job) -> None:
     """The pills above did not move the watermark or the fraud horizon: 200 applications of now are
-    all counted in loan.stats, and a fraud ring among them is flagged."""
+    all counted in loan.stats, and a fraud ring among them is flagged. 10 of them sent again (a
+    duplicate application_id, the last pill) are dead letters naming the field, and counted once."""
     job = hostile_job
     gen = ApplicationGenerator(seed=9, fraud_share=0.3, rings=2)
     start = datetime.now(UTC)
     batch = gen.batch(200, start, 0.01)
     apps, truth = batch.applications, batch.truth
-    send(job.kafka, job.topics.applications, dict(zip(apps["application_id"], json_lines(apps), strict=True)))
+    lines = dict(zip(apps["application_id"], json_lines(apps), strict=True))
+    send(job.kafka, job.topics.applications, lines)
+    again = {f"again-{key}": line for key, line in list(lines.items())[::20]}
+    send(job.kafka, job.topics.applications, again)
+    letters = dead_letters(job, set(again))
+    assert sorted(r["key"] for r in letters) == sorted(again)
+    for letter in letters:
+        assert letter["reason"].startswith("field application_id: duplicate "), letter["reason"]
+        assert letter["payload"].encode() == again[letter["key"]]
     ids, ring = set(apps["application_id"]), set(truth.loc[truth["is_fraud"], "application_id"])
     deadline, counted, flagged = time.monotonic() + 120, 0, set[str]()
     while (counted < len(ids) or not flagged) and time.monotonic() < deadline:

@@ -232,3 +232,63 @@ def test_streaming_state_carries_across_micro_batches(spark: SparkSession, tmp_p
     assert sorted(flagged) == ["s1", "s2"]
     assert (flagged["s2"]["ssn_customers_24h"], flagged["s2"]["ssn_apps_1h"]) == (3, 3)
     assert flagged["s2"]["reasons"] == ["SSN_MANY_CUSTOMERS_24H"]
+
+
+def entity_rows(apps: list[tuple[str, float, int]]) -> pd.DataFrame:
+    """`_entity_rows` rows of (application_id, minutes after T0, offset): its APPLICATION row and
+    one device row each."""
+    t0, rows = int(T0.timestamp() * 1_000_000), []
+    for app_id, minutes, offset in apps:
+        for kind, value in ((fraud.APPLICATION, app_id), ("device", f"dev-{app_id}")):
+            rows.append({
+                "application_id": app_id, "customer_id": f"c-{app_id}", "channel": "web",
+                "form_fill_seconds": 300.0, "attempts": 1, "event_us": t0 + int(minutes * 60_000_000),
+                "customer_key": hash(app_id), "kind": kind, "value_key": hash((kind, value)),
+                "source_partition": 0, "source_offset": offset, "source_key": app_id,
+                "payload": f"{{{app_id}}}", "payload_bytes": 5,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_repeated_application_id_is_a_duplicate_within_the_horizon_only() -> None:
+    horizon = 10 * 60_000_000
+    first = entity_rows([("a", 0, 0), ("b", 1, 1), ("a", 1, 2)])  # "a" twice in one batch
+    counted, dups, seen = fraud.deduplicate(np.empty(0, fraud.SEEN), first, horizon)
+    assert list(dups["source_offset"]) == [2] and list(dups["application_id"]) == ["a"]
+    assert dups["duplicate_of_us"].iloc[0] == int(T0.timestamp() * 1_000_000)  # the first's time
+    assert sorted(counted["source_offset"]) == [0, 1] and set(counted["kind"]) == {"device"}
+    assert len(seen) == 2
+    later = entity_rows([("b", 5, 3), ("c", 12, 4)])  # b again at 5 min: a duplicate
+    counted, dups, seen = fraud.deduplicate(seen, later, horizon)
+    assert list(dups["application_id"]) == ["b"] and list(counted["application_id"]) == ["c"]
+    assert len(seen) == 1  # a (0 min) and b (1 min) are more than 10 minutes behind c (12 min)
+    counted, dups, seen = fraud.deduplicate(seen, entity_rows([("a", 13, 5)]), horizon)
+    assert dups.empty and list(counted["application_id"]) == ["a"]  # beyond the horizon: new again
+
+
+def test_streaming_signals_send_a_duplicate_out_once_and_do_not_count_it(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    write_json(source, "1.json", [app("d0", 0, "c0", ssn_hash="ssn-x"), app("d0", 1, "c1", ssn_hash="ssn-x")])
+    collected: list[Row] = []
+    events = spark.readStream.schema(LOAN_APPLICATION).json(str(source))
+    query = (
+        fraud.signals(events)
+        .writeStream.foreachBatch(lambda rows, _: collected.extend(rows.collect()))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .start()
+    )
+    try:
+        query.processAllAvailable()
+        again = [app("d0", 2, "c2", ssn_hash="ssn-x"), app("d1", 3, "c3", ssn_hash="ssn-x")]
+        write_json(source, "2.json", again)
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    dups = [r for r in collected if r["duplicate_of_us"] is not None]
+    counted = {r["application_id"]: r for r in collected if r["duplicate_of_us"] is None}
+    assert [r["customer_id"] for r in dups] == ["c1", "c2"]
+    assert sorted(counted) == ["d0", "d1"]
+    assert counted["d1"]["ssn_customers_24h"] == 2  # c0 and c3: the duplicates' customers not counted
