@@ -1,4 +1,5 @@
-"""Scoring speed in-process, one core: 10k-row batches (rows/s) and single-row calls (latency).
+"""Scoring speed in-process, one core: 10k-row batches (rows/s) and single-row calls (latency),
+without and with reasons (`models.explain`) in the same run.
 
 The scorer has the default architecture (5 members, 16 hidden units); its weights come from a short
 training on synthetic history (speed does not depend on the weights). Inputs are live applications
@@ -23,15 +24,16 @@ import torch
 
 from generator.applications import ApplicationGenerator
 from models.data import TrainingSource, load, temporal_split
-from models.features import build
+from models.features import Features, build
 from models.fit import resolve_device
 from models.inputs import FIELDS, parse
-from models.nets import NetConfig
+from models.nets import Ensemble, NetConfig
 from models.prepare import prepare
 from models.scoring import Scorer
 from models.train import TrainOptions, fit_scorer
 
 TARGET_ROWS_S = 200_000
+REASONS_COST = 2.0  # scoring with reasons may cost at most this many times the plain score
 
 
 def make_scorer(members: int, hidden: int) -> Scorer:
@@ -39,6 +41,30 @@ def make_scorer(members: int, hidden: int) -> Scorer:
     options = TrainOptions.quick(net=NetConfig(members=members, hidden=hidden, max_epochs=2, patience=1))
     scorer, *_ = fit_scorer(prepare(split), options, resolve_device("cpu"))
     return scorer
+
+
+def first_order_effects(ensemble: Ensemble, features: Features, groups: list) -> np.ndarray:
+    """The alternative measured against the exact removal effects: the gradient of the logit at the
+    row times each factor's part of the first layer (exact for the wide part, a linearisation of the
+    deep part), one backward pass instead of one head per factor."""
+    x = ensemble.standardised(torch.from_numpy(features.numeric))
+    codes = torch.from_numpy(features.codes)
+    z = ensemble.first_layer(x, codes).requires_grad_(True)
+    ensemble.head(z).sum().backward()
+    grad = z.grad
+    assert grad is not None  # noqa: S101
+    with torch.no_grad():
+        ends = [*ensemble.starts.tolist()[1:], ensemble.table.shape[0]]
+        reference = torch.stack(
+            [ensemble.table[a + 1 : b].mean(0) for a, b in zip(ensemble.starts.tolist(), ends, strict=True)]
+        )
+        per_numeric = x * (grad @ ensemble.numeric_w.T)  # [n, f]
+        per_category = ((ensemble.table[codes + ensemble.starts] - reference) * grad.unsqueeze(1)).sum(-1)
+        member = torch.zeros(x.shape[1] + codes.shape[1], len(groups))
+        for g, (nums, cats) in enumerate(groups):
+            member[nums, g] = 1.0
+            member[[x.shape[1] + c for c in cats], g] = 1.0
+        return (torch.cat([per_numeric, per_category], dim=1) @ member).numpy()
 
 
 def timings(fn: Callable[[], object], repeat: int) -> np.ndarray:
@@ -92,15 +118,39 @@ def main(argv: list[str] | None = None) -> int:
         f"batch of {args.rows:,} rows: median {np.median(t) * 1e3:.1f} ms -> {rate:,.0f} rows/s "
         f"(target >= {TARGET_ROWS_S:,}: {'MET' if rate >= TARGET_ROWS_S else 'NOT MET'})"
     )
+    explained = timings(lambda: scorer.explain(batch), args.repeat)  # same run, same batch
+    ratio = np.median(explained) / np.median(t)
+    print(
+        f"with reasons (models.explain): median {np.median(explained) * 1e3:.1f} ms -> "
+        f"{args.rows / np.median(explained):,.0f} rows/s, {ratio:.2f}x the plain score "
+        f"(target <= {REASONS_COST:.0f}x: {'MET' if ratio <= REASONS_COST else 'NOT MET'})"
+    )
     parsed = parse(batch)
     features = build(parsed, scorer.spec)
+    decline = scorer.decide(scorer.ensemble.probability(features)) == "decline"
     stages: tuple[tuple[str, Callable[[], object]], ...] = (
         ("parse + checks", lambda: parse(batch)),
         ("features", lambda: build(parsed, scorer.spec)),
         ("ensemble", lambda: scorer.ensemble.probability(features)),
+        ("removal effects", lambda: scorer.explainer.effects(scorer.ensemble, features)),
+        ("reasons", lambda: scorer.explainer.reasons(scorer.ensemble, features, parsed, decline)),
     )
     for name, fn in stages:
         print(f"  {name:<15} {np.median(timings(fn, args.repeat)) * 1e3:6.1f} ms")
+    groups = scorer.explainer.groups
+    fast = timings(lambda: first_order_effects(scorer.ensemble, features, groups), args.repeat)
+    exact = scorer.explainer.effects(scorer.ensemble, features)[1]
+    approx = first_order_effects(scorer.ensemble, features, groups)
+    same_top = np.mean(np.argmax(exact, axis=1) == np.argmax(approx, axis=1))
+    print(
+        f"  alternative, first-order effects (gradient x part): {np.median(fast) * 1e3:.1f} ms; same top "
+        f"factor as the exact removal on {same_top:.1%} of rows, mean |difference| "
+        f"{np.abs(exact - approx).mean():.4f} logit"
+    )
+    one = generator_rows[0]
+    s_plain = timings(lambda: scorer.score(one), args.single) * 1e3
+    s_explained = timings(lambda: scorer.explain(one), args.single) * 1e3
+    print(f"single row p50: {np.median(s_plain):.3f} ms plain, {np.median(s_explained):.3f} ms with reasons")
 
     i = iter(range(10**9))
     calls: tuple[tuple[str, Callable[[], object]], ...] = (

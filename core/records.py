@@ -125,9 +125,21 @@ class ChannelRecord(OutputRecord):
     attempts_mean: float
 
 
+class Reason(BaseModel):
+    """One factor that raised the default risk (`models.explain`): adverse-action code, readable text,
+    the application field and its value, and the factor's contribution to the logit."""
+
+    code: str
+    text: str
+    feature: str
+    value: str | None = None
+    contribution: float
+
+
 class ScoreRecord(OutputRecord):
     """The champion model's answer for one application; `error` instead of a probability when the
-    model cannot score it. `scored_at` is the micro-batch's time, so a replay writes the same record."""
+    model cannot score it; `reasons`, the principal factors behind it, largest first (every decline
+    has one). `scored_at` is the micro-batch's time, so a replay writes the same record."""
 
     application_id: str
     event_time: datetime
@@ -137,6 +149,7 @@ class ScoreRecord(OutputRecord):
     model_version: str
     model_alias: str
     error: str | None = None
+    reasons: list[Reason] = []
     scored_at: datetime
 
 

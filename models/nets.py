@@ -31,6 +31,7 @@ from models.features import Features
 from models.metrics import auc
 
 log = logging.getLogger(__name__)
+CHUNK = 1024  # rows per step of `removal_effects`
 CLAMP = 6.0  # standardised inputs beyond 6 sigma carry no more information, only leverage
 
 
@@ -245,14 +246,74 @@ class Ensemble(nn.Module):
         self.members, self.hidden = len(members), hidden
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        x = ((numeric - self.mean) / self.scale).clamp(-CLAMP, CLAMP)
+        return self.head(self.first_layer(self.standardised(numeric), codes))
+
+    def standardised(self, numeric: torch.Tensor) -> torch.Tensor:
+        return ((numeric - self.mean) / self.scale).clamp(-CLAMP, CLAMP)
+
+    def first_layer(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Every member's first hidden layer and wide logit before the ReLU: [n, K * (hidden + 1)]."""
         bag = nn.functional.embedding_bag(codes + self.starts, self.table, mode="sum")
-        z = torch.addmm(self.bias, x, self.numeric_w).add_(bag).view(-1, self.members, self.hidden + 1)
-        z = z.transpose(0, 1)  # [K, n, hidden + 1]
+        return torch.addmm(self.bias, x, self.numeric_w).add_(bag)
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """The logit of `first_layer` rows: [m, K * (hidden + 1)] -> [m]."""
+        z = z.reshape(-1, self.members, self.hidden + 1).transpose(0, 1)  # [K, m, hidden + 1]
         h = torch.relu(z[:, :, : self.hidden])
         h = torch.relu(torch.baddbmm(self.b2, h, self.w2))
-        deep = torch.baddbmm(self.b3, h, self.w3).squeeze(2)  # [K, n]
+        deep = torch.baddbmm(self.b3, h, self.w3).squeeze(2)  # [K, m]
         return (deep + z[:, :, self.hidden]).mean(dim=0) - self.offset
+
+    def removal_effects(
+        self, features: Features, groups: list[tuple[list[int], list[int]]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logit [n], effect [n, G], wide [n, G]) for groups of (numeric, categorical) feature indices:
+        effect = the logit minus the logit with the group's features at the reference (numbers at the
+        training mean, each category at the mean of its known values' rows); wide = the wide part's
+        share of it, exact and additive (the wide logit is linear), so over groups that cover every
+        feature it sums to the wide logit minus the reference's. Exact, not sampled: the first layer
+        is linear in the inputs, so removing a group subtracts its part of that layer and reruns only
+        the head."""
+        with torch.inference_mode():
+            ends = [*self.starts.tolist()[1:], self.table.shape[0]]
+            spans = zip(self.starts.tolist(), ends, strict=True)  # row 0 of each: missing or unseen
+            reference = torch.stack([self.table[a + 1 if b - a > 1 else a : b].mean(0) for a, b in spans])
+            numeric, codes = torch.from_numpy(features.numeric), torch.from_numpy(features.codes)
+            tensors = [
+                (torch.tensor(nums), self.numeric_w[nums], torch.tensor(cats) if cats else None)
+                for nums, cats in groups
+            ]
+            chunks = [
+                self._removal_chunk(numeric[i : i + CHUNK], codes[i : i + CHUNK], reference, tensors)
+                for i in range(0, len(numeric), CHUNK)
+            ]  # a chunk's [rows, groups, layer] tensors stay in cache
+            logit, effect, wide = (torch.cat(parts) for parts in zip(*chunks, strict=True))
+        return logit.numpy(), effect.numpy(), wide.numpy()
+
+    def _removal_chunk(
+        self,
+        numeric: torch.Tensor,
+        codes: torch.Tensor,
+        reference: torch.Tensor,
+        groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.standardised(numeric)
+        z = self.first_layer(x, codes)
+        categories = self.table[codes + self.starts] - reference  # [m, C, D]
+        delta = torch.empty(len(x), len(groups), z.shape[1])  # each group's part of the first layer
+        for i, (nums, weights, cats) in enumerate(groups):  # against the reference
+            part = delta[:, i]
+            torch.mm(x.index_select(1, nums), weights, out=part) if len(nums) else part.zero_()
+            if cats is not None:
+                part += categories.index_select(1, cats).sum(1)
+        m, g, k, h = len(x), len(groups), self.members, self.hidden
+        d, zz = delta.view(m, g, k, h + 1), z.view(m, k, h + 1)
+        hidden = torch.relu(zz[:, None, :, :h] - d[..., :h]).permute(2, 0, 1, 3).reshape(k, m * g, h)
+        deep = torch.baddbmm(self.b3, torch.relu(torch.baddbmm(self.b2, hidden, self.w2)), self.w3)
+        wide_removed = (zz[:, None, :, h] - d[..., h]).permute(2, 0, 1)  # [K, m, G]
+        removed = (deep.view(k, m, g) + wide_removed).mean(0) - self.offset
+        logit = self.head(z)
+        return logit, logit.unsqueeze(1) - removed, d[..., h].mean(-1)
 
     def state(self) -> dict[str, np.ndarray]:
         """Every buffer as a numpy array, for `np.savez` (no pickle in the logged model)."""

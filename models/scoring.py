@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from models.explain import Explainer
 from models.features import FeatureSpec, build
 from models.inputs import Frame, parse
 from models.metrics import Thresholds
@@ -53,6 +55,22 @@ class Scorer:
             return np.empty(0), []
         p = self.ensemble.probability(build(parsed, self.spec))
         return np.where(parsed.valid, p, np.nan), parsed.errors
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        return Explainer.of(self.spec)
+
+    def explain(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str | None], list[list[dict]]]:
+        """(probability, decision, error, reasons) per row, in one pass: `outputs` plus each row's
+        adverse-action reasons (`models.explain`)."""
+        parsed = parse(frame)
+        if parsed.n == 0:
+            return np.empty(0), DECISIONS[:0], [], []
+        features = build(parsed, self.spec)
+        p = np.where(parsed.valid, self.ensemble.probability(features), np.nan)
+        decision = self.decide(p)
+        reasons = self.explainer.reasons(self.ensemble, features, parsed, decision == "decline")
+        return p, decision, parsed.errors, reasons
 
     def decide(self, p: np.ndarray) -> np.ndarray:
         """ "approve" | "review" | "decline" per probability; None where the probability is NaN."""

@@ -45,12 +45,16 @@ class ModelRef(Protocol):
 
 class Scorer(Protocol):
     """`models.registry.load_scorer(...)`: CreditFields columns in (name -> numpy array, as
-    `serving.frames.credit_columns` builds them); `probability`, `decision`, `error` out, one entry per
-    input row, same order."""
+    `serving.frames.credit_columns` builds them); `probability`, `decision`, `error` (and, from
+    `explain`, the reasons: `models.explain`) out, one entry per input row, same order."""
 
     def outputs(
         self, columns: Mapping[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, Sequence[str | None]]: ...
+
+    def explain(
+        self, columns: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, Sequence[str | None], Sequence[list[dict[str, Any]]]]: ...
 
 
 Resolve = Callable[[MlflowSettings, str], ModelRef | None]

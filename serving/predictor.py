@@ -18,7 +18,7 @@ from serving.champion import Champion, ChampionHolder
 from serving.frames import credit_columns
 from serving.schemas import Application
 
-Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None]]
+Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None], Sequence[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Scored:
     probability: float
     decision: str | None
     error: str | None
+    reasons: list[dict[str, Any]]
 
 
 def model_problems(error: str, application: Application) -> list[dict[str, Any]]:
@@ -69,9 +70,9 @@ class Predictor:
         return champion
 
     def score_frame(self, applications: list[Application]) -> tuple[Champion, Outputs]:
-        """(champion, its probability / decision / error per application, in order)."""
+        """(champion, its probability / decision / error / reasons per application, in order)."""
         champion = self.champion()
-        out = champion.scorer.outputs(credit_columns(applications))
+        out = champion.scorer.explain(credit_columns(applications))
         if any(len(column) != len(applications) for column in out):
             raise RuntimeError(
                 f"model v{champion.version} returned {len(out[0])} rows for {len(applications)}"
@@ -79,8 +80,8 @@ class Predictor:
         return champion, out
 
     def score_each(self, applications: list[Application]) -> list[Scored]:
-        champion, (probability, decision, error) = self.score_frame(applications)
-        rows = zip(probability.tolist(), decision.tolist(), list(error), strict=True)
+        champion, (probability, decision, error, reasons) = self.score_frame(applications)
+        rows = zip(probability.tolist(), decision.tolist(), list(error), list(reasons), strict=True)
         return [Scored(champion, *row) for row in rows]
 
     async def one(self, application: Application) -> dict[str, Any]:
@@ -93,6 +94,7 @@ class Predictor:
             "decision": scored.decision,
             "model_name": scored.champion.ref.name,
             "model_version": scored.champion.version,
+            "reasons": scored.reasons,
         }
 
     async def many(self, applications: list[Application]) -> bytes:
@@ -101,13 +103,16 @@ class Predictor:
                 413,
                 detail=f"{len(applications):,} applications in one batch; send at most {self.max_batch:,}",
             )
-        champion, (probability, decision, error) = await self.batcher.call(self.score_frame, applications)
+        champion, (probability, decision, error, reasons) = await self.batcher.call(
+            self.score_frame, applications
+        )
         result = pd.DataFrame(
             {
                 "application_id": [a.application_id for a in applications],
                 "probability": np.asarray(probability, dtype="float64"),
                 "decision": decision,
                 "error": np.array(error, dtype=object),
+                "reasons": pd.Series(list(reasons), dtype=object),
             }
         )
         head = json.dumps({"model_name": champion.ref.name, "model_version": champion.version})

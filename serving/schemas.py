@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.events import CreditFields
+from core.records import Reason
 
 Decision = Literal["approve", "review", "decline"]
 
@@ -60,6 +61,9 @@ class Prediction(BaseModel):
     decision: Decision
     model_name: str
     model_version: str
+    reasons: list[Reason] = Field(
+        description="the principal factors that raised the risk, largest first (adverse-action codes)"
+    )
 
 
 class BatchRequest(BaseModel):
@@ -72,6 +76,7 @@ class BatchItem(BaseModel):
     probability: float | None = Field(description="null when the model could not score this application")
     decision: Decision | None
     error: str | None = None
+    reasons: list[Reason] = Field(default=[], description="as for /predict; none for an error")
 
 
 class BatchPrediction(BaseModel):

@@ -3,19 +3,22 @@
 The driver resolves the registry alias (at most every `champion_poll_s`) and hands the version to
 `mapInPandas`; each Python worker loads a version once and keeps it, so when the alias
 moves the next micro-batch is scored by the new version without a restart, and every record names
-the version that scored it. A row the model cannot score (missing or out-of-range field) gets
-`error` and no probability; it never fails the batch.
+the version that scored it, with its principal reasons (`models.explain`, same pass). A row the
+model cannot score (missing or out-of-range field) gets `error` and no probability; it never fails
+the batch.
 
 One output record per application, e.g.
 {"application_id": "app-1", "event_time": "2026-03-01T10:00:00Z", "default_probability": 0.1834,
  "decision": "approve", "model_name": "loan-default", "model_version": "3", "model_alias": "champion",
- "error": null, "scored_at": "2026-03-01T10:00:01.2Z"}
+ "error": null, "reasons": [{"code": "DTI_HIGH", "text": "debt-to-income 38.2 % is high",
+ "feature": "dti", "value": "38.2", "contribution": 0.41}], "scored_at": "2026-03-01T10:00:01.2Z"}
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -29,7 +32,9 @@ INPUT_COLUMNS = ("application_id", "event_time", "scored_at", *CreditFields.mode
 OUTPUT_COLUMNS = tuple(ScoreRecord.model_fields)  # the contract: core/records.py
 SCHEMA = (
     "application_id string, event_time timestamp, default_probability double, decision string, "
-    "model_name string, model_version string, model_alias string, error string, scored_at timestamp"
+    "model_name string, model_version string, model_alias string, error string, "
+    "reasons array<struct<code string, text string, feature string, value string, contribution double>>, "
+    "scored_at timestamp"
 )
 
 
@@ -43,17 +48,18 @@ def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         scorer = load_scorer(mlflow, ref)  # cached per worker process and version
         for frame in frames:
-            out = scorer.predict(frame)
+            p, decision, errors, reasons = scorer.explain(frame)
             yield pd.DataFrame(
                 {
                     "application_id": frame["application_id"],
                     "event_time": frame["event_time"],
-                    "default_probability": out["probability"].round(6),
-                    "decision": out["decision"],
+                    "default_probability": np.round(p, 6),
+                    "decision": decision,
                     "model_name": ref.name,
                     "model_version": ref.version,
                     "model_alias": ref.alias,
-                    "error": out["error"],
+                    "error": np.array(errors, dtype=object),
+                    "reasons": pd.Series(reasons, dtype=object, index=frame.index),
                     "scored_at": frame["scored_at"],
                 }
             )

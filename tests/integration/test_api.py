@@ -24,6 +24,7 @@ from core.settings import MlflowSettings
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from generator.encode import json_lines
+from models.explain import FACTORS
 from serving.api import build_holder, create_app
 from serving.server import running
 from serving.settings import ServingSettings
@@ -119,6 +120,10 @@ def test_answers_are_the_registered_models_own_output(registry: Registry) -> Non
     np.testing.assert_allclose([p["probability"] for p in predictions], expected["probability"], rtol=1e-6)
     assert [p["decision"] for p in predictions] == expected["decision"].tolist()
     assert len(set(expected["decision"])) > 1 and expected["probability"].std() > 0.01  # a real, varied model
+    codes = {f.code for f in FACTORS}
+    assert all(p["reasons"] for p in predictions if p["decision"] == "decline")
+    assert all(r["code"] in codes and r["contribution"] > 0 for p in predictions for r in p["reasons"][1:])
+    assert [r.json()["reasons"] for r in singles] == [p["reasons"] for p in predictions[:20]]
 
 
 def test_promoting_a_new_champion_changes_the_answers_without_a_restart(registry: Registry) -> None:

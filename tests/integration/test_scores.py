@@ -100,15 +100,17 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     assert len(before) == N, f"only {len(before)} of {N} waiting applications were scored"
     assert {r["model_version"] for r in before.values()} == {v1}
     scorer = load_scorer(job.mlflow, resolve(job.mlflow, "champion"))  # type: ignore[arg-type]
-    out = scorer.predict(first)
-    own = dict(
-        zip(first["application_id"], zip(out["probability"], out["decision"], strict=True), strict=True)
-    )
-    for app_id, record in before.items():  # the stream gives the model's own answer
+    p, decisions, _, reasons = scorer.explain(first)
+    own = dict(zip(first["application_id"], zip(p, decisions, reasons, strict=True), strict=True))
+    for app_id, record in before.items():  # the stream gives the model's own answer and reasons
         assert record.get("error") is None  # the JSON sink leaves null fields out
-        probability, decision = own[app_id]
+        probability, decision, why = own[app_id]
         assert np.isclose(record["default_probability"], probability, atol=1e-6)
         assert record["decision"] == decision
+        assert [r["code"] for r in record.get("reasons", [])] == [r["code"] for r in why]
+        if decision == "decline":
+            assert record["reasons"], f"a decline without a reason: {record}"
+    assert any(r["decision"] == "decline" for r in before.values())
 
     v2 = champion(job.mlflow, seed=2)
     assert v2 != v1

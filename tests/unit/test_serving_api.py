@@ -51,6 +51,17 @@ class FicoScorer:
         error = ["dti: above the model's range; the row: unusual" if b else None for b in bad]
         return np.where(bad, np.nan, probability), decision, error
 
+    def explain(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list, list]:
+        """Declines give FICO_LOW with the FICO as its value."""
+        probability, decision, error = self.outputs(columns)
+        fico = columns["fico_range_low"]
+        reasons = [
+            [{"code": "FICO_LOW", "text": f"FICO {f} is low", "feature": "fico_range_low", "value": str(f),
+              "contribution": 0.5}] if d == "decline" else []
+            for f, d in zip(fico, decision, strict=True)
+        ]  # fmt: skip
+        return probability, decision, error, reasons
+
 
 def holder(scorer: FicoScorer | None, version: str = "7") -> ChampionHolder:
     def resolve(settings: MlflowSettings, alias: str) -> ModelRef | None:
@@ -87,8 +98,11 @@ def test_predict_answers_with_the_scorers_probability_and_version(client: httpx.
         "decision": "approve",
         "model_name": "loans-test",
         "model_version": "7",
+        "reasons": [],
     }
-    assert client.post("/predict", json={**EXAMPLE, "fico_range_low": 650}).json()["decision"] == "decline"
+    declined = client.post("/predict", json={**EXAMPLE, "fico_range_low": 650}).json()
+    assert declined["decision"] == "decline"
+    assert [(r["code"], r["value"]) for r in declined["reasons"]] == [("FICO_LOW", "650")]
 
 
 def test_batch_keeps_request_order_and_reports_rows_the_model_cannot_score(client: httpx.Client) -> None:
@@ -103,6 +117,7 @@ def test_batch_keeps_request_order_and_reports_rows_the_model_cannot_score(clien
         ("a700", pytest.approx(0.15), "decline", None),
         ("a600", pytest.approx(0.25), "decline", None),
     ]
+    assert [len(p["reasons"]) for p in body["predictions"]] == [0, 0, 1, 1]
 
 
 def test_an_application_the_model_cannot_score_is_a_422_with_the_models_reason(client: httpx.Client) -> None:

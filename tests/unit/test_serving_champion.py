@@ -37,6 +37,10 @@ class ConstantScorer:
         n = len(columns["fico_range_low"])
         return np.full(n, self.probability), np.array(["review"] * n, dtype=object), [None] * n
 
+    def explain(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list, list]:
+        probability, decision, error = self.outputs(columns)
+        return probability, decision, error, [[] for _ in error]
+
 
 class Registry:
     """The alias points wherever a test says; versions load as scorers returning version/10."""

@@ -36,6 +36,10 @@ class Half:
         n = len(columns["fico_range_low"])
         return np.full(n, 0.5), np.array(["review"] * n, dtype=object), [None] * n
 
+    def explain(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list, list]:
+        probability, decision, error = self.outputs(columns)
+        return probability, decision, error, [[] for _ in error]
+
 
 def ask(url: str) -> dict:
     async def once() -> dict:

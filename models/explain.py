@@ -1,0 +1,216 @@
+"""Reasons for a score: the factors that raised each application's default risk, as adverse-action
+reason codes (ECOA / Regulation B asks for the principal reasons behind a decline).
+
+A factor is what an applicant recognises (their DTI, their FICO, their credit history), and covers
+every model feature made from it (`FACTORS`: the credit grade is `sub_grade_rank` and the `sub_grade`
+category). Its contribution is exact for this network, not sampled: the logit minus the logit with
+the factor's features at the reference (numbers at the training mean, a category at the mean of its
+values), in logit units (`models.nets.Ensemble.removal_effects`). So the top factor is by definition
+the one whose removal lowers the probability most; the wide (linear) part's shares add up to the
+wide logit minus the reference's. One batched pass over the small head of the network per factor, no
+gradient, no sampling; `bench/scoring.py` states what it costs.
+
+    [{"code": "DTI_HIGH", "text": "debt-to-income 38.2 % is high", "feature": "dti", "value": "38.2",
+      "contribution": 0.4123}, ...]
+
+A row lists up to `TOP` factors with a positive contribution, largest first; a decline always lists
+at least one (its largest). An invalid row lists none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.features import Features, FeatureSpec
+from models.inputs import Parsed
+from models.nets import Ensemble
+
+TOP = 4
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f} %"
+
+
+def _money(amount: float) -> str:
+    return f"${amount:,.0f}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _years(months: float) -> str:
+    return f"{months / 12:.1f} years"
+
+
+@dataclass(frozen=True)
+class Factor:
+    code: str  # stable adverse-action reason code
+    field: str  # the application field whose value the reason shows
+    features: tuple[str, ...]  # the model features made from it (numeric or categorical)
+    text: str  # with {value}: the field's value as `shown` gives it
+    shown: Callable[[Any], str] = str
+
+
+FACTORS: tuple[Factor, ...] = (
+    Factor("CREDIT_GRADE_LOW", "sub_grade", ("sub_grade_rank", "sub_grade"), "credit grade {value} is low"),
+    Factor("INTEREST_RATE_HIGH", "int_rate", ("int_rate",), "interest rate {value} is high", _percent),
+    Factor("TERM_LONG", "term", ("term_60",), "a {value}-month term", lambda v: f"{v:.0f}"),
+    Factor("INCOME_LOW", "annual_inc", ("log_annual_inc",), "annual income {value} is low", _money),
+    Factor(
+        "PAYMENT_HIGH",
+        "installment",
+        ("payment_to_income",),
+        "instalment {value} a month is high",
+        _money,
+    ),
+    Factor(
+        "AMOUNT_HIGH",
+        "loan_amnt",
+        ("loan_to_income", "log_loan_amnt"),
+        "loan amount {value} is high",
+        _money,
+    ),
+    Factor(
+        "REVOLVING_UTILISATION_HIGH",
+        "revol_util",
+        ("revol_util", "revol_util_missing"),
+        "revolving utilisation {value} is high",
+        _percent,
+    ),
+    Factor(
+        "REVOLVING_BALANCE_HIGH",
+        "revol_bal",
+        ("log_revol_bal", "revol_bal_to_income"),
+        "revolving balance {value} is high",
+        _money,
+    ),
+    Factor("FICO_LOW", "fico_range_low", ("fico",), "FICO {value} is low", lambda v: f"{v:.0f}"),
+    Factor("DTI_HIGH", "dti", ("dti",), "debt-to-income {value} % is high", lambda v: f"{v:.1f}"),
+    Factor("INQUIRIES", "inq_last_6mths", ("inq_last_6mths",), "{value} inquiries in 6 months", _number),
+    Factor("DELINQUENCIES", "delinq_2yrs", ("delinq_2yrs",), "{value} delinquencies in 2 years", _number),
+    Factor("PUBLIC_RECORDS", "pub_rec", ("pub_rec",), "{value} derogatory public records", _number),
+    Factor(
+        "ACCOUNTS",
+        "open_acc",
+        ("open_acc", "total_acc", "open_to_total_acc"),
+        "{value} open accounts",
+        _number,
+    ),
+    Factor(
+        "EMPLOYMENT_SHORT",
+        "emp_length",
+        ("emp_years", "emp_length_missing", "emp_length"),
+        "employment length {value}",
+    ),
+    Factor(
+        "EMPLOYER",
+        "emp_title",
+        ("emp_title_missing", "default_rate_emp_title"),
+        "employer {value}",
+    ),
+    Factor(
+        "CREDIT_HISTORY_SHORT",
+        "earliest_cr_line",
+        ("history_months", "log_history_months"),
+        "credit history of {value} is short",
+        _years,
+    ),
+    Factor(
+        "INCOME_NOT_VERIFIED",
+        "verification_status",
+        ("verification_level", "verification_status"),
+        "income {value}",
+    ),
+    Factor("HOUSING", "home_ownership", ("home_ownership",), "housing: {value}"),
+    Factor("PURPOSE", "purpose", ("purpose",), "loan purpose {value}"),
+    Factor(
+        "LOCATION",
+        "addr_state",
+        ("addr_state", "default_rate_addr_state", "default_rate_zip_code"),
+        "location {value}",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """`FACTORS` as feature index groups of one `FeatureSpec` (features no factor names become one
+    OTHER factor, so the groups cover every feature)."""
+
+    factors: tuple[Factor, ...]
+    groups: list[tuple[list[int], list[int]]]
+
+    @classmethod
+    def of(cls, spec: FeatureSpec) -> Explainer:
+        named = {f for factor in FACTORS for f in factor.features}
+        rest = tuple(f for f in (*spec.numeric, *spec.categorical) if f not in named)
+        factors = FACTORS + ((Factor("OTHER", "", rest, "other application data"),) if rest else ())
+        groups = [
+            (
+                [spec.numeric.index(f) for f in factor.features if f in spec.numeric],
+                [spec.categorical.index(f) for f in factor.features if f in spec.categorical],
+            )
+            for factor in factors
+        ]
+        return cls(factors, groups)
+
+    def effects(self, ensemble: Ensemble, features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logit [n], contribution per factor [n, G], the wide part's share [n, G])."""
+        return ensemble.removal_effects(features, self.groups)
+
+    def reasons(
+        self, ensemble: Ensemble, features: Features, parsed: Parsed, decline: np.ndarray
+    ) -> list[list[dict[str, Any]]]:
+        """Per row, its reasons (see the module docstring); none for an invalid row. Vectorised per
+        factor: the only per-reason Python is the text and the dict."""
+        _, effect, _ = self.effects(ensemble, features)
+        top = np.argsort(-effect, axis=1, kind="stable")[:, :TOP]
+        ranked = np.take_along_axis(effect, top, axis=1)
+        keep = (ranked > 0) | ((np.arange(top.shape[1]) == 0) & decline[:, None])
+        keep &= parsed.valid[:, None]
+        rows, ranks = np.nonzero(keep)  # row-major: each row's reasons together, largest first
+        factor, contribution = top[rows, ranks], np.round(ranked[rows, ranks].astype(np.float64), 4)
+        texts, values = np.empty(len(rows), object), np.empty(len(rows), object)
+        for g in np.unique(factor):
+            at = np.flatnonzero(factor == g)
+            texts[at], values[at] = _values(self.factors[g], parsed, rows[at])
+        codes = np.array([f.code for f in self.factors], dtype=object)[factor]
+        fields = np.array([f.field for f in self.factors], dtype=object)[factor]
+        flat = [
+            {"code": c, "text": t, "feature": f, "value": v, "contribution": x}
+            for c, t, f, v, x in zip(codes, texts, fields, values, contribution.tolist(), strict=True)
+        ]
+        bounds = np.searchsorted(rows, np.arange(parsed.n + 1)).tolist()
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _values(factor: Factor, parsed: Parsed, rows: np.ndarray) -> tuple[list[str], list[str | None]]:
+    """(the reason's text, the value as the record carries it) of `factor`'s field at `rows`."""
+    if factor.field in parsed.texts:  # each distinct value formatted once
+        text = parsed.texts[factor.field]
+        values = [*text.values, None]
+        distinct, at = np.unique(text.codes[rows], return_inverse=True)
+        raw = [values[c] for c in distinct.tolist()]
+        shown = ["missing" if v is None else factor.shown(v) for v in raw]
+    else:
+        if factor.field == "earliest_cr_line":
+            numbers = parsed.history_months[rows]
+        elif factor.field in parsed.numbers:
+            numbers = parsed.numbers[factor.field][rows]
+        else:
+            return [factor.text.format(value="-")] * len(rows), [None] * len(rows)
+        distinct, at = np.unique(numbers, return_inverse=True)  # NaNs last
+        raw = [None if v != v else _plain(v) for v in distinct.tolist()]
+        shown = ["missing" if v != v else factor.shown(v) for v in distinct.tolist()]
+    texts = [factor.text.format(value=v) for v in shown]
+    return np.array(texts, object)[at].tolist(), np.array(raw, object)[at].tolist()
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)

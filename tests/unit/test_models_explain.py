@@ -1,0 +1,113 @@
+"""Reasons: faithful to the network (exact removal effects, an additive wide part), one code per
+factor, at least one reason for every decline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from generator.history import synthetic_history
+from models.data import temporal_split, terminal
+from models.explain import FACTORS, TOP, Explainer
+from models.features import CATEGORICAL, NUMERIC, Features, build
+from models.fit import cpu_threads, resolve_device
+from models.inputs import parse
+from models.nets import Ensemble, NetConfig
+from models.prepare import Prepared, prepare
+from models.scoring import Scorer
+from models.train import TrainOptions, fit_scorer
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Scorer, Prepared]:
+    split = temporal_split(terminal(synthetic_history(seed=22, n=3_000)))
+    prepared = prepare(split, seed=0)
+    options = TrainOptions.quick(net=NetConfig(max_epochs=4, patience=2, members=2), report=False)
+    with cpu_threads(torch.device("cpu"), 1):
+        scorer, *_ = fit_scorer(prepared, options, resolve_device("cpu"))
+    return scorer, prepared
+
+
+@pytest.fixture(scope="module")
+def features(trained: tuple[Scorer, Prepared]) -> Features:
+    scorer, prepared = trained
+    return build(parse(prepared.test.frame.head(60).reset_index(drop=True)), scorer.spec)
+
+
+def test_every_feature_belongs_to_exactly_one_factor_and_codes_are_unique() -> None:
+    covered = [f for factor in FACTORS for f in factor.features]
+    assert sorted(covered) == sorted((*NUMERIC, *CATEGORICAL))
+    assert len({f.code for f in FACTORS}) == len(FACTORS)
+
+
+def wide_logit(ensemble: Ensemble, z: torch.Tensor) -> torch.Tensor:
+    return z.view(len(z), ensemble.members, ensemble.hidden + 1)[:, :, ensemble.hidden].mean(1)
+
+
+def test_the_wide_parts_contributions_sum_to_the_wide_logit_minus_the_reference(
+    trained: tuple[Scorer, Prepared], features: Features
+) -> None:
+    scorer = trained[0]
+    ensemble, explainer = scorer.ensemble, Explainer.of(scorer.spec)
+    _, _, wide = explainer.effects(ensemble, features)
+    with torch.no_grad():
+        x = ensemble.standardised(torch.from_numpy(features.numeric))
+        z = ensemble.first_layer(x, torch.from_numpy(features.codes))
+        z_ref = ensemble.bias + sum(mean_rows(ensemble))
+    expected = (wide_logit(ensemble, z) - wide_logit(ensemble, z_ref.unsqueeze(0))).numpy()
+    np.testing.assert_allclose(wide.sum(axis=1), expected, atol=1e-5)
+    assert np.abs(wide).max() > 0.01  # not trivially zero
+
+
+def mean_rows(ensemble: Ensemble) -> list[torch.Tensor]:
+    """Each category's reference row: the mean of its known values' rows (row 0 is missing/unseen)."""
+    ends = [*ensemble.starts.tolist()[1:], ensemble.table.shape[0]]
+    return [ensemble.table[a + 1 : b].mean(0) for a, b in zip(ensemble.starts.tolist(), ends, strict=True)]
+
+
+def removed_logit(
+    ensemble: Ensemble, features: Features, numeric: list[int], categorical: list[int]
+) -> np.ndarray:
+    """The plain forward pass with the features at the reference: numbers at the training mean, and each
+    category pointed at an extra table row holding its mean row (an independent path to the answer)."""
+    table = torch.cat([ensemble.table, torch.stack(mean_rows(ensemble))])
+    probe = Ensemble.from_state(ensemble.state() | {"table": table.numpy()})
+    values, codes = features.numeric.copy(), features.codes.copy()
+    values[:, numeric] = ensemble.mean.numpy()[numeric]
+    for c in categorical:
+        codes[:, c] = len(ensemble.table) + c - int(ensemble.starts[c])
+    with torch.no_grad():
+        return probe(torch.from_numpy(values), torch.from_numpy(codes)).numpy()
+
+
+def test_each_contribution_is_the_logit_change_when_the_factor_is_removed_and_the_top_one_moves_most(
+    trained: tuple[Scorer, Prepared], features: Features
+) -> None:
+    scorer = trained[0]
+    ensemble, explainer = scorer.ensemble, Explainer.of(scorer.spec)
+    logit, effect, _ = explainer.effects(ensemble, features)
+    removed = np.column_stack([removed_logit(ensemble, features, *group) for group in explainer.groups])
+    np.testing.assert_allclose(effect, logit[:, None] - removed, atol=1e-4)
+    frame = trained[1].test.frame.head(60).reset_index(drop=True)
+    p, decision, _, reasons = scorer.explain(frame)
+    moves_most = np.argmax(1 / (1 + np.exp(-logit))[:, None] - 1 / (1 + np.exp(-removed)), axis=1)
+    listed = [(i, r[0]["code"]) for i, r in enumerate(reasons) if r]
+    assert len(listed) > len(frame) // 4
+    for i, code in listed:
+        assert code == explainer.factors[moves_most[i]].code, f"row {i}"
+    assert all(len(r) <= TOP for r in reasons)
+
+
+def test_every_decline_has_a_reason_and_an_invalid_row_has_none(trained: tuple[Scorer, Prepared]) -> None:
+    scorer = trained[0]
+    frame = trained[1].test.frame.reset_index(drop=True)
+    p, decision, errors, reasons = scorer.explain(frame)
+    assert (decision == "decline").sum() > 0
+    assert all(reasons[i] for i in np.flatnonzero(decision == "decline"))
+    np.testing.assert_allclose(p, scorer.score(frame)["probability"].to_numpy())  # the same pass
+    first = reasons[int(np.flatnonzero(decision == "decline")[0])][0]
+    assert set(first) == {"code", "text", "feature", "value", "contribution"} and first["contribution"] > 0
+    bad = pd.concat([frame.head(1).assign(fico_range_low=None)])
+    assert scorer.explain(bad)[3] == [[]]
