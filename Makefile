@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo \
+.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo retrain \
         kafka-producer-single spark-app-single kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -60,6 +60,9 @@ train: up ## train baselines + the PyTorch model, log to MLflow, register as `ca
 PROMOTE_ARGS ?=
 promote: up ## move `champion` to `candidate` if it beats the champion on the same validation data (PROMOTE_ARGS=--force)
 	@$(RUN) loans-promote $(PROMOTE_ARGS)
+RETRAIN_ARGS ?=
+retrain: up ## train a candidate on the lake (history + live outcomes), promote it only if it beats the champion (RETRAIN_ARGS="--every 6h")
+	@$(RUN) loans-retrain $(RETRAIN_ARGS)
 serve: up ## prediction API on the champion, hot-swapped when the alias moves (docs at /docs)
 	@$(RUN) loans-serve
 dashboard: up ## live dashboard over the output topics

@@ -1,10 +1,11 @@
-"""`loans-train` (`make train`) and `loans-promote` (`make promote`).
+"""`loans-train` (`make train`), `loans-promote` (`make promote`), `loans-retrain` (`make retrain`).
 
     loans-train                     # Lending Club data if LOANS_PATHS_LENDING_CLUB exists, else synthetic
     loans-train --source lending-club --trials 20 --minutes 10
-    loans-train --source lake       # the Spark job's Parquet archive of loan.history
+    loans-train --source lake       # the Spark job's Parquet lake (history + live outcomes)
     loans-train --quick             # seconds: synthetic 4,000 rows, 2 members, no search
     loans-promote [--force]         # champion <- candidate if it beats it on the same validation data
+    loans-retrain [--every 6h]      # train on the lake (history + live outcomes), then the promotion gate
 
 Exit status: 0 done (promote: promoted); 1 promotion refused; 2 a problem, said in one line.
 """
@@ -15,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -92,10 +94,13 @@ def source_from(args: argparse.Namespace) -> TrainingSource:
     if kind == "lending-club":
         return TrainingSource.lending_club(lending_club, args.rows, args.seed)
     if kind == "lake":
-        return TrainingSource.lake(
-            args.path or Path(load(SparkJobSettings).lake("history")), args.rows, args.seed
-        )
+        return TrainingSource.lake(args.path or lake_dir(), args.rows, args.seed)
     return TrainingSource.synthetic(args.rows or (4_000 if args.quick else 20_000), args.seed)
+
+
+def lake_dir() -> Path:
+    """The Spark job's lake (LOANS_SPARK_LAKE_DIR) as a local path."""
+    return Path(str(load(SparkJobSettings).lake_dir).removeprefix("file://"))
 
 
 def options_from(args: argparse.Namespace) -> TrainOptions:
@@ -171,6 +176,61 @@ def promote_main(argv: list[str] | None = None) -> int:
         result = promote(load(MlflowSettings), force=args.force)
         print(("promoted: " if result.promoted else "not promoted: ") + result.reason)
         return 0 if result.promoted or result.champion == result.candidate else 1
+
+    return run_main(body)
+
+
+def _every(text: str) -> float:
+    """`--every 6h` / `30m` / `90s` in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        seconds = float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period like 90s, 30m, 6h or 1d") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"--every must be positive, got {text!r}")
+    return seconds
+
+
+def _retrain_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loans-retrain",
+        description="Train a candidate on the lake the Spark job writes (archived history plus live "
+        "applications labelled by their outcome), register it as `candidate`, and promote it to "
+        "`champion` only if it beats the champion on the same validation data. Exit status: 0 "
+        "promoted (or looping with --every), 1 the champion stays, 2 a problem.",
+    )
+    parser.add_argument("--path", type=Path, help="the lake (default: LOANS_SPARK_LAKE_DIR)")
+    parser.add_argument("--every", type=_every, help="retrain on this period, e.g. 6h (default: once)")
+    parser.add_argument("--rows", type=int, help="use at most this many loans")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--trials", type=int, default=0, help="Optuna trials per searched model")
+    parser.add_argument("--minutes", type=float, default=3.0, help="search budget in minutes")
+    parser.add_argument("--quick", action="store_true", help="a few epochs, 2 members (demo and tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(objective="expected_loss", valid_from=None, test_from=None, source="lake")
+    return parser
+
+
+def retrain_main(argv: list[str] | None = None) -> int:
+    args = _retrain_parser().parse_args(argv)
+
+    def body() -> int:
+        configure(load(LogSettings).level)
+        quiet_mlflow()
+        settings, source, options = load(MlflowSettings), source_from(args), options_from(args)
+        while True:
+            started = time.monotonic()
+            print(f"retraining on {source.describe()}", flush=True)
+            print(summary(train(settings, source, options)), flush=True)
+            outcome = promote(settings)
+            verdict = "promoted: " if outcome.promoted else "not promoted, the champion stays: "
+            print(verdict + outcome.reason, flush=True)
+            print(f"retraining took {time.monotonic() - started:.1f} s", flush=True)
+            if args.every is None:
+                return 0 if outcome.promoted else 1
+            log.info("next retraining in %.0f s", args.every)
+            time.sleep(args.every)
 
     return run_main(body)
 

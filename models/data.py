@@ -1,8 +1,9 @@
 """Training data: where it comes from, terminal outcomes only, and the temporal split.
 
 Three sources give the same frame (the CreditFields columns, `id`, `issue_d`, `loan_status`, `default`):
-Lending Club CSVs (`generator.lending_club.read_history`), the Parquet archive of `loan.history` that the
-Spark job writes (`<lake_dir>/history`), and synthetic Lending-Club-shaped history. Only columns of the
+Lending Club CSVs (`generator.lending_club.read_history`), the Parquet lake the Spark job writes
+(`core.lake`: the archived `loan.history` plus live applications labelled by their outcome from
+`loan.truth`), and synthetic Lending-Club-shaped history. Only columns of the
 contract are kept, so outcome columns of a raw Lending Club file never travel further.
 
 The split is by `issue_d`: train on the past, validate and test on later months; a month never spans
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import lake
 from core.errors import DataError
 from core.events import TERMINAL_STATUSES
 from generator.history import synthetic_history
@@ -56,7 +57,7 @@ class TrainingSource:
 
     @classmethod
     def lake(cls, path: Path, rows: int | None = None, seed: int = 0) -> TrainingSource:
-        """`path` is the lake's history folder, e.g. `SparkJobSettings().lake("history")`."""
+        """`path` is the lake (`SparkJobSettings().lake_dir`): history and labelled live applications."""
         return cls("lake", Path(path), rows, seed)
 
     @classmethod
@@ -111,21 +112,27 @@ def _lending_club(path: Path) -> pd.DataFrame:
 
 
 def _lake(path: Path) -> pd.DataFrame:
-    """The archived `loan.history` events; a replayed micro-batch may repeat a loan, the last copy wins."""
-    files = sorted(path.rglob("*.parquet"), key=_batch_order)
-    if not files:
-        raise DataError(f"no Parquet files under {path}; run the Spark job (make spark-app-single) first")
-    try:
-        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the lake at {path}: {exc}") from exc
-    return frame.drop_duplicates("id", keep="last")
+    """The lake the Spark job writes (`core.lake`): its archived history plus the live applications
+    whose outcome arrived (`truth`), labelled by it. `path` is the lake or, as before, its history
+    folder alone."""
+    if not any((path / folder).is_dir() for folder in lake.FOLDERS):
+        return lake.read(path, "id")
+    parts = [lake.read(path / "history", "id")] if (path / "history").is_dir() else []
+    if (path / "applications").is_dir() and (path / "truth").is_dir():
+        applications, truth = (lake.read(path / f, "application_id") for f in ("applications", "truth"))
+        parts.append(labelled(applications, truth))
+    if not parts:
+        raise DataError(f"the lake at {path} has no history and no applications with outcomes yet")
+    return pd.concat(parts, ignore_index=True)
 
 
-def _batch_order(file: Path) -> tuple[int, str]:
-    """Files in micro-batch order (`batch_id=10` after `batch_id=9`), so a replay's copy comes last."""
-    match = re.search(r"batch_id=(\d+)", str(file))
-    return (int(match.group(1)) if match else -1, str(file))
+def labelled(applications: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Live applications with their outcome as loans: id = application_id, issued at event_time,
+    loan_status from `will_default` (Charged Off / Fully Paid)."""
+    joined = applications.merge(truth[["application_id", "will_default"]], on="application_id")
+    status = np.where(joined["will_default"].astype(bool), "Charged Off", "Fully Paid")
+    log.info("lake: %d of %d live applications have an outcome", len(joined), len(applications))
+    return joined.assign(id=joined["application_id"], issue_d=joined["event_time"], loan_status=status)
 
 
 def terminal(frame: pd.DataFrame) -> pd.DataFrame:

@@ -6,8 +6,8 @@ and only JVM expressions stand between Kafka and the latency-critical `risk` out
 - scores (scores): stateless micro-batches, one Python (Arrow) task each; starts once a champion exists.
 - windows (stats, segment, channel): ONE event-time aggregation, each row routed to its stream's topic.
 - fraud (fraud): keyed velocity state (numpy history per bucket of values), flagged per micro-batch.
-- archive (dlq, and the lake): applications and history, valid ones to the Parquet lake, the rest to
-  loan.dlq with the reason.
+- archive (dlq, and the lake): applications, history and outcomes (truth), valid ones to the
+  Parquet lake (`core.lake`), the rest to loan.dlq with the reason.
 
 Every query reads Kafka and parses the JSON itself (about 20 µs a message: cheaper than a shared
 file feed's listing and logs, measured), from `job.starting_offsets` when its checkpoint is new.
@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from core.events import HistoricalLoan, LoanApplication
+from core import lake
+from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
 from core.settings import duration
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, risk, scores, segment, stats, windows
@@ -144,11 +146,14 @@ class Archive:
 
 
 def start_archive(job: Job) -> StreamingQuery:
-    """Kafka loan.applications + loan.history -> the lake, and dead letters -> loan.dlq."""
-    parsers = {
-        job.topics.applications: (Parser(LoanApplication, job.settings), "applications"),
-        job.topics.history: (Parser(HistoricalLoan, job.settings), "history"),
+    """Kafka loan.applications + loan.history + loan.truth (the outcomes, for retraining) -> the lake,
+    and dead letters -> loan.dlq."""
+    contracts: dict[str, type[BaseModel]] = {
+        "applications": LoanApplication,
+        "history": HistoricalLoan,
+        "truth": ApplicationTruth,
     }
+    parsers = {getattr(job.topics, f): (Parser(contracts[f], job.settings), f) for f in lake.FOLDERS}
     raw = read_kafka(job.spark, job.kafka, list(parsers), job.settings)
     trigger = {"processingTime": job.settings.archive_trigger}
     handle = Archive(job, parsers, kafka_columns(BY_NAME["dlq"], job.topics))
@@ -156,13 +161,12 @@ def start_archive(job: Job) -> StreamingQuery:
 
 
 def archive(events: DataFrame, path: str, run_id: str, batch_id: int) -> None:
-    """Append one micro-batch to the lake at `path`, partitioned by date and `<run>-<batch>`:
-    rewriting the same batch replaces only its own files (idempotent replay)."""
+    """Append one micro-batch to the lake at `path` in the layout of `core.lake`: rewriting the same
+    batch replaces only its own files (idempotent replay)."""
     (
-        events.withColumn("date", F.to_date("event_time"))
-        .withColumn("batch", F.lit(f"{run_id}-{batch_id:06d}"))
+        events.withColumns({"date": F.to_date("event_time"), "batch": F.lit(lake.batch(run_id, batch_id))})
         .write.mode("overwrite")
-        .partitionBy("date", "batch")
+        .partitionBy(*lake.PARTITIONS)
         .parquet(path)
     )
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import lake
 from core.errors import DataError
 from generator.history import synthetic_history
 from models.data import DESIGN_SPLIT, TrainingSource, fingerprint, load, temporal_split, terminal
@@ -73,15 +74,17 @@ def test_missing_paths_say_what_to_pass(tmp_path: Path) -> None:
         load(TrainingSource.lake(tmp_path))
 
 
-def test_lake_source_reads_parquet_and_keeps_the_last_copy_of_a_replayed_loan(tmp_path: Path) -> None:
+def test_lake_source_reads_the_jobs_layout_and_keeps_the_last_copy_written(tmp_path: Path) -> None:
     history = synthetic_history(7, 400)
-    first, second = tmp_path / "date=2011-01-01" / "batch_id=9", tmp_path / "date=2011-01-01" / "batch_id=10"
+    folder = tmp_path / "history" / "date=2011-01-01"
+    first, second = folder / f"batch={lake.batch('run-b', 9)}", folder / f"batch={lake.batch('run-a', 0)}"
     first.mkdir(parents=True)
     second.mkdir(parents=True)
     history.iloc[:300].to_parquet(first / "part-0.parquet")
     replay = history.iloc[250:].copy()
     replay["loan_status"] = "Fully Paid"
-    replay.to_parquet(second / "part-0.parquet")
+    replay.to_parquet(second / "part-0.parquet")  # written later, though its run sorts first by name
     frame = load(TrainingSource.lake(tmp_path))
     assert len(frame) == 400
     assert (frame.set_index("id").loc[history["id"].iloc[260], "loan_status"]) == "Fully Paid"
+    assert len(load(TrainingSource.lake(tmp_path / "history"))) == 400  # the history folder alone

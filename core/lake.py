@@ -1,0 +1,43 @@
+"""The lake's layout: written by the Spark job's `archive` query, read by training. One definition.
+
+    <lake_dir>/<folder>/date=<YYYY-MM-DD>/batch=<run>-<micro-batch, 6 digits>/part-*.parquet
+
+`folder` is the input's name (FOLDERS: applications, history, truth). `<run>` is the archive
+query's id from its checkpoint, so a reset checkpoint never overwrites an earlier run; a replayed
+micro-batch rewrites only its own `batch=` folder. Readers take the files in the order they were
+written (modification time, then path), so where an event was archived twice the last copy wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import DataError
+
+FOLDERS = ("applications", "history", "truth")  # one per input topic, named after it
+PARTITIONS = ("date", "batch")
+
+
+def batch(run_id: str, batch_id: int) -> str:
+    """The `batch=` partition value of micro-batch `batch_id` of run `run_id`."""
+    return f"{run_id}-{batch_id:06d}"
+
+
+def files(folder: Path) -> list[Path]:
+    """The Parquet files under `folder`, oldest write first."""
+    found = [f for f in folder.rglob("*.parquet") if not f.name.startswith((".", "_"))]
+    return sorted(found, key=lambda f: (f.stat().st_mtime_ns, str(f)))
+
+
+def read(folder: Path, key: str) -> pd.DataFrame:
+    """Every event archived under `folder`, one per `key` (the last copy written wins)."""
+    paths = files(folder)
+    if not paths:
+        raise DataError(f"no Parquet files under {folder}; run the Spark job (make spark-app-single) first")
+    try:
+        frame = pd.concat([pd.read_parquet(f) for f in paths], ignore_index=True)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the lake at {folder}: {exc}") from exc
+    return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
