@@ -150,6 +150,7 @@ class ScoreRecord(OutputRecord):
     model_alias: str
     error: str | None = None
     reasons: list[Reason] = []
+    shadow: bool = False  # a challenger's score beside the champion's: compare, never decide on it
     scored_at: datetime
 
 

@@ -107,6 +107,8 @@ class LiveState:
         self.risk_alerts += record.get("alert") is True
 
     def _add_scores(self, record: dict[str, Any], at_ms: int) -> None:
+        if record.get("shadow") is True:  # a challenger's score: not a decision
+            return
         decision = record.get("decision")
         self.scores.add(
             decision if isinstance(decision, str) else None, _number(record.get("default_probability"))

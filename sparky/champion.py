@@ -1,5 +1,6 @@
 """The champion model as the scores query sees it: the version the registry alias names, asked at
-most every `poll_s` seconds, so `make promote` takes effect without a restart."""
+most every `poll_s` seconds, so `make promote` takes effect without a restart. The same watcher
+follows the `challenger` alias for shadow scoring (no challenger is the usual case: not logged)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from models.registry import ModelRef, resolve
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Champion:
 
     mlflow: MlflowSettings
     poll_s: float
+    alias: str = CHAMPION
     ref: ModelRef | None = None
     checked: float = float("-inf")
     why_not: str = ""
@@ -33,7 +36,7 @@ class Champion:
             return self.ref
         self.checked = time.monotonic()
         try:
-            found = resolve(self.mlflow, CHAMPION)
+            found = resolve(self.mlflow, self.alias)
         except ServiceError as exc:
             if self.ref is not None:
                 log.warning("scores: staying on v%s: %s", self.ref.version, exc)
@@ -41,17 +44,21 @@ class Champion:
             return self.ref
         if found is None and self.ref is None:
             self._waiting(
-                f"model {self.mlflow.model_name!r} has no {CHAMPION!r} alias at {self.mlflow.tracking_uri} "
+                f"model {self.mlflow.model_name!r} has no {self.alias!r} alias at {self.mlflow.tracking_uri} "
                 "(run `make train` and `make promote`)"
             )
+        elif found is None and self.alias == CHALLENGER:
+            if self.ref is not None:
+                log.info("scores: no %s (was v%s): shadow scoring stops", CHALLENGER, self.ref.version)
+            self.ref = None
         elif found is not None and (self.ref is None or found.version != self.ref.version):
             was = f" (was v{self.ref.version})" if self.ref else ""
-            log.info("scores: now scoring with %s v%s @%s%s", found.name, found.version, CHAMPION, was)
+            log.info("scores: now scoring with %s v%s @%s%s", found.name, found.version, self.alias, was)
             self.ref = found
         return self.ref
 
     def _waiting(self, why: str) -> None:
         """Remember why there is no model to score with; say so once for each new reason."""
-        if self.ref is None and why != self.why_not:
+        if self.ref is None and why != self.why_not and self.alias == CHAMPION:
             self.why_not = why
             log.warning("scores: waiting: %s; the other streams run meanwhile", why)

@@ -32,7 +32,7 @@ from pyspark.sql.streaming import StreamingQuery
 from core.errors import ConfigError
 from core.events import LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
-from sparky.champion import Champion
+from sparky.champion import CHALLENGER, Champion
 from sparky.queries import QUERIES
 from sparky.session import exists
 from sparky.sink import AtLeastOnce, Writer
@@ -59,6 +59,11 @@ class Job:
     @cached_property
     def champion(self) -> Champion | None:
         return Champion(self.mlflow, self.settings.champion_poll_s) if self.mlflow else None
+
+    @cached_property
+    def challenger(self) -> Champion | None:
+        """The `challenger` alias: scored beside the champion, records flagged shadow."""
+        return Champion(self.mlflow, self.settings.champion_poll_s, CHALLENGER) if self.mlflow else None
 
     @cached_property
     def parser(self) -> Parser:

@@ -3,7 +3,8 @@ fixed per-micro-batch cost (planning, offset and commit logs, state commits), so
 and only JVM expressions stand between Kafka and the latency-critical `risk` output.
 
 - risk (risk): stateless, JVM only; real-time mode by default (LOANS_SPARK_RISK_MODE).
-- scores (scores): stateless micro-batches, one Python (Arrow) task each; starts once a champion exists.
+- scores (scores): stateless micro-batches, one Python (Arrow) task each; starts once a champion exists;
+  a `challenger` alias is scored beside it (records flagged `shadow`).
 - windows (stats, segment, channel): ONE event-time aggregation, each row routed to its stream's topic.
 - fraud (fraud): keyed velocity state (numpy history per bucket of values), flagged per micro-batch.
 - archive (dlq, and the lake): applications, history and outcomes (truth), valid ones to the
@@ -73,7 +74,12 @@ def start_scores(job: Job) -> StreamingQuery:
         if ref is None:  # the alias was removed after the query started: nothing can score
             raise RuntimeError(f"scores: no champion to score micro-batch {batch_id}: {champion.why_not}")
         # each task of a Python (Arrow) stage costs ~0.15 s whatever its size: one task per batch
-        job.writer("scores").write([scores.build(batch.coalesce(1), ref, mlflow).select(*out)], batch_id)
+        one = batch.coalesce(1)
+        frames = [scores.build(one, ref, mlflow).select(*out)]
+        rival = job.challenger.current() if job.challenger else None
+        if rival is not None and rival.version != ref.version:  # shadow: the same traffic, flagged
+            frames.append(scores.build(one, rival, mlflow, shadow=True).select(*out))
+        job.writer("scores").write(frames, batch_id)
 
     # scored_at is the micro-batch's time (Spark keeps it in the offset log: a replay gets the same)
     apps = job.applications(starting_offsets=job.scores_start).withColumn("scored_at", F.current_timestamp())

@@ -34,14 +34,14 @@ SCHEMA = (
     "application_id string, event_time timestamp, default_probability double, decision string, "
     "model_name string, model_version string, model_alias string, error string, "
     "reasons array<struct<code string, text string, feature string, value string, contribution double>>, "
-    "scored_at timestamp"
+    "shadow boolean, scored_at timestamp"
 )
 
 
-def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame:
+def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings, shadow: bool = False) -> DataFrame:
     """Score `events` (live applications) with model version `ref`, in Arrow batches. `scored_at` is
     the events' own column when they have one (the streaming query's batch time: a replayed batch
-    gets the same), else now."""
+    gets the same), else now. `shadow`: a challenger's scores, never to be used for decisions."""
     if "scored_at" not in events.columns:
         events = events.withColumn("scored_at", F.current_timestamp())
 
@@ -60,6 +60,7 @@ def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings) -> DataFrame
                     "model_alias": ref.alias,
                     "error": np.array(errors, dtype=object),
                     "reasons": pd.Series(reasons, dtype=object, index=frame.index),
+                    "shadow": shadow,
                     "scored_at": frame["scored_at"],
                 }
             )

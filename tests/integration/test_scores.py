@@ -5,6 +5,7 @@ and each record says which."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
+from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
@@ -120,3 +122,20 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     assert len(after) == N
     assert {r["model_version"] for r in after.values()} == {v2}  # swapped without a restart
     assert all(r["model_name"] == job.mlflow.model_name for r in after.values())
+
+    # shadow: a challenger alias is scored beside the champion on the same traffic, flagged shadow
+    MlflowClient(job.mlflow.tracking_uri).set_registered_model_alias(job.mlflow.model_name, "challenger", v1)
+    third = gen.batch(N, datetime(2026, 4, 1, 11, 0, tzinfo=UTC), 0.5).applications
+    send(kafka, topics.applications, third)
+    ids, deadline, mine = set(third["application_id"]), time.monotonic() + 180, []
+    while len(mine) < 2 * N and time.monotonic() < deadline:
+        time.sleep(2)
+        messages = read_topic(kafka, topics.output("scores"), 10**9, 3, 0)
+        mine = [r for m in messages if (r := json.loads(m.value() or b"{}"))["application_id"] in ids]
+    by_role = {flag: {r["application_id"]: r for r in mine if r["shadow"] is flag} for flag in (False, True)}
+    assert len(mine) == 2 * N and all(len(records) == N for records in by_role.values())
+    assert {(r["model_version"], r["model_alias"]) for r in by_role[False].values()} == {(v2, "champion")}
+    assert {(r["model_version"], r["model_alias"]) for r in by_role[True].values()} == {(v1, "challenger")}
+    p1, *_ = scorer.explain(third)  # the shadow records are v1's own answers
+    own_v1 = dict(zip(third["application_id"], p1, strict=True))
+    assert all(np.isclose(r["default_probability"], own_v1[k], atol=1e-6) for k, r in by_role[True].items())

@@ -112,6 +112,8 @@ def test_scores_histogram_decisions_and_model_version() -> None:
         {"default_probability": None, "error": "bad row", "model_name": "m", "model_version": 2},
         T0 + 9,
     )
+    shadow = {"default_probability": 0.9, "decision": "decline", "model_name": "m", "model_version": 3}
+    state.add("scores", shadow | {"shadow": True}, T0 + 10)  # a challenger's: not a decision, not shown
     scores = state.snapshot(T0)["scores"]
     assert scores["histogram"][1] == 2 and scores["histogram"][10] == 1 and scores["histogram"][19] == 1
     assert scores["decisions"] == {"approve": 2, "decline": 2} and scores["errors"] == 1
