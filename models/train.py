@@ -39,10 +39,11 @@ import torch
 from mlflow.data.pandas_dataset import from_pandas
 
 from core.settings import MlflowSettings
-from models import fit
+from models import fit, monitor
 from models import report as reports
 from models.baselines import BOOSTING_DEFAULTS
 from models.data import TrainingSource, fingerprint, load, temporal_split
+from models.explain import Explainer
 from models.metrics import Costs, Thresholds, evaluate, tune_threshold
 from models.nets import NetConfig
 from models.prepare import Prepared, prepare
@@ -194,6 +195,9 @@ def fit_scorer(
         "threshold_review": thresholds.review,
     }
     info = {"run_id": run_id, "valid_auc": metrics["valid_auc"], "test_auc": metrics["test_auc"]}
+    info["reference"] = monitor.reference(  # what live monitoring compares with
+        network.ensemble, valid.features, valid.parsed, p["valid"], Explainer.of(prepared.spec)
+    )
     return Scorer(prepared.spec, network.ensemble, thresholds, info), network, metrics, p
 
 

@@ -1,0 +1,111 @@
+"""Model monitoring: do live applications still look like the data the model learnt from, and, once
+outcomes arrive, is it still right?
+
+`reference(...)` is logged with the model (in `scorer.json`, `info["reference"]`): decile edges and
+shares of its validation scores, and of the application fields behind its most important factors
+(largest mean |contribution| on validation, `models.explain`). `summarize(...)` turns one window of
+live scores (and the outcomes known for them) into a monitoring record: volume, mean score,
+decision mix, the population stability index (PSI) of the score and of each reference field, the
+drift alarm (any PSI above the threshold: 0.25 is the usual "significant shift"), and with
+outcomes the AUC, calibration error (ECE) and default rate (`models.metrics`, the same functions
+training reports).
+
+    PSI = sum over bins of (live share - reference share) * ln(live share / reference share)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.explain import Explainer
+from models.features import Features
+from models.inputs import Parsed
+from models.metrics import auc, ece
+from models.nets import Ensemble
+
+BINS = 10
+TOP_FIELDS = 5
+ALARM_PSI = 0.25
+FLOOR = 1e-4  # a bin's share, so an empty bin does not make the PSI infinite
+
+
+@dataclass(frozen=True)
+class Distribution:
+    edges: list[float]  # BINS - 1 inner edges
+    shares: list[float]  # BINS shares, summing to 1
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Distribution:
+        values = values[np.isfinite(values)]
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+        return cls(edges.tolist(), _shares(values, edges).tolist())
+
+    def psi(self, values: np.ndarray) -> float | None:
+        """PSI of `values` against this distribution (None without a finite value)."""
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return None
+        live = np.maximum(_shares(values, np.asarray(self.edges)), FLOOR)
+        expected = np.maximum(np.asarray(self.shares), FLOOR)
+        return float(np.sum((live - expected) * np.log(live / expected)))
+
+
+def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(edges, values, "right"), minlength=len(edges) + 1) / len(values)
+
+
+def reference(
+    ensemble: Ensemble, features: Features, parsed: Parsed, probability: np.ndarray, explainer: Explainer
+) -> dict[str, Any]:
+    """The distributions monitoring compares live traffic with, from the validation part."""
+    effect = explainer.effects(ensemble, features)[1]
+    ranked = np.argsort(-np.abs(effect).mean(axis=0))
+    fields = [explainer.factors[g].field for g in ranked if explainer.factors[g].field in parsed.numbers][
+        :TOP_FIELDS
+    ]
+    return {
+        "score": Distribution.of(probability).__dict__,
+        "features": {name: Distribution.of(parsed.numbers[name]).__dict__ for name in fields},
+    }
+
+
+def summarize(
+    reference: dict[str, Any],
+    probability: np.ndarray,
+    decision: np.ndarray,
+    fields: dict[str, np.ndarray],
+    outcome: np.ndarray,
+    alarm_psi: float = ALARM_PSI,
+) -> dict[str, Any]:
+    """One window's monitoring figures. `outcome`: 1 default, 0 repaid, NaN not known yet."""
+    scored = np.isfinite(probability)
+    p = probability[scored]
+    score_psi = Distribution(**reference["score"]).psi(p)
+    feature_psi = {
+        name: psi
+        for name, spec in reference["features"].items()
+        if name in fields and (psi := Distribution(**spec).psi(fields[name].astype(np.float64))) is not None
+    }
+    known = scored & np.isfinite(outcome)
+    y, p_known = outcome[known].astype(np.int64), probability[known]
+    both = len(y) > 0 and 0 < y.sum() < len(y)
+    psis = [v for v in (score_psi, *feature_psi.values()) if v is not None]
+    return {
+        "applications": int(len(probability)),
+        "scored": int(scored.sum()),
+        "mean_score": float(p.mean()) if len(p) else None,
+        **{f"{d}_rate": float(np.mean(decision == d)) if len(decision) else None for d in DECISIONS},
+        "score_psi": score_psi,
+        "feature_psi": feature_psi,
+        "drift_alarm": bool(psis) and max(psis) > alarm_psi,
+        "outcomes": int(known.sum()),
+        "default_rate": float(y.mean()) if len(y) else None,
+        "auc": auc(y, p_known) if both else None,
+        "calibration_error": ece(y, p_known) if len(y) else None,
+    }
+
+
+DECISIONS = ("approve", "review", "decline")

@@ -1,0 +1,81 @@
+"""Monitoring figures: the reference logged with a model, PSI drift alarms, outcome metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from generator.applications import ApplicationGenerator
+from generator.history import synthetic_history
+from models import monitor
+from models.data import temporal_split, terminal
+from models.fit import cpu_threads, resolve_device
+from models.nets import NetConfig
+from models.prepare import prepare
+from models.scoring import Scorer
+from models.train import TrainOptions, fit_scorer
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    prepared = prepare(temporal_split(terminal(synthetic_history(seed=23, n=3_000))), seed=0)
+    options = TrainOptions.quick(net=NetConfig(max_epochs=3, patience=2, members=2), report=False)
+    with cpu_threads(torch.device("cpu"), 1):
+        return fit_scorer(prepared, options, resolve_device("cpu"))[0]
+
+
+def live(n: int, seed: int, fico_shift: int = 0) -> pd.DataFrame:
+    apps = ApplicationGenerator(seed=seed).batch(n, datetime(2026, 5, 1, tzinfo=UTC), 0.1).applications
+    if fico_shift:
+        apps["fico_range_low"] = (apps["fico_range_low"] + fico_shift).clip(300, 850)
+        apps["fico_range_high"] = (apps["fico_range_high"] + fico_shift).clip(300, 850)
+    return apps
+
+
+def window(scorer: Scorer, apps: pd.DataFrame, outcome: np.ndarray | None = None) -> dict:
+    p, decision, _, _ = scorer.explain(apps)
+    fields = {name: apps[name].to_numpy(np.float64) for name in scorer.info["reference"]["features"]}
+    known = outcome if outcome is not None else np.full(len(apps), np.nan)
+    return monitor.summarize(scorer.info["reference"], p, decision, fields, known)
+
+
+def test_the_reference_is_logged_with_the_model(scorer: Scorer) -> None:
+    reference = scorer.info["reference"]
+    assert len(reference["score"]["shares"]) == len(reference["score"]["edges"]) + 1
+    assert np.isclose(sum(reference["score"]["shares"]), 1.0)
+    assert 1 <= len(reference["features"]) <= monitor.TOP_FIELDS
+
+
+def test_a_fico_shift_raises_the_drift_alarm_and_the_same_population_does_not(scorer: Scorer) -> None:
+    reference = scorer.info["reference"]
+    if "fico_range_low" not in reference["features"]:  # FICO is among the model's top factors ...
+        reference["features"]["fico_range_low"] = monitor.Distribution.of(
+            live(4_000, 40)["fico_range_low"].to_numpy(np.float64)
+        ).__dict__  # ... else monitor it anyway, from live traffic of the same population
+    calm = window(scorer, live(2_000, 41))
+    drifted = window(scorer, live(2_000, 41, fico_shift=-60))
+    assert drifted["drift_alarm"] and drifted["feature_psi"]["fico_range_low"] > monitor.ALARM_PSI
+    assert drifted["score_psi"] > calm["score_psi"]
+    assert not calm["drift_alarm"], calm
+    assert calm["applications"] == calm["scored"] == 2_000
+    assert np.isclose(calm["approve_rate"] + calm["review_rate"] + calm["decline_rate"], 1.0)
+
+
+def test_outcome_metrics_are_those_of_the_rows_whose_outcome_is_known(scorer: Scorer) -> None:
+    apps = live(1_500, 42)
+    rng = np.random.default_rng(0)
+    p, *_ = scorer.explain(apps)
+    y = (rng.random(len(apps)) < p).astype(float)  # outcomes drawn from the model: calibrated
+    y[::3] = np.nan  # a third not known yet
+    out = window(scorer, apps, y)
+    known = ~np.isnan(y)
+    assert out["outcomes"] == known.sum()
+    assert out["auc"] == pytest.approx(roc_auc_score(y[known], p[known]), abs=1e-12)
+    assert out["default_rate"] == pytest.approx(y[known].mean())
+    assert out["calibration_error"] < 0.05
+    assert window(scorer, apps)["auc"] is None  # no outcome yet: no AUC
