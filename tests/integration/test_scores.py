@@ -127,7 +127,8 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
     MlflowClient(job.mlflow.tracking_uri).set_registered_model_alias(job.mlflow.model_name, "challenger", v1)
     third = gen.batch(N, datetime(2026, 4, 1, 11, 0, tzinfo=UTC), 0.5).applications
     send(kafka, topics.applications, third)
-    ids, deadline, mine = set(third["application_id"]), time.monotonic() + 180, []
+    ids, deadline = set(third["application_id"]), time.monotonic() + 180
+    mine: list[dict] = []
     while len(mine) < 2 * N and time.monotonic() < deadline:
         time.sleep(2)
         messages = read_topic(kafka, topics.output("scores"), 10**9, 3, 0)
