@@ -5,7 +5,8 @@
 `folder` is the input's name (FOLDERS: applications, history, truth). `<run>` is the archive
 query's id from its checkpoint, so a reset checkpoint never overwrites an earlier run; a replayed
 micro-batch rewrites only its own `batch=` folder. Readers take the files in the order they were
-written (modification time, then path), so where an event was archived twice the last copy wins.
+written (modification time, then path), so where an event was archived twice they can keep the last
+copy (history: a correction) or the first (applications: the stream dead-letters a repeated id).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda f: (f.stat().st_mtime_ns, str(f)))
 
 
-def read(folder: Path, key: str) -> pd.DataFrame:
-    """Every event archived under `folder`, one per `key` (the last copy written wins)."""
+def read(folder: Path, key: str, keep: str = "last") -> pd.DataFrame:
+    """Every event archived under `folder`, one per `key`: the last copy written (a correction), or
+    with keep="first" the first (for applications: a repeat of an id is a dead letter in the stream)."""
     paths = files(folder)
     if not paths:
         raise DataError(f"no Parquet files under {folder}; run the Spark job (make spark-app-single) first")
@@ -40,4 +42,4 @@ def read(folder: Path, key: str) -> pd.DataFrame:
         frame = pd.concat([pd.read_parquet(f) for f in paths], ignore_index=True)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the lake at {folder}: {exc}") from exc
-    return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
+    return frame.drop_duplicates(key, keep="first" if keep == "first" else "last").reset_index(drop=True)

@@ -85,7 +85,7 @@ STREAMS: tuple[Stream, ...] = (
     Stream(
         "scores", ScoreRecord, ("application_id",), Kind.PER_APPLICATION,
         "{event_time:time}  {application_id:id,<13}  p(default) {default_probability:f3}  {decision}  "
-        "model {model_name} {model_version:version}  {reasons:codes}{error:error}",
+        "model {model_name} {model_version:version}  {shadow:shadow}{reasons:codes}{error:error}",
     ),
     Stream(
         "dlq", DeadLetter, ("source_topic", "source_partition", "source_offset"), Kind.DEAD_LETTERS,

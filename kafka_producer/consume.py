@@ -83,7 +83,7 @@ def _compact(x: Any, limit: int = 40) -> str:
     return _truncate(text, limit)
 
 
-OPTIONAL = ("alert", "error", "codes")  # kinds that show nothing (not "-") when the field is missing
+OPTIONAL = ("alert", "error", "codes", "shadow")  # kinds that show nothing (not "-") when the field is missing
 KINDS: dict[str, Callable[[Any], str]] = {
     "time": lambda x: _parse_time(x).strftime("%H:%M:%S"),
     "hm": lambda x: _parse_time(x).strftime("%H:%M"),
@@ -99,6 +99,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "minutes": _number(".1f", 1 / 60, suffix=" min"),
     "list": _joined(","),
     "codes": lambda x: " ".join(r["code"] for r in x) if isinstance(x, list) else "",
+    "shadow": lambda x: "[shadow] " if x is True else "",
     "path": _joined("/"),
     "alert": lambda x: "[ALERT]" if x is True else "",
     "error": lambda x: f"error: {_compact(x, 120)}",

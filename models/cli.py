@@ -219,7 +219,8 @@ def retrain_main(argv: list[str] | None = None) -> int:
         configure(load(LogSettings).level)
         quiet_mlflow()
         settings, source, options = load(MlflowSettings), source_from(args), options_from(args)
-        while True:
+
+        def cycle() -> bool:
             started = time.monotonic()
             print(f"retraining on {source.describe()}", flush=True)
             print(summary(train(settings, source, options)), flush=True)
@@ -227,8 +228,15 @@ def retrain_main(argv: list[str] | None = None) -> int:
             verdict = "promoted: " if outcome.promoted else "not promoted, the champion stays: "
             print(verdict + outcome.reason, flush=True)
             print(f"retraining took {time.monotonic() - started:.1f} s", flush=True)
-            if args.every is None:
-                return 0 if outcome.promoted else 1
+            return outcome.promoted
+
+        if args.every is None:
+            return 0 if cycle() else 1
+        while True:  # on a schedule, a failed cycle (MLflow away, too little data yet) is not the last
+            try:
+                cycle()
+            except Exception as exc:
+                log.error("retraining failed: %s; trying again in %.0f s", exc, args.every)
             log.info("next retraining in %.0f s", args.every)
             time.sleep(args.every)
 

@@ -119,7 +119,8 @@ def _lake(path: Path) -> pd.DataFrame:
         return lake.read(path, "id")
     parts = [lake.read(path / "history", "id")] if (path / "history").is_dir() else []
     if (path / "applications").is_dir() and (path / "truth").is_dir():
-        applications, truth = (lake.read(path / f, "application_id") for f in ("applications", "truth"))
+        applications = lake.read(path / "applications", "application_id", keep="first")
+        truth = lake.read(path / "truth", "application_id")
         parts.append(labelled(applications, truth))
     if not parts:
         raise DataError(f"the lake at {path} has no history and no applications with outcomes yet")
@@ -132,7 +133,8 @@ def labelled(applications: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     joined = applications.merge(truth[["application_id", "will_default"]], on="application_id")
     status = np.where(joined["will_default"].astype(bool), "Charged Off", "Fully Paid")
     log.info("lake: %d of %d live applications have an outcome", len(joined), len(applications))
-    return joined.assign(id=joined["application_id"], issue_d=joined["event_time"], loan_status=status)
+    issued = pd.to_datetime(joined["event_time"], utc=True).dt.tz_localize(None)
+    return joined.assign(id=joined["application_id"], issue_d=issued, loan_status=status)
 
 
 def terminal(frame: pd.DataFrame) -> pd.DataFrame:

@@ -274,6 +274,8 @@ class Ensemble(nn.Module):
         feature it sums to the wide logit minus the reference's. Exact, not sampled: the first layer
         is linear in the inputs, so removing a group subtracts its part of that layer and reruns only
         the head."""
+        if len(features.numeric) == 0:
+            return np.empty(0, np.float32), np.empty((0, len(groups)), np.float32), np.empty((0, len(groups)))
         with torch.inference_mode():
             ends = [*self.starts.tolist()[1:], self.table.shape[0]]
             spans = zip(self.starts.tolist(), ends, strict=True)  # row 0 of each: missing or unseen

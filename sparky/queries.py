@@ -32,8 +32,9 @@ from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
 from core.settings import duration
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, risk, scores, segment, stats, windows
+from sparky.champion import CHALLENGER
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
-from sparky.source import Parser, read_kafka, valid_events
+from sparky.source import PAYLOAD_KEEP, Parser, read_kafka, valid_events
 
 if TYPE_CHECKING:
     from sparky.job import Job
@@ -78,7 +79,8 @@ def start_scores(job: Job) -> StreamingQuery:
         frames = [scores.build(one, ref, mlflow).select(*out)]
         rival = job.challenger.current() if job.challenger else None
         if rival is not None and rival.version != ref.version:  # shadow: the same traffic, flagged
-            frames.append(scores.build(one, rival, mlflow, shadow=True).select(*out))
+            shadow = scores.build(one, rival, mlflow, shadow=True).select(*out)
+            frames.append(shadow.withColumn("key", F.concat("key", F.lit(f"|{CHALLENGER}"))))
         job.writer("scores").write(frames, batch_id)
 
     # scored_at is the micro-batch's time (Spark keeps it in the offset log: a replay gets the same)
@@ -112,7 +114,8 @@ def start_fraud(job: Job) -> StreamingQuery:
     settings, topics = job.settings, job.topics
     how, duplicate = fraud.flagging(settings), F.col("duplicate_of_us").isNotNull()
     flagged = message(BY_NAME["fraud"], how.outputs)
-    letter = message(BY_NAME["dlq"], fraud.duplicate_letters(topics.applications, settings.dedup_horizon))
+    letters = fraud.duplicate_letters(topics.applications, settings.dedup_horizon, PAYLOAD_KEEP)
+    letter = message(BY_NAME["dlq"], letters)
     pairs = zip(letter, flagged, ("key", "value"), strict=True)
     rows = [F.when(duplicate, d).otherwise(f).alias(c) for d, f, c in pairs]
     to = F.when(duplicate, BY_NAME["dlq"].topic(topics)).otherwise(BY_NAME["fraud"].topic(topics))

@@ -209,15 +209,18 @@ def deduplicate(
     apps = apps.iloc[np.lexsort((apps["source_offset"], apps["source_partition"], apps["event_us"]))]
     a, t = apps["value_key"].to_numpy(np.int64), apps["event_us"].to_numpy(np.int64)
     earlier = pd.Series(seen["t"], index=seen["a"], dtype="float64").reindex(a).to_numpy()
-    again = pd.Series(a).duplicated().to_numpy()
     first_here = pd.Series(t).groupby(a).transform("first").to_numpy()
-    dup = ~np.isnan(earlier) | again
-    duplicates = apps[dup].assign(duplicate_of_us=np.where(np.isnan(earlier), first_here, earlier)[dup])
+    seen_before = ~np.isnan(earlier) & (t - np.nan_to_num(earlier) <= horizon_us)
+    again = pd.Series(a).duplicated().to_numpy() & (t - first_here <= horizon_us)
+    dup = seen_before | again
+    first = np.where(seen_before, earlier, first_here)[dup].astype(np.int64)
+    duplicates = apps[dup].assign(duplicate_of_us=first)
     identity = ["source_partition", "source_offset"]  # without provenance, identical copies share one
     firsts = pd.MultiIndex.from_frame(apps.loc[~dup, identity])
     counted = rows[~is_app & pd.MultiIndex.from_frame(rows[identity]).isin(firsts)]
     counted = counted.drop_duplicates([*identity, "kind"])
     kept = np.concatenate([seen, np.rec.fromarrays((a[~dup], t[~dup]), dtype=SEEN)]).view(np.ndarray)
+    kept = kept[~pd.Series(kept["a"]).duplicated(keep="last").to_numpy()]  # a new first, beyond the horizon
     newest = max(int(t.max()), int(seen["t"].max())) if len(seen) else int(t.max())
     return counted, duplicates, kept[kept["t"] >= newest - horizon_us]
 
@@ -299,8 +302,9 @@ def _entity_rows(events: DataFrame) -> DataFrame:
     return rows.withColumns({c: F.when(there, F.col(c)) for c in ("source_key", "payload", "payload_bytes")})
 
 
-def duplicate_letters(topic: str, horizon: str) -> list[Column]:
-    """DeadLetter columns of a duplicate's signal row (`duplicate_of_us` set), from topic `topic`."""
+def duplicate_letters(topic: str, horizon: str, keep: int) -> list[Column]:
+    """DeadLetter columns of a duplicate's signal row (`duplicate_of_us` set), from topic `topic`;
+    the payload cut at `keep` characters as every dead letter's is."""
     first = F.date_format(F.timestamp_micros("duplicate_of_us"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
     reason = F.concat(
         F.lit("field application_id: duplicate "), F.col("application_id"),
@@ -310,6 +314,7 @@ def duplicate_letters(topic: str, horizon: str) -> list[Column]:
     columns = {
         "key": F.col("source_key"), "source_topic": F.lit(topic), "reason": reason,
         "payload_base64": F.lit(None).cast("string"), "failed_at": F.current_timestamp(),
+        "payload": F.substring("payload", 1, keep),
     }  # fmt: skip
     return [columns.get(name, F.col(name)).alias(name) for name in DeadLetter.model_fields]
 

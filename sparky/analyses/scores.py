@@ -45,10 +45,19 @@ def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings, shadow: bool
     if "scored_at" not in events.columns:
         events = events.withColumn("scored_at", F.current_timestamp())
 
+    def answers(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
+        try:
+            return load_scorer(mlflow, ref).explain(frame)  # the scorer is cached per worker and version
+        except Exception as exc:
+            if not shadow:
+                raise  # the champion: the query fails and is restarted (Job.run)
+            n = len(frame)  # a broken challenger never stops the champion's scores
+            why = f"challenger v{ref.version} could not score: {str(exc)[:300]}"
+            return np.full(n, np.nan), np.full(n, None, dtype=object), [why] * n, [[] for _ in range(n)]
+
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        scorer = load_scorer(mlflow, ref)  # cached per worker process and version
         for frame in frames:
-            p, decision, errors, reasons = scorer.explain(frame)
+            p, decision, errors, reasons = answers(frame)
             yield pd.DataFrame(
                 {
                     "application_id": frame["application_id"],

@@ -124,6 +124,14 @@ def test_scores_error_is_shown_only_when_set() -> None:
     assert line.endswith("p(default) -  review  model loan-default v3  error: model not loaded")
 
 
+def test_scores_show_reason_codes_and_mark_shadow_records() -> None:
+    reasons = [{"code": "DTI_HIGH", "text": "dti 38.2 % is high"}, {"code": "FICO_LOW", "text": "x"}]
+    line = format_record("scores", {**RECORDS["scores"], "reasons": reasons, "shadow": False})
+    assert line == EXPECTED["scores"] + "  DTI_HIGH FICO_LOW"
+    shadow = format_record("scores", {**RECORDS["scores"], "shadow": True})
+    assert shadow == EXPECTED["scores"] + "  [shadow]"
+
+
 def test_alert_shows_nothing_when_false_or_missing() -> None:
     no_alert = EXPECTED["risk"].removesuffix("  [ALERT]")
     assert format_record("risk", {**RECORDS["risk"], "alert": False}) == no_alert

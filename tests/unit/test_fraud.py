@@ -264,6 +264,11 @@ def test_a_repeated_application_id_is_a_duplicate_within_the_horizon_only() -> N
     assert len(seen) == 1  # a (0 min) and b (1 min) are more than 10 minutes behind c (12 min)
     counted, dups, seen = fraud.deduplicate(seen, entity_rows([("a", 13, 5)]), horizon)
     assert dups.empty and list(counted["application_id"]) == ["a"]  # beyond the horizon: new again
+    quiet = fraud.deduplicate(np.empty(0, fraud.SEEN), entity_rows([("q", 0, 0)]), horizon)[2]
+    later = entity_rows([("q", 30, 1), ("r", 31, 2), ("r", 45, 3)])
+    counted, dups, seen = fraud.deduplicate(quiet, later, horizon)
+    assert dups.empty and sorted(counted["source_offset"]) == [1, 2, 3]  # 30 and 14 minutes apart: new
+    assert len(seen) == 1 and seen["t"][0] == later["event_us"].max()  # r's latest; the rest > 10 min old
 
 
 def test_streaming_signals_send_a_duplicate_out_once_and_do_not_count_it(
