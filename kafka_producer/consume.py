@@ -83,7 +83,7 @@ def _compact(x: Any, limit: int = 40) -> str:
     return _truncate(text, limit)
 
 
-OPTIONAL = ("alert", "error", "codes", "shadow")  # kinds that show nothing (not "-") when the field is missing
+OPTIONAL = ("alert", "error", "codes", "shadow")  # kinds that show nothing (not "-") when missing
 KINDS: dict[str, Callable[[Any], str]] = {
     "time": lambda x: _parse_time(x).strftime("%H:%M:%S"),
     "hm": lambda x: _parse_time(x).strftime("%H:%M"),
