@@ -27,9 +27,18 @@ def batch(run_id: str, batch_id: int) -> str:
 
 
 def files(folder: Path) -> list[Path]:
-    """The Parquet files under `folder`, oldest write first."""
-    found = [f for f in folder.rglob("*.parquet") if not f.name.startswith((".", "_"))]
-    return sorted(found, key=lambda f: (f.stat().st_mtime_ns, str(f)))
+    """The Parquet files under `folder`, oldest write first. Hidden paths (Spark's `.spark-staging-*`
+    folders of a write in progress, `_temporary`) are not the lake's yet, and a file that moves
+    while the folder is listed is left for the next read."""
+    found = []
+    for path in folder.rglob("*.parquet"):
+        if any(part.startswith((".", "_")) for part in path.relative_to(folder).parts):
+            continue
+        try:
+            found.append((path.stat().st_mtime_ns, str(path), path))
+        except FileNotFoundError:
+            continue
+    return [path for *_, path in sorted(found)]
 
 
 def read(folder: Path, key: str, keep: str = "last") -> pd.DataFrame:

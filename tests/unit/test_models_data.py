@@ -88,3 +88,13 @@ def test_lake_source_reads_the_jobs_layout_and_keeps_the_last_copy_written(tmp_p
     assert len(frame) == 400
     assert (frame.set_index("id").loc[history["id"].iloc[260], "loan_status"]) == "Fully Paid"
     assert len(load(TrainingSource.lake(tmp_path / "history"))) == 400  # the history folder alone
+
+
+def test_a_write_in_progress_is_not_read(tmp_path: Path) -> None:
+    history = synthetic_history(8, 200)
+    done = tmp_path / "history" / "date=2011-01-01" / f"batch={lake.batch('run', 0)}"
+    staging = tmp_path / "history" / ".spark-staging-1" / "date=2011-01-01" / f"batch={lake.batch('run', 1)}"
+    for folder, part in ((done, history.iloc[:150]), (staging, history.iloc[150:])):
+        folder.mkdir(parents=True)
+        part.to_parquet(folder / "part-0.parquet")
+    assert len(lake.read(tmp_path / "history", "id")) == 150
