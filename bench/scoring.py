@@ -54,10 +54,7 @@ def first_order_effects(ensemble: Ensemble, features: Features, groups: list) ->
     grad = z.grad
     assert grad is not None  # noqa: S101
     with torch.no_grad():
-        ends = [*ensemble.starts.tolist()[1:], ensemble.table.shape[0]]
-        reference = torch.stack(
-            [ensemble.table[a + 1 : b].mean(0) for a, b in zip(ensemble.starts.tolist(), ends, strict=True)]
-        )
+        reference = ensemble.category_reference()
         per_numeric = x * (grad @ ensemble.numeric_w.T)  # [n, f]
         per_category = ((ensemble.table[codes + ensemble.starts] - reference) * grad.unsqueeze(1)).sum(-1)
         member = torch.zeros(x.shape[1] + codes.shape[1], len(groups))

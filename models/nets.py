@@ -277,9 +277,7 @@ class Ensemble(nn.Module):
         if len(features.numeric) == 0:
             return np.empty(0, np.float32), np.empty((0, len(groups)), np.float32), np.empty((0, len(groups)))
         with torch.inference_mode():
-            ends = [*self.starts.tolist()[1:], self.table.shape[0]]
-            spans = zip(self.starts.tolist(), ends, strict=True)  # row 0 of each: missing or unseen
-            reference = torch.stack([self.table[a + 1 if b - a > 1 else a : b].mean(0) for a, b in spans])
+            reference = self.category_reference()
             numeric, codes = torch.from_numpy(features.numeric), torch.from_numpy(features.codes)
             tensors = [
                 (torch.tensor(nums), self.numeric_w[nums], torch.tensor(cats) if cats else None)
@@ -291,6 +289,13 @@ class Ensemble(nn.Module):
             ]  # a chunk's [rows, groups, layer] tensors stay in cache
             logit, effect, wide = (torch.cat(parts) for parts in zip(*chunks, strict=True))
         return logit.numpy(), effect.numpy(), wide.numpy()
+
+    def category_reference(self) -> torch.Tensor:
+        """Each category's reference row of the folded table: the mean of its known values' rows
+        (row 0 of each is missing or unseen): [C, K * (hidden + 1)]."""
+        ends = [*self.starts.tolist()[1:], self.table.shape[0]]
+        spans = zip(self.starts.tolist(), ends, strict=True)
+        return torch.stack([self.table[a + 1 if b - a > 1 else a : b].mean(0) for a, b in spans])
 
     def _removal_chunk(
         self,
