@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,18 +52,29 @@ def kafka(kafka_bootstrap: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=kafka_bootstrap)
 
 
+def unique_topics(letter: str = "t", partitions: int = 1) -> TopicSettings:
+    """Topic settings whose every name is unique (`<letter><uuid>.` prefix), for a test or a module."""
+    tag = f"{letter}{uuid.uuid4().hex[:8]}"
+    return TopicSettings(
+        applications=f"{tag}.applications",
+        history=f"{tag}.history",
+        truth=f"{tag}.truth",
+        dlq=f"{tag}.dlq",
+        output_prefix=tag,
+        partitions=partitions,
+    )
+
+
+@pytest.fixture(scope="session")
+def fresh_topics() -> Callable[..., TopicSettings]:
+    """`unique_topics`, for fixtures of a wider scope than one test."""
+    return unique_topics
+
+
 @pytest.fixture
 def topics() -> TopicSettings:
     """Topic settings whose every name is unique to this test (a uuid prefix), 1 partition each."""
-    tag = uuid.uuid4().hex[:8]
-    return TopicSettings(
-        applications=f"t{tag}.applications",
-        history=f"t{tag}.history",
-        truth=f"t{tag}.truth",
-        dlq=f"t{tag}.dlq",
-        output_prefix=f"t{tag}",
-        partitions=1,
-    )
+    return unique_topics()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
-    kafka: KafkaSettings, mlflow_uri: str, tmp_path: Path, repo_root: Path
-) -> None:
-    tag = uuid.uuid4().hex[:8]
-    topics = TopicSettings(
-        applications=f"d{tag}.applications", history=f"d{tag}.history", truth=f"d{tag}.truth",
-        dlq=f"d{tag}.dlq", output_prefix=f"d{tag}",
-    )  # fmt: skip
+    kafka: KafkaSettings, mlflow_uri: str, tmp_path: Path, repo_root: Path,
+    fresh_topics: Callable[..., TopicSettings],
+) -> None:  # fmt: skip
+    topics = fresh_topics("d", TopicSettings().partitions)
+    tag = topics.output_prefix
     home = tmp_path / "home"
     home.mkdir()
     (home / "jars").symlink_to(PathSettings().jars.resolve())  # resolved once, as `make up` does

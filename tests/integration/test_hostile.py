@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -30,13 +30,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def hostile_job(
-    spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Job]:
-    tag = uuid.uuid4().hex[:8]
-    topics = TopicSettings(
-        applications=f"h{tag}.applications", history=f"h{tag}.history", truth=f"h{tag}.truth",
-        dlq=f"h{tag}.dlq", output_prefix=f"h{tag}", partitions=1,
-    )  # fmt: skip
+    spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory,
+    fresh_topics: Callable[..., TopicSettings],
+) -> Iterator[Job]:  # fmt: skip
+    topics = fresh_topics("h")
     ensure_topics(kafka, topics)
     work = tmp_path_factory.mktemp("hostile")
     job_settings = SparkJobSettings(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,13 +38,12 @@ def archived(path: Path, key: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def written_lake(spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def written_lake(
+    spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory,
+    fresh_topics: Callable[..., TopicSettings],
+) -> Path:  # fmt: skip
     """A lake written by the job's archive query from what the producer's code sent."""
-    tag = uuid.uuid4().hex[:8]
-    topics = TopicSettings(
-        applications=f"r{tag}.applications", history=f"r{tag}.history", truth=f"r{tag}.truth",
-        dlq=f"r{tag}.dlq", output_prefix=f"r{tag}", partitions=1,
-    )  # fmt: skip
+    topics = fresh_topics("r")
     ensure_topics(kafka, topics)
     batch = ApplicationGenerator(seed=31).batch(LIVE, datetime.now(UTC) - timedelta(hours=1), 0.5)
     producer = EventProducer(kafka)

@@ -3,31 +3,24 @@ factor, at least one reason for every decline."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from generator.history import synthetic_history
-from models.data import temporal_split, terminal
-from models.explain import FACTORS, TOP, Explainer
+from models.explain import FACTORS, TOP
 from models.features import CATEGORICAL, NUMERIC, Features, build
-from models.fit import cpu_threads, resolve_device
 from models.inputs import parse
-from models.nets import Ensemble, NetConfig
-from models.prepare import Prepared, prepare
+from models.nets import Ensemble
+from models.prepare import Prepared
 from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[Scorer, Prepared]:
-    split = temporal_split(terminal(synthetic_history(seed=22, n=3_000)))
-    prepared = prepare(split, seed=0)
-    options = TrainOptions.quick(net=NetConfig(max_epochs=4, patience=2, members=2), report=False)
-    with cpu_threads(torch.device("cpu"), 1):
-        scorer, *_ = fit_scorer(prepared, options, resolve_device("cpu"))
-    return scorer, prepared
+def trained(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> tuple[Scorer, Prepared]:
+    return trained_model(22, max_epochs=4)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ def test_the_wide_parts_contributions_sum_to_the_wide_logit_minus_the_reference(
     trained: tuple[Scorer, Prepared], features: Features
 ) -> None:
     scorer = trained[0]
-    ensemble, explainer = scorer.ensemble, Explainer.of(scorer.spec)
+    ensemble, explainer = scorer.ensemble, scorer.explainer
     _, _, wide = explainer.effects(ensemble, features)
     with torch.no_grad():
         x = ensemble.standardised(torch.from_numpy(features.numeric))
@@ -86,7 +79,7 @@ def test_each_contribution_is_the_logit_change_when_the_factor_is_removed_and_th
     trained: tuple[Scorer, Prepared], features: Features
 ) -> None:
     scorer = trained[0]
-    ensemble, explainer = scorer.ensemble, Explainer.of(scorer.spec)
+    ensemble, explainer = scorer.ensemble, scorer.explainer
     logit, effect, _ = explainer.effects(ensemble, features)
     removed = np.column_stack([removed_logit(ensemble, features, *group) for group in explainer.groups])
     np.testing.assert_allclose(effect, logit[:, None] - removed, atol=1e-4)

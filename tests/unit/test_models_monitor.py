@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from generator.applications import ApplicationGenerator
-from generator.history import synthetic_history
 from models import monitor
-from models.data import temporal_split, terminal
-from models.fit import cpu_threads, resolve_device
-from models.nets import NetConfig
-from models.prepare import prepare
+from models.prepare import Prepared
 from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
 
 
 @pytest.fixture(scope="module")
-def scorer() -> Scorer:
-    prepared = prepare(temporal_split(terminal(synthetic_history(seed=23, n=3_000))), seed=0)
-    options = TrainOptions.quick(net=NetConfig(max_epochs=3, patience=2, members=2), report=False)
-    with cpu_threads(torch.device("cpu"), 1):
-        return fit_scorer(prepared, options, resolve_device("cpu"))[0]
+def scorer(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> Scorer:
+    return trained_model(23)[0]
 
 
 def live(n: int, seed: int, fico_shift: int = 0) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -10,24 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from generator.history import synthetic_history
-from models.data import temporal_split, terminal
-from models.fit import cpu_threads, resolve_device
 from models.inputs import FIELDS
-from models.nets import NetConfig
-from models.prepare import Prepared, prepare
+from models.prepare import Prepared
 from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[Scorer, Prepared]:
-    split = temporal_split(terminal(synthetic_history(seed=21, n=3_000)))
-    prepared = prepare(split, seed=0)
-    options = TrainOptions.quick(net=NetConfig(max_epochs=3, patience=2, members=2), report=False)
-    with cpu_threads(torch.device("cpu"), 1):
-        scorer, *_ = fit_scorer(prepared, options, resolve_device("cpu"))
-    return scorer, prepared
+def trained(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> tuple[Scorer, Prepared]:
+    return trained_model(21)
 
 
 @pytest.fixture

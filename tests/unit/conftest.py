@@ -1,0 +1,33 @@
+"""Unit-test fixtures: a small trained model (CPU, seconds), made once per seed and size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import pytest
+import torch
+
+from generator.history import synthetic_history
+from models.data import temporal_split, terminal
+from models.fit import cpu_threads, resolve_device
+from models.nets import NetConfig
+from models.prepare import Prepared, prepare
+from models.scoring import Scorer
+from models.train import TrainOptions, fit_scorer
+
+
+@cache
+def small_model(seed: int, max_epochs: int = 3) -> tuple[Scorer, Prepared]:
+    """A 2-member network trained on 3,000 synthetic loans of `seed`, and the data it was trained on."""
+    prepared = prepare(temporal_split(terminal(synthetic_history(seed=seed, n=3_000))), seed=0)
+    options = TrainOptions.quick(net=NetConfig(max_epochs=max_epochs, patience=2, members=2), report=False)
+    with cpu_threads(torch.device("cpu"), 1):
+        scorer, *_ = fit_scorer(prepared, options, resolve_device("cpu"))
+    return scorer, prepared
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Callable[..., tuple[Scorer, Prepared]]:
+    """`small_model(seed, max_epochs)`: trained once per session for each (seed, max_epochs)."""
+    return small_model
