@@ -11,6 +11,7 @@ copy (history: a correction) or the first (applications: the stream dead-letters
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -31,13 +32,16 @@ def files(folder: Path) -> list[Path]:
     folders of a write in progress, `_temporary`) are not the lake's yet, and a file that moves
     while the folder is listed is left for the next read."""
     found = []
-    for path in folder.rglob("*.parquet"):
-        if any(part.startswith((".", "_")) for part in path.relative_to(folder).parts):
-            continue
-        try:
-            found.append((path.stat().st_mtime_ns, str(path), path))
-        except FileNotFoundError:
-            continue
+    for parent, dirs, names in os.walk(folder):  # a folder that vanishes mid-walk is skipped
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for name in names:
+            if name.startswith((".", "_")) or not name.endswith(".parquet"):
+                continue
+            path = Path(parent, name)
+            try:
+                found.append((path.stat().st_mtime_ns, str(path), path))
+            except FileNotFoundError:
+                continue
     return [path for *_, path in sorted(found)]
 
 

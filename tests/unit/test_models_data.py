@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,3 +100,23 @@ def test_a_write_in_progress_is_not_read(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         part.to_parquet(folder / "part-0.parquet")
     assert len(lake.read(tmp_path / "history", "id")) == 150
+
+
+def test_a_staging_folder_is_never_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark removes its staging folder as the write commits: a reader that lists it can race the
+    removal (CI saw FileNotFoundError from inside the listing), so the walk never enters it."""
+    history = synthetic_history(8, 100)
+    done = tmp_path / "history" / "date=2011-01-01" / f"batch={lake.batch('run', 0)}"
+    staging = tmp_path / "history" / ".spark-staging-2" / "date=2011-01-01"
+    for folder in (done, staging):
+        folder.mkdir(parents=True)
+        history.to_parquet(folder / "part-0.parquet")
+    scandir = os.scandir
+
+    def vanishing(path: Any) -> Any:
+        if ".spark-staging" in str(path):
+            raise FileNotFoundError(path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert len(lake.read(tmp_path / "history", "id")) == 100
