@@ -51,7 +51,7 @@ spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, chan
 	@$(RUN) loans-stream $(SPARK_ARGS)
 
 CONSUMER_ARGS ?=
-kafka-consumer-output-%: .venv/.installed ## print one stream readably until Ctrl-C: risk fraud stats segment channel scores dlq (CONSUMER_ARGS="--from-beginning --json ...")
+kafka-consumer-output-%: .venv/.installed ## print one stream readably until Ctrl-C: risk fraud stats segment channel scores monitor dlq (CONSUMER_ARGS="--from-beginning --json ...")
 	@$(RUN) loans-consume $* $(CONSUMER_ARGS)
 
 TRAIN_ARGS ?=

@@ -125,6 +125,40 @@ class ChannelRecord(OutputRecord):
     attempts_mean: float
 
 
+class FeaturePsi(BaseModel):
+    """The population stability index of one application field in a monitoring window."""
+
+    feature: str
+    psi: float
+
+
+class MonitorRecord(OutputRecord):
+    """One event-time window and model version (`models.monitor`): what it scored, how far the scores
+    and its top fields have drifted from its training reference, and, for the applications whose
+    outcome (`loan.truth`) arrived within the horizon, how right it was. `shadow`: a challenger."""
+
+    window_start: datetime
+    window_end: datetime
+    model_name: str
+    model_version: str
+    model_alias: str
+    shadow: bool = False
+    applications: int
+    scored: int
+    mean_score: float | None = None
+    approve_rate: float | None = None
+    review_rate: float | None = None
+    decline_rate: float | None = None
+    score_psi: float | None = None
+    feature_psi: list[FeaturePsi] = []
+    drift_alarm: bool
+    alarm_psi: float
+    outcomes: int
+    default_rate: float | None = None
+    auc: float | None = None
+    calibration_error: float | None = None
+
+
 class Reason(BaseModel):
     """One factor that raised the default risk (`models.explain`): adverse-action code, readable text,
     the application field and its value, and the factor's contribution to the logit."""

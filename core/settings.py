@@ -202,8 +202,16 @@ class SparkJobSettings(BaseSettings):
     archive_trigger: str = Field(
         "30 seconds", pattern=TRIGGER, description="lake and dead letters (applications and history)"
     )
+    monitor_trigger: str = Field("10 seconds", pattern=TRIGGER, description="model monitoring (loan.monitor)")
+    monitor_window: str = Field("1 minute", pattern=DURATION, description="model monitoring's window")
+    outcome_horizon: str = Field(
+        "2 minutes",
+        pattern=DURATION,
+        description="monitoring: how long after its window an outcome (loan.truth) still counts",
+    )
+    alarm_psi: float = Field(0.25, gt=0, description="monitoring: a PSI above this raises the drift alarm")
     queries: str = Field(
-        "risk,scores,windows,fraud,archive",
+        "risk,scores,windows,fraud,archive,monitor",
         pattern=r"^[a-z]+(,[a-z]+)*$",
         description="which of the job's queries run (comma-separated)",
     )

@@ -20,6 +20,7 @@ from core.records import (
     ChannelRecord,
     DeadLetter,
     FraudRecord,
+    MonitorRecord,
     OutputRecord,
     RiskRecord,
     ScoreRecord,
@@ -88,6 +89,13 @@ STREAMS: tuple[Stream, ...] = (
         "model {model_name} {model_version:version}  {shadow:shadow}{reasons:codes}{error:error}",
     ),
     Stream(
+        "monitor", MonitorRecord, ("window_start", "model_version", "model_alias"), Kind.WINDOWED,
+        "{window_start:hm}–{window_end:hm}  {model_name} {model_version:version} {shadow:shadow}"
+        "apps {applications:int}  mean p {mean_score:f3}  decline {decline_rate:pct}  "
+        "psi {score_psi:f2} {feature_psi:psi}  {drift_alarm:drift}  "
+        "outcomes {outcomes:int} auc {auc:f3} ece {calibration_error:f3} defaults {default_rate:pct}",
+    ),
+    Stream(
         "dlq", DeadLetter, ("source_topic", "source_partition", "source_offset"), Kind.DEAD_LETTERS,
         "{failed_at:time}  {source_topic}[{source_partition}]@{source_offset}  reason: {reason}  "
         "payload: {payload:payload}",
@@ -95,7 +103,7 @@ STREAMS: tuple[Stream, ...] = (
 )  # fmt: skip
 
 BY_NAME = {s.name: s for s in STREAMS}
-OUTPUTS = tuple(s.name for s in STREAMS if s.kind is not Kind.DEAD_LETTERS)  # the six analyses
+OUTPUTS = tuple(s.name for s in STREAMS if s.kind is not Kind.DEAD_LETTERS)  # the analyses, and monitor
 
 
 def stream(name: str) -> Stream:

@@ -102,6 +102,8 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "shadow": lambda x: "[shadow] " if x is True else "",
     "path": _joined("/"),
     "alert": lambda x: "[ALERT]" if x is True else "",
+    "drift": lambda x: "[DRIFT]" if x is True else "no drift",
+    "psi": lambda x: "(" + " ".join(f"{f['feature']} {f['psi']:.2f}" for f in x) + ")" if x else "",
     "error": lambda x: f"error: {_compact(x, 120)}",
     "version": lambda x: f"v{x}",
     "payload": lambda x: _compact(x, 60),

@@ -73,17 +73,19 @@ def reference(
 
 
 def summarize(
-    reference: dict[str, Any],
+    reference: dict[str, Any] | None,
     probability: np.ndarray,
     decision: np.ndarray,
     fields: dict[str, np.ndarray],
     outcome: np.ndarray,
     alarm_psi: float = ALARM_PSI,
 ) -> dict[str, Any]:
-    """One window's monitoring figures. `outcome`: 1 default, 0 repaid, NaN not known yet."""
+    """One window's monitoring figures. `outcome`: 1 default, 0 repaid, NaN not known yet. Without a
+    reference (a model logged before monitoring existed) there is no PSI and no alarm."""
+    reference = reference or {"score": None, "features": {}}
     scored = np.isfinite(probability)
     p = probability[scored]
-    score_psi = Distribution(**reference["score"]).psi(p)
+    score_psi = Distribution(**reference["score"]).psi(p) if reference["score"] else None
     feature_psi = {
         name: psi
         for name, spec in reference["features"].items()

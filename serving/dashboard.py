@@ -1,5 +1,5 @@
 """`loans-dashboard` (`make dashboard`): a live page over the output topics (risk, fraud, stats, channel,
-scores) and the prediction API's model.
+scores, monitor) and the prediction API's model.
 
 A background confluent-kafka consumer (`TopicFeed`) folds every record into `serving.live.LiveState`;
 the page (`serving/static/dashboard.html`, plain HTML and JS) polls `GET /api/state` about once a

@@ -1,7 +1,7 @@
 """Rolling aggregates of the output streams, for the dashboard. Pure Python: no Kafka, no threads.
 
-`LiveState.add(stream, record, at_ms)` takes one parsed record of risk, fraud, stats, channel or
-scores (`at_ms` is the Kafka record timestamp, so a replayed record lands in its own second, not
+`LiveState.add(stream, record, at_ms)` takes one parsed record of risk, fraud, stats, channel,
+scores or monitor (`at_ms` is the Kafka record timestamp, so a replayed record lands in its own second, not
 now); `snapshot(now_ms)` is everything the page shows, as JSON-ready dicts. Memory is bounded:
 per-record views keep the last `keep` records, throughput the last `RATE_HORIZON_S` seconds, windows
 the last `WINDOWS_KEPT` window starts.
@@ -15,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-STREAMS = ("risk", "fraud", "stats", "channel", "scores")  # of core.streams: what the page shows
+STREAMS = ("risk", "fraud", "stats", "channel", "scores", "monitor")  # of core.streams: what the page shows
 BANDS = ("low", "medium", "high", "very_high")
 BINS = 20  # histogram bins over [0, 1]
 RATE_SPAN_S = 10  # applications/s is the mean over this many whole seconds
@@ -84,6 +84,7 @@ class LiveState:
         self.fraud: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
         self.windows: dict[str, dict[str, Any]] = {}
         self.channels: dict[tuple[str, str], dict[str, Any]] = {}
+        self.monitor: dict[tuple[str, str, str], dict[str, Any]] = {}  # (window, version, alias) -> latest
 
     def add(self, stream: str, record: Any, at_ms: int) -> None:
         """Fold one record in; a record that is not a JSON object is counted as skipped."""
@@ -158,6 +159,25 @@ class LiveState:
                 for key in [k for k in self.channels if k[0] < starts[-WINDOWS_KEPT]]:
                     del self.channels[key]
 
+    def _add_monitor(self, record: dict[str, Any], _at_ms: int) -> None:
+        key = (record.get("window_start"), record.get("model_version"), record.get("model_alias"))
+        if all(isinstance(k, str) for k in key):  # update mode: the newest record of a window replaces
+            self.monitor[key] = record  # type: ignore[index]
+            starts = sorted({k[0] for k in self.monitor})
+            for old in [k for k in self.monitor if k[0] < starts[-WINDOWS_KEPT:][0]]:
+                del self.monitor[old]
+
+    def _monitoring(self) -> dict[str, Any]:
+        """Per model version and alias, its newest window; and how many kept windows raised the alarm."""
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        for (_, version, alias), record in sorted(self.monitor.items()):
+            newest[(version, alias)] = record
+        return {
+            "latest": [newest[k] for k in sorted(newest, key=lambda k: (k[1] != "champion", k))],
+            "alarms": sum(r.get("drift_alarm") is True for r in self.monitor.values()),
+            "windows": len({k[0] for k in self.monitor}),
+        }
+
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         """Everything the page shows; times are epoch milliseconds, rates fractions in [0, 1]."""
         with self._lock:
@@ -176,6 +196,7 @@ class LiveState:
                     "alerts": self.risk_alerts,
                 },
                 "fraud": {"count": self.messages["fraud"], "alerts": list(self.fraud)},
+                "monitor": self._monitoring(),
                 "scores": {
                     "count": len(self.scores.entries),
                     "histogram": list(self.scores.bins),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.errors import ServiceError
 from core.settings import MlflowSettings
-from models.registry import ModelRef, resolve
+from models.registry import ModelRef, RegistryError, load_scorer, resolve
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,11 @@ class Champion:
     mlflow: MlflowSettings
     poll_s: float
     alias: str = CHAMPION
+    who: str = "scores"  # what the log lines name
     ref: ModelRef | None = None
     checked: float = float("-inf")
     why_not: str = ""
+    refusal: str = ""  # the last refusal logged
 
     def current(self) -> ModelRef | None:
         if time.monotonic() - self.checked < self.poll_s:
@@ -39,7 +41,7 @@ class Champion:
             found = resolve(self.mlflow, self.alias)
         except ServiceError as exc:
             if self.ref is not None:
-                log.warning("scores: staying on v%s: %s", self.ref.version, exc)
+                log.warning("%s: staying on v%s: %s", self.who, self.ref.version, exc)
             self._waiting(str(exc))
             return self.ref
         if found is None and self.ref is None:
@@ -49,16 +51,36 @@ class Champion:
             )
         elif found is None and self.alias == CHALLENGER:
             if self.ref is not None:
-                log.info("scores: no %s (was v%s): shadow scoring stops", CHALLENGER, self.ref.version)
+                log.info("%s: no %s (was v%s): shadow scoring stops", self.who, CHALLENGER, self.ref.version)
             self.ref = None
         elif found is not None and (self.ref is None or found.version != self.ref.version):
+            if (refused := self._refused(found)) is not None:
+                self.why_not = refused if self.ref is None else self.why_not
+                return self.ref
             was = f" (was v{self.ref.version})" if self.ref else ""
-            log.info("scores: now scoring with %s v%s @%s%s", found.name, found.version, self.alias, was)
+            log.info(
+                "%s: now scoring with %s v%s @%s%s", self.who, found.name, found.version, self.alias, was
+            )
             self.ref = found
         return self.ref
+
+    def _refused(self, found: ModelRef) -> str | None:
+        """Why version `found` cannot be used (its scorer fails the checks of `load_scorer`: no
+        artifact, no recorded SHA-256, a mismatch), said once per reason; None when it loads. The
+        workers are only ever handed a version that passed here."""
+        try:
+            load_scorer(self.mlflow, found)
+        except (RegistryError, ServiceError) as exc:
+            stay = f"staying on v{self.ref.version}" if self.ref else "not scoring"
+            why = f"{self.alias} v{found.version} refused: {exc}"
+            if why != self.refusal:
+                log.error("%s: %s; %s", self.who, why, stay)
+                self.refusal = why
+            return why
+        return None
 
     def _waiting(self, why: str) -> None:
         """Remember why there is no model to score with; say so once for each new reason."""
         if self.ref is None and why != self.why_not and self.alias == CHAMPION:
             self.why_not = why
-            log.warning("scores: waiting: %s; the other streams run meanwhile", why)
+            log.warning("%s: waiting: %s; the other streams run meanwhile", self.who, why)

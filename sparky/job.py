@@ -1,16 +1,18 @@
-"""The one Spark Structured Streaming job: Kafka in, six streams, dead letters and the lake out.
+"""The one Spark Structured Streaming job: Kafka in, six streams and model monitoring, dead letters
+and the lake out.
 
-`Job.start()` starts the queries of `sparky.queries.QUERIES` (risk, scores, windows, fraud, archive),
-each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it logs each
-query's progress, starts the scores query once the registry has a champion, and restarts a query
-that fails from its checkpoint with backoff (a bounded number of times; then it raises). If one
-query fails to start, those already running are stopped and the error raised.
+`Job.start()` starts the queries of `sparky.queries.QUERIES` (risk, scores, windows, fraud, archive,
+monitor), each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it
+logs each query's progress, starts scores and monitor once the registry has a champion, and restarts
+a query that fails from its checkpoint with backoff (a bounded number of times; then it raises). If
+one query fails to start, those already running are stopped and the error raised.
 
 Scores: while the registry has no champion the scores query is not started (the other streams
 run); once one exists it starts from its checkpoint, or, with none, from where the job's other
 queries started (a new job) or the earliest offset Kafka still holds (a job that ran without a
-champion), so no application is skipped and Spark's own offsets say what was scored.
-"""
+champion), so no application is skipped and Spark's own offsets say what was scored. A version the
+alias names is loaded on the driver first (`sparky.champion`): one that fails the loader's checks
+is refused, and scoring stays on the version it had."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from core.errors import ConfigError
 from core.events import LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from sparky.champion import CHALLENGER, Champion
-from sparky.queries import QUERIES
+from sparky.queries import NEEDS_MODEL, QUERIES
 from sparky.session import exists
 from sparky.sink import AtLeastOnce, Writer
 from sparky.source import Parser, read_kafka, valid_events
@@ -104,18 +106,20 @@ class Job:
         )  # fmt: skip
         try:
             for query in QUERIES:
-                if query.name not in wanted or (query.name == "scores" and not self.champion_ready()):
+                if query.name not in wanted or (query.name in NEEDS_MODEL and not self.champion_ready()):
                     continue
                 self.queries[query.name] = query.start(self)
         except Exception:
             self.stop()
             raise
-        waiting = "waiting for a champion" if self.champion and "scores" not in self.queries else ""
+        waiting = [q for q in NEEDS_MODEL if q in wanted and q not in self.queries]
         log.info(
             "started %d queries: %s%s",
             len(self.queries),
             ", ".join(self.queries),
-            f"; scores {waiting}" if waiting else "" if self.mlflow else "; scores off (no MLflow settings)",
+            (f"; {' and '.join(waiting)} waiting for a champion" if waiting else "")
+            if self.mlflow
+            else "; scores and monitor off (no MLflow settings)",
         )
         return list(self.queries.values())
 
@@ -136,15 +140,20 @@ class Job:
     def champion_ready(self) -> bool:
         return self.champion is not None and self.champion.current() is not None
 
+    def waiting(self) -> list[str]:
+        """The queries that need a model and have not started (while the registry has no champion)."""
+        wanted = self.settings.queries.split(",")
+        return [q for q in NEEDS_MODEL if q in wanted and q not in self.queries] if self.champion else []
+
     def start_scores_when_ready(self) -> None:
-        """Start the scores query if it waits and the registry now has a champion."""
-        if "scores" not in self.settings.queries.split(","):
+        """Start scores and monitor if they wait and the registry now has a champion."""
+        if not (waiting := self.waiting()) or not self.champion_ready():
             return
-        if self.champion is None or "scores" in self.queries or not self.champion_ready():
-            return
-        start = next(q.start for q in QUERIES if q.name == "scores")
-        self.queries["scores"] = start(self)
-        log.info("scores: started (from the checkpoint, or %s offsets when new)", self.scores_start)
+        for name in waiting:
+            self.queries[name] = next(q.start for q in QUERIES if q.name == name)(self)
+        log.info(
+            "%s: started (from the checkpoint, or %s offsets when new)", ", ".join(waiting), self.scores_start
+        )
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries.values() if not q.isActive), None)
@@ -177,7 +186,7 @@ class Job:
     def behind(self, topic: str, target: dict[int, int]) -> list[str]:
         """The queries that have not yet read `topic` up to `target` (partition -> end offset), as
         their last progress reports; scores while it waits for a champion."""
-        late = ["scores"] if self.champion_ready() and "scores" not in self.queries else []
+        late = self.waiting() if self.champion_ready() else []
         for name, q in self.queries.items():
             done = read_offsets(q, topic)
             if any(done.get(p, 0) < end for p, end in target.items() if end > 0):

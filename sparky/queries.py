@@ -9,6 +9,9 @@ and only JVM expressions stand between Kafka and the latency-critical `risk` out
 - fraud (fraud): keyed velocity state (numpy history per bucket of values), flagged per micro-batch.
 - archive (dlq, and the lake): applications, history and outcomes (truth), valid ones to the
   Parquet lake (`core.lake`), the rest to loan.dlq with the reason.
+- monitor (monitor): the registry's versions score the applications again, collected per window with
+  the outcomes from loan.truth; per window and version, drift and accuracy (`models.monitor`).
+  Starts once a champion exists.
 
 Every query reads Kafka and parses the JSON itself (about 20 µs a message: cheaper than a shared
 file feed's listing and logs, measured), from `job.starting_offsets` when its checkpoint is new.
@@ -31,7 +34,7 @@ from core import lake
 from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
 from core.settings import duration
 from core.streams import BY_NAME
-from sparky.analyses import channel, fraud, risk, scores, segment, stats, windows
+from sparky.analyses import channel, fraud, monitor, risk, scores, segment, stats, windows
 from sparky.champion import CHALLENGER
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
 from sparky.source import PAYLOAD_KEEP, Parser, read_kafka, valid_events
@@ -180,6 +183,28 @@ def archive(events: DataFrame, path: str, run_id: str, batch_id: int) -> None:
     )
 
 
+def start_monitor(job: Job) -> StreamingQuery:
+    """Kafka loan.applications (scored by the registry's versions) + loan.truth (outcomes) -> one
+    windowed collection -> per window and model version, `models.monitor` figures -> loan.monitor."""
+    mlflow, settings = job.mlflow, job.settings
+    assert mlflow is not None  # noqa: S101 (started only with a registry)
+    raw = read_kafka(job.spark, job.kafka, [job.topics.truth], settings)
+    truth = valid_events(Parser(ApplicationTruth, settings)(raw))
+    windowed = monitor.build(job.applications(), truth, mlflow, settings)
+    schema = "key string, value string, topic string"
+    topic = BY_NAME["monitor"].topic(job.topics)
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        found = monitor.records(
+            batch.toPandas(), lambda n, v: monitor.reference(mlflow, n, v), settings.alarm_psi
+        )
+        rows = [(*monitor.message(r), topic) for r in found]
+        job.writer("monitor").write([job.spark.createDataFrame(rows, schema)], batch_id)
+
+    trigger = {"processingTime": settings.monitor_trigger}
+    return start_batches(windowed, "monitor", handle, settings, trigger, "update")
+
+
 @dataclass(frozen=True)
 class Query:
     name: str
@@ -193,4 +218,6 @@ QUERIES = (
     Query("windows", tuple(d.stream for d in WINDOWED), start_windows),
     Query("fraud", ("fraud",), start_fraud),
     Query("archive", ("dlq",), start_archive),
+    Query("monitor", ("monitor",), start_monitor),
 )
+NEEDS_MODEL = ("scores", "monitor")  # started once the registry has a champion

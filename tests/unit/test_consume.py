@@ -67,6 +67,25 @@ RECORDS: dict[str, dict[str, Any]] = {
         "model_version": "3",
         "error": None,
     },
+    "monitor": {
+        "window_start": "2026-01-05T10:41:00Z",
+        "window_end": "2026-01-05T10:42:00Z",
+        "model_name": "loan-default",
+        "model_version": "3",
+        "model_alias": "champion",
+        "applications": 1204,
+        "scored": 1204,
+        "mean_score": 0.1832,
+        "decline_rate": 0.112,
+        "score_psi": 0.031,
+        "feature_psi": [{"feature": "fico_range_low", "psi": 2.38}, {"feature": "dti", "psi": 0.02}],
+        "drift_alarm": True,
+        "alarm_psi": 0.25,
+        "outcomes": 1100,
+        "default_rate": 0.171,
+        "auc": 0.7312,
+        "calibration_error": 0.018,
+    },
     "dlq": {
         "source_topic": "loan.applications",
         "source_partition": 2,
@@ -87,6 +106,8 @@ EXPECTED = {
     "channel": "10:41–10:42  mobile_app  apps 402  conv 55.1%  approval 63.0%  "
     "session 7.1 min  proc p95 1,900 ms",
     "scores": "10:42:03  app-1a2b…0042  p(default) 0.143  review  model loan-default v3",
+    "monitor": "10:41–10:42  loan-default v3 apps 1,204  mean p 0.183  decline 11.2%  "
+    "psi 0.03 (fico_range_low 2.38 dti 0.02)  [DRIFT]  outcomes 1,100 auc 0.731 ece 0.018 defaults 17.1%",
     "dlq": '10:42:03  loan.applications[2]@1234  reason: missing required field loan_amnt  payload: {"applic'
     'ation_id": "app-1", "event_time": "2026-01-05T10:42:…(truncated)',
 }

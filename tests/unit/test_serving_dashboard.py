@@ -78,7 +78,7 @@ def test_page_and_state_with_kafka_unreachable() -> None:
         assert page.status_code == 200 and 'id="apps-per-second"' in page.text and "api/state" in page.text
         state = client.get("/api/state").json()
         assert state["feed"]["topics"] == {
-            s: f"x.{s}" for s in ("risk", "fraud", "stats", "channel", "scores")
+            s: f"x.{s}" for s in ("risk", "fraud", "stats", "channel", "scores", "monitor")
         }
         assert state["throughput"]["applications_per_second"] == 0 and state["api"] is None
         deadline = time.monotonic() + 20

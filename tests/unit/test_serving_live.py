@@ -128,3 +128,31 @@ def test_records_that_are_not_objects_are_skipped_and_counted() -> None:
     snapshot = state.snapshot(T0)
     assert snapshot["skipped"] == 2 and snapshot["messages"] == {"risk": 1}
     assert sum(snapshot["risk"]["histogram"]) == 0 and sum(snapshot["risk"]["bands"].values()) == 0
+
+
+def monitor_record(minute: int, version: str, alias: str, alarm: bool, auc: float | None = None) -> dict:
+    return {
+        "window_start": f"2026-03-01T10:{minute:02d}:00Z",
+        "window_end": f"2026-03-01T10:{minute + 1:02d}:00Z",
+        "model_name": "loan-default",
+        "model_version": version,
+        "model_alias": alias,
+        "applications": 100,
+        "drift_alarm": alarm,
+        "auc": auc,
+    }
+
+
+def test_monitoring_shows_the_newest_window_of_each_version_champion_first() -> None:
+    state = LiveState()
+    state.add("monitor", monitor_record(0, "2", "champion", False), T0)
+    state.add("monitor", monitor_record(1, "2", "champion", False, 0.70), T0)
+    state.add("monitor", monitor_record(1, "2", "champion", True, 0.71), T0)  # an update of the window
+    state.add("monitor", monitor_record(1, "3", "challenger", True), T0)
+    state.add("monitor", {"window_start": 5}, T0)  # not a record the job writes: ignored
+    shown = state.snapshot(T0)["monitor"]
+    assert [(r["model_version"], r["window_start"][11:16], r["auc"]) for r in shown["latest"]] == [
+        ("2", "10:01", 0.71),
+        ("3", "10:01", None),
+    ]
+    assert (shown["alarms"], shown["windows"]) == (2, 2)

@@ -23,6 +23,7 @@ def test_defaults_cover_every_topic_in_the_design() -> None:
         "loan.segment",
         "loan.channel",
         "loan.scores",
+        "loan.monitor",  # model monitoring per window and version
         "loan.dlq",
         "loan.commits",  # markers of the job's committed micro-batches (exactly-once outputs)
     ]

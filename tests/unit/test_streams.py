@@ -16,8 +16,8 @@ from serving.live import STREAMS as DASHBOARD_STREAMS
 from sparky.queries import QUERIES, WINDOWED
 
 
-def test_the_six_outputs_and_the_dead_letters() -> None:
-    assert OUTPUTS == ("risk", "fraud", "stats", "segment", "channel", "scores")
+def test_the_six_outputs_monitoring_and_the_dead_letters() -> None:
+    assert OUTPUTS == ("risk", "fraud", "stats", "segment", "channel", "scores", "monitor")
     assert [s.name for s in STREAMS if s.kind is Kind.DEAD_LETTERS] == ["dlq"]
 
 
@@ -32,7 +32,7 @@ def test_keys_and_layout_name_only_record_fields(s: object) -> None:
 def test_topics_derive_from_the_registry() -> None:
     topics = TopicSettings(output_prefix="x", dlq="x.dead")
     assert topics.all()[3:] == [f"x.{name}" for name in OUTPUTS] + ["x.dead", "x.commits"]
-    assert topics.compacted() == ["x.stats", "x.segment", "x.channel", "x.commits"]
+    assert topics.compacted() == ["x.stats", "x.segment", "x.channel", "x.monitor", "x.commits"]
     assert all(topic_name(topics, s.name) == s.topic(topics) for s in STREAMS)
     assert set(LAYOUTS) == set(BY_NAME)
 
@@ -40,7 +40,8 @@ def test_topics_derive_from_the_registry() -> None:
 def test_every_stream_is_written_by_exactly_one_query() -> None:
     written = [name for q in QUERIES for name in q.streams]
     assert sorted(written) == sorted(BY_NAME)
-    assert {d.stream for d in WINDOWED} == {s.name for s in STREAMS if s.kind is Kind.WINDOWED}
+    windowed = {d.stream for d in WINDOWED} | {"monitor"}  # monitor: its own windowed query
+    assert windowed == {s.name for s in STREAMS if s.kind is Kind.WINDOWED}
 
 
 def test_the_dashboard_reads_registry_streams() -> None:

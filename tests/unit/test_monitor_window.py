@@ -1,0 +1,83 @@
+"""The monitor query's last step (`sparky.analyses.monitor.records`): a window's scored rows and
+outcomes, as the aggregation hands them over, become one record per model version, with the
+figures of `models.monitor.summarize` on exactly that version's rows joined to their outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from core.records import MonitorRecord
+from generator.applications import ApplicationGenerator
+from models.prepare import Prepared
+from models.registry import ModelRef
+from models.scoring import Scorer
+from sparky.analyses import monitor
+
+START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> Scorer:
+    return trained_model(23)[0]
+
+
+def rows(scorer: Scorer, apps: pd.DataFrame, version: str, alias: str) -> list[dict]:
+    ref = ModelRef(name="m", version=version, alias=alias, run_id="", metrics={})
+    frame = monitor.scored(apps, ref, scorer, shadow=alias == "challenger")
+    return [{**r, "outcome": None} for r in frame.drop(columns="event_time").to_dict("records")]
+
+
+def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer: Scorer) -> None:
+    batch = ApplicationGenerator(seed=5).batch(600, START, 0.05)
+    apps, truth = batch.applications, batch.truth
+    champion, challenger = (
+        rows(scorer, apps, "1", "champion"),
+        rows(scorer, apps.iloc[:200], "2", "challenger"),
+    )
+    known = truth.iloc[::2]  # half the outcomes have arrived
+    outcomes = [
+        {"application_id": a, "outcome": float(y)}
+        for a, y in zip(known["application_id"], known["will_default"], strict=True)
+    ]
+    repeat = champion[:5]  # a repeated application is counted once
+    window = pd.DataFrame(
+        {
+            "window": [{"start": START, "end": START.replace(minute=1)}],
+            "rows": [champion + challenger + outcomes + repeat],
+        }
+    )
+
+    found = monitor.records(window, lambda _n, _v: scorer.info["reference"], 0.25)
+    assert [(r.model_version, r.model_alias, r.shadow) for r in found] == [
+        ("1", "champion", False),
+        ("2", "challenger", True),
+    ]
+    first, second = found
+    assert (first.applications, first.outcomes, second.applications, second.outcomes) == (600, 300, 200, 100)
+    p = scorer.score(apps)["probability"].to_numpy()
+    y = truth["will_default"].to_numpy(float)
+    assert first.auc == pytest.approx(roc_auc_score(y[::2], p[::2]), abs=1e-12)
+    assert first.mean_score == pytest.approx(p.mean())
+    assert first.default_rate == pytest.approx(y[::2].mean())
+    assert [f.feature for f in first.feature_psi] == list(scorer.info["reference"]["features"])
+    assert first.window_start == START and first.alarm_psi == 0.25
+    key, value = monitor.message(first)
+    assert key == f"{START}|1|champion"
+    assert MonitorRecord.model_validate_json(value) == first
+
+
+def test_a_model_without_a_reference_has_figures_but_no_drift(scorer: Scorer) -> None:
+    apps = ApplicationGenerator(seed=6).batch(100, START, 0.1).applications
+    window = pd.DataFrame(
+        {"window": [{"start": START, "end": START}], "rows": [rows(scorer, apps, "1", "champion")]}
+    )
+    (record,) = monitor.records(window, lambda _n, _v: None, 0.25)
+    assert record.applications == 100 and record.score_psi is None and not record.drift_alarm
+    assert record.auc is None and record.outcomes == 0
+    assert np.isclose(record.approve_rate + record.review_rate + record.decline_rate, 1.0)  # type: ignore[operator]
