@@ -5,8 +5,13 @@
     loaded.unwrap_python_model().scorer           # the models.scoring.Scorer itself (fast path)
 
 The scorer travels as an artifact (`scorer/`: JSON + npz, no pickle of our classes), so the preprocessing
-and the thresholds always come with the weights. The signature lists every CreditFields column with
-the contract's optionality, plus the optional as-of columns `event_time` and `issue_d`.
+and the thresholds always come with the weights; its SHA-256 (`models.scoring.digest`) is the
+training run's param `scorer_sha256`. The model is logged as code (MLflow models-from-code,
+`models/pyfunc_model.py`), so the registry holds no pickle either. The project itself never loads the
+pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the digest, and reads JSON + npz.
+
+The signature lists every CreditFields column with the contract's optionality, plus the optional
+as-of columns `event_time` and `issue_d`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import AnyType
 
 from models.inputs import AS_OF_COLUMNS, FIELDS, RULES
-from models.scoring import OUTPUT_COLUMNS, Scorer
+from models.scoring import ARTIFACT, DIGEST_PARAM, OUTPUT_COLUMNS, Scorer, digest
 
-ARTIFACT = "scorer"
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 class LoanDefaultModel(PythonModel):
@@ -99,12 +104,14 @@ def requirements() -> list[str]:
 
 
 def log_model(scorer: Scorer, example: pd.DataFrame, registered_name: str | None = None) -> Any:
-    """Log `scorer` as the pyfunc `model` of the active run (and register it); returns the ModelInfo."""
+    """Log `scorer` as the pyfunc `model` of the active run (and register it), with its digest as the
+    run's param `scorer_sha256`; returns the ModelInfo."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = scorer.save(Path(tmp) / ARTIFACT)
+        mlflow.log_param(DIGEST_PARAM, digest(directory))
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=LoanDefaultModel(),
+            python_model=str(MODEL_CODE),
             artifacts={ARTIFACT: str(directory)},
             signature=signature(),
             input_example=example,

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from core.errors import LoanAnalyticsError, ServiceError
 from core.settings import MlflowSettings
 from models.metrics import auc
-from models.scoring import Scorer
+from models.scoring import ARTIFACT, DIGEST_PARAM, Scorer, digest
 from models.tracking import connect
 
 log = logging.getLogger(__name__)
@@ -87,19 +87,41 @@ def resolve(settings: MlflowSettings, alias: str = CHAMPION) -> ModelRef | None:
 
 
 def load_scorer(settings: MlflowSettings, ref: ModelRef) -> Scorer:
-    """The scorer of `ref`'s version, loaded through its pyfunc (downloaded once per process)."""
+    """The scorer of `ref`'s version (cached per process): its `scorer/` artifact downloaded, checked
+    against the SHA-256 its training run recorded, then read as JSON + npz. Nothing is unpickled; a
+    version without the artifact or the digest, or whose files do not match it, is a RegistryError."""
     key = (settings.tracking_uri, ref.name, ref.version)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
     connect(settings)
+    where = f"{ref.name} version {ref.version}"
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{ref.name}/{ref.version}")
+        run_id = MlflowClient().get_model_version(ref.name, ref.version).run_id
+        expected = MlflowClient().get_run(run_id).data.params.get(DIGEST_PARAM) if run_id else None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{ref.name}/{ref.version}/artifacts/{ARTIFACT}", dst_path=tmp
+                )
+            )
+            if expected is None:
+                raise RegistryError(
+                    f"refusing {where}: its run records no {DIGEST_PARAM}, so its scorer cannot be checked "
+                    "(not logged by loans-train; retrain with `make train`)"
+                )
+            if (actual := digest(path)) != expected:
+                raise RegistryError(
+                    f"refusing {where}: its scorer files do not match the SHA-256 recorded at training "
+                    f"({actual[:12]}... != {expected[:12]}...): changed after training"
+                )
+            scorer = Scorer.load(path)
     except MlflowException as exc:
-        raise RegistryError(f"cannot load {ref.name} version {ref.version}: {exc.message}") from exc
-    scorer = model.unwrap_python_model().scorer
-    if not isinstance(scorer, Scorer):
-        raise RegistryError(f"{ref.name} version {ref.version} is not a loan-default scorer model")
+        raise RegistryError(f"cannot load {where}: {exc.message}") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(
+            f"refusing {where}: its scorer artifact is not a loan-default scorer: {exc}"
+        ) from exc
     with _cache_lock:
         _cache[key] = scorer
     return scorer

@@ -19,6 +19,7 @@ arrays, never a pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -37,6 +38,20 @@ from models.nets import Ensemble
 DECISIONS = np.array(["approve", "review", "decline", None], dtype=object)
 OUTPUT_COLUMNS = ("probability", "decision", "error")
 STATE_FILE, WEIGHTS_FILE = "scorer.json", "weights.npz"
+ARTIFACT = "scorer"  # the folder of the logged model that holds the two files
+DIGEST_PARAM = "scorer_sha256"  # the training run's (immutable) param: `digest` of that folder
+
+
+def digest(directory: Path) -> str:
+    """SHA-256 over the scorer's two files (each named, then hashed): what training recorded and what
+    a loader checks before it reads them."""
+    total = hashlib.sha256()
+    for name in (STATE_FILE, WEIGHTS_FILE):
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{name} is missing from {directory}")
+        total.update(f"{name}:{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return total.hexdigest()
 
 
 @dataclass

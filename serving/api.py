@@ -1,7 +1,10 @@
 """`loans-serve` (`make serve`): the champion model over HTTP, hot-swapped when the registry alias moves.
 
 POST /predict (one application), POST /predict/batch (many), GET /model, GET /health; OpenAPI docs at
-/docs. Bad input is a 422 naming every bad field; no loaded model is a 503 saying why. The champion
+/docs. Bad input is a 422 naming every bad field (NaN and infinities included); no loaded model, or a
+full scorer queue, is a 503 saying why (with Retry-After). Before a route sees a request,
+`serving.guard` refuses a body over the size limit (413), a body that is not JSON (415) and, with an
+API key configured (required beyond loopback), a scoring request without it (401). The champion
 comes from `serving.champion.ChampionHolder`, which polls the registry off the request path.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -25,6 +29,7 @@ from core.cli import run_main
 from core.logging import configure
 from core.settings import LogSettings, MlflowSettings, load
 from serving.champion import ChampionHolder
+from serving.guard import Guard
 from serving.predictor import Predictor
 from serving.schemas import (
     EXAMPLE,
@@ -61,7 +66,7 @@ async def invalid_request(_request: Request, exc: Exception) -> Response:
         {
             "field": field_path(e["loc"]),
             "message": e["msg"],
-            "input": None if e["type"] == "missing" else e.get("input"),  # not the whole body again
+            "input": None if e["type"] == "missing" else shown(e.get("input")),  # not the whole body again
         }
         for e in errors
     ]
@@ -104,6 +109,11 @@ def with_request_schemas(app: FastAPI, models: Sequence[type[BaseModel]]) -> Non
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def shown(value: Any) -> Any:
+    """A rejected input as JSON can carry it: NaN and infinities as text (JSON has no such numbers)."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _plain(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -116,7 +126,7 @@ def _json(content: Any, status_code: int = 200) -> Response:
 def create_app(holder: ChampionHolder, settings: ServingSettings | None = None) -> FastAPI:
     """The API over `holder`; the app starts the holder's polling on start-up and stops it on shut-down."""
     settings = settings or ServingSettings()
-    predictor = Predictor(holder, settings.max_batch)
+    predictor = Predictor(holder, settings.max_batch, settings.max_waiting)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +145,9 @@ def create_app(holder: ChampionHolder, settings: ServingSettings | None = None) 
         responses={**INVALID},
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_middleware(
+        Guard, max_body_bytes=settings.max_body_bytes, api_key=settings.api_key.get_secret_value()
+    )
     with_request_schemas(app, (Application, BatchRequest))
     app.state.predictor = predictor
 
@@ -196,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         settings = load(ServingSettings, **overrides)
+        settings.require_key()
         level = load(LogSettings).level
         configure(level)
         limit_torch_threads(settings.torch_threads)

@@ -20,20 +20,40 @@ Out = TypeVar("Out")
 R = TypeVar("R")
 
 
+class Busy(Exception):
+    """More requests wait for the scorer than the queue holds: answer 503 and let the client retry."""
+
+
 class MicroBatcher(Generic[In, Out]):
     """`await submit(item)` -> `score([...items])[i]`; `score` must return one result per item, in order.
 
-    An exception from `score` is raised in every request of that batch.
+    An exception from `score` is raised in every request of that batch. At most `max_waiting`
+    requests (single items and whole-batch calls) wait at once; one more raises `Busy`.
     """
 
-    def __init__(self, score: Callable[[list[In]], list[Out]], max_rows: int = 256) -> None:
-        self.score, self.max_rows = score, max_rows
+    def __init__(
+        self, score: Callable[[list[In]], list[Out]], max_rows: int = 256, max_waiting: int = 1_000
+    ) -> None:
+        self.score, self.max_rows, self.max_waiting = score, max_rows, max_waiting
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="scorer")
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.calls = self.rows = 0  # for /model and the benchmark: mean rows per scorer call
+        self.waiting = 0  # requests accepted and not yet answered
+
+    def _admit(self) -> None:
+        if self.waiting >= self.max_waiting:
+            raise Busy(f"{self.waiting:,} requests are waiting for the scorer (LOANS_SERVE_MAX_WAITING)")
 
     async def submit(self, item: In) -> Out:
+        self._admit()
+        self.waiting += 1
+        try:
+            return await self._submit(item)
+        finally:
+            self.waiting -= 1
+
+    async def _submit(self, item: In) -> Out:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._pending.append((item, future))
@@ -48,7 +68,12 @@ class MicroBatcher(Generic[In, Out]):
             self.calls, self.rows = self.calls + 1, self.rows + len(items)
             return fn(items)
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, counted, items)
+        self._admit()
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, counted, items)
+        finally:
+            self.waiting -= 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -4,7 +4,8 @@ score a batch in one call, describe the served model. Every scorer call reads th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from serving.batcher import MicroBatcher
+from serving.batcher import Busy, MicroBatcher
 from serving.champion import Champion, ChampionHolder
 from serving.frames import credit_columns
 from serving.schemas import Application
@@ -30,6 +31,15 @@ class Scored:
     decision: str | None
     error: str | None
     reasons: list[dict[str, Any]]
+
+
+@contextmanager
+def busy_is_503() -> Iterator[None]:
+    """A full scorer queue is a 503 with Retry-After: the client waits a second and tries again."""
+    try:
+        yield
+    except Busy as exc:
+        raise HTTPException(503, detail=f"busy: {exc}; retry shortly", headers={"Retry-After": "1"}) from exc
 
 
 def model_problems(error: str, application: Application) -> list[dict[str, Any]]:
@@ -57,9 +67,11 @@ class Predictor:
     and answered with that version, even while a new one is being swapped in.
     """
 
-    def __init__(self, holder: ChampionHolder, max_batch: int) -> None:
+    def __init__(self, holder: ChampionHolder, max_batch: int, max_waiting: int = 1_000) -> None:
         self.holder, self.max_batch = holder, max_batch
-        self.batcher: MicroBatcher[Application, Scored] = MicroBatcher(self.score_each)
+        self.batcher: MicroBatcher[Application, Scored] = MicroBatcher(
+            self.score_each, max_waiting=max_waiting
+        )
 
     def champion(self) -> Champion:
         """The model to answer with; 503 with the holder's reason when none is loaded."""
@@ -85,7 +97,8 @@ class Predictor:
         return [Scored(champion, *row) for row in rows]
 
     async def one(self, application: Application) -> dict[str, Any]:
-        scored = await self.batcher.submit(application)
+        with busy_is_503():
+            scored = await self.batcher.submit(application)
         if isinstance(scored.error, str) or scored.decision is None:
             raise RequestValidationError(model_problems(str(scored.error), application))
         return {
@@ -103,9 +116,10 @@ class Predictor:
                 413,
                 detail=f"{len(applications):,} applications in one batch; send at most {self.max_batch:,}",
             )
-        champion, (probability, decision, error, reasons) = await self.batcher.call(
-            self.score_frame, applications
-        )
+        with busy_is_503():
+            champion, (probability, decision, error, reasons) = await self.batcher.call(
+                self.score_frame, applications
+            )
         result = pd.DataFrame(
             {
                 "application_id": [a.application_id for a in applications],

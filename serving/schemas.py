@@ -44,13 +44,16 @@ EXAMPLE: dict[str, Any] = {
 """A valid application (also the OpenAPI example and the warm-up row scored before a model is swapped in)."""
 
 CREDIT_COLUMNS: tuple[str, ...] = tuple(CreditFields.model_fields)
+MAX_TEXT = 200  # characters in any text field of a request
 
 
 class Application(CreditFields):
     """One application's credit fields (Lending Club names and units), plus an optional id echoed back."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"application_id": "app-1", **EXAMPLE}]}
+        extra="forbid",
+        str_max_length=MAX_TEXT,
+        json_schema_extra={"examples": [{"application_id": "app-1", **EXAMPLE}]},
     )
     application_id: str | None = Field(None, max_length=200, description="echoed in the answer")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import ConfigError
 from core.settings import Port
 
 
@@ -21,6 +24,14 @@ class ServingSettings(BaseSettings):
     poll_seconds: float = Field(10.0, gt=0, description="how often the API asks the registry for the alias")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in the API process")
     max_batch: int = Field(10_000, ge=1, description="most applications in one /predict/batch request")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1_024, description="larger request bodies are refused (413) before parsing"
+    )
+    max_waiting: int = Field(1_000, ge=1, description="requests waiting for the scorer; more get 503")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="required by /predict when set; must be set when the API listens beyond loopback",
+    )
     lookback_seconds: float = Field(
         300.0, ge=0, description="the dashboard starts reading the output topics this far back"
     )
@@ -33,3 +44,20 @@ class ServingSettings(BaseSettings):
     def api_base(self) -> str:
         """The API's base URL as the dashboard reaches it."""
         return self.api_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def loopback(self) -> bool:
+        """Does the API listen on loopback only (localhost, 127.0.0.0/8, ::1)?"""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def require_key(self) -> None:
+        """Beyond loopback an API key is required: a ConfigError saying how to set one."""
+        if not self.loopback() and not self.api_key.get_secret_value():
+            raise ConfigError(
+                f"LOANS_SERVE_HOST={self.host} is reachable beyond this machine, so LOANS_SERVE_API_KEY must "
+                "be set (in .env, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )

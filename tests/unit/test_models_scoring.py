@@ -13,7 +13,7 @@ import torch
 
 from models.inputs import FIELDS
 from models.prepare import Prepared
-from models.scoring import Scorer
+from models.scoring import STATE_FILE, WEIGHTS_FILE, Scorer, digest
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,19 @@ def test_numpy_columns_score_exactly_as_the_dataframe(scorer: Scorer, rows: pd.D
     assert list(error) == expected["error"].tolist()
     assert error[-1] == "grade: 'A' is not the letter of sub_grade" and np.isnan(probability[-1])
     assert all(e is None for e in error[:-1])
+
+
+def test_the_digest_covers_both_files_and_changes_with_either(scorer: Scorer, tmp_path: Path) -> None:
+    folder = scorer.save(tmp_path / "scorer")
+    first = digest(folder)
+    assert first == digest(scorer.save(tmp_path / "again"))  # the same scorer, the same digest
+    state = folder / STATE_FILE
+    state.write_text(state.read_text().replace('"decline"', '"decline" ', 1))  # one byte more
+    assert digest(folder) != first
+    scorer.save(folder)
+    with (folder / WEIGHTS_FILE).open("ab") as weights:
+        weights.write(b"\0")
+    assert digest(folder) != first
+    (folder / WEIGHTS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE):
+        digest(folder)

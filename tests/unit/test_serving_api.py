@@ -4,6 +4,7 @@ that arrive together are scored in one call."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from core.settings import MlflowSettings
 from core.stack.process import free_port
 from serving.api import create_app, field_path
@@ -223,3 +225,72 @@ def test_requests_that_arrive_together_share_one_scorer_call() -> None:
 )
 def test_field_path(loc: tuple[int | str, ...], path: str) -> None:
     assert field_path(loc) == path
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_number_that_is_not_finite_is_a_422_naming_the_field(client: httpx.Client, bad: str) -> None:
+    body = json.dumps(EXAMPLE).replace('"dti": 18.4', f'"dti": {bad}')
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["dti"]
+
+
+def test_a_long_text_field_is_a_422(client: httpx.Client) -> None:
+    response = client.post("/predict", json={**EXAMPLE, "emp_title": "x" * 10_000})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "emp_title"
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_parsed() -> None:
+    h = holder(FicoScorer())
+    with serve(h, ServingSettings(max_body_bytes=4_096)) as c:
+        big = {"applications": [EXAMPLE] * 20}  # ~13 kB
+        declared = c.post("/predict/batch", json=big)
+        assert declared.status_code == 413 and "LOANS_SERVE_MAX_BODY_BYTES" in declared.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            yield from (json.dumps(big).encode()[i : i + 1_000] for i in range(0, 13_000, 1_000))
+
+        streamed = c.post("/predict/batch", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert c.post("/predict", json=EXAMPLE).status_code != 413  # a normal request passes
+
+
+def test_a_body_that_is_not_json_is_a_415(client: httpx.Client) -> None:
+    form = client.post("/predict", data={"loan_amnt": "1"})
+    assert form.status_code == 415 and "application/json" in form.json()["detail"]
+    none = client.post("/predict", content=json.dumps(EXAMPLE).encode(), headers={"content-type": ""})
+    assert none.status_code == 415
+    charset = {"content-type": "application/json; charset=utf-8"}
+    assert client.post("/predict", content=json.dumps(EXAMPLE), headers=charset).status_code == 200
+
+
+def test_a_full_scorer_queue_is_a_503_with_retry_after() -> None:
+    h = holder(FicoScorer(delay_s=0.5))
+    with serve(h, ServingSettings(max_waiting=2)) as client:
+        assert h.wait_ready(10) is not None
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: client.post("/predict", json=EXAMPLE), range(8)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(200) >= 2 and 503 in codes, codes
+    busy = next(r for r in answers if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["detail"].startswith("busy:")
+
+
+def test_with_an_api_key_scoring_needs_it() -> None:
+    h = holder(FicoScorer())
+    with serve(h, ServingSettings(api_key="s3cret-key")) as c:
+        assert h.wait_ready(10) is not None
+        assert c.post("/predict", json=EXAMPLE).status_code == 401
+        assert c.post("/predict", json=EXAMPLE, headers={"x-api-key": "wrong"}).status_code == 401
+        assert c.post("/predict/batch", json={"applications": [EXAMPLE]}).status_code == 401
+        assert c.post("/predict", json=EXAMPLE, headers={"x-api-key": "s3cret-key"}).status_code == 200
+        bearer = {"authorization": "Bearer s3cret-key"}
+        assert c.post("/predict", json=EXAMPLE, headers=bearer).status_code == 200
+        assert c.get("/health").status_code == 200  # says nothing about an applicant
+
+
+def test_beyond_loopback_an_api_key_is_required() -> None:
+    ServingSettings(host="127.0.0.1").require_key()
+    ServingSettings(host="0.0.0.0", api_key="k").require_key()  # noqa: S104
+    with pytest.raises(ConfigError, match="LOANS_SERVE_API_KEY must be set"):
+        ServingSettings(host="0.0.0.0").require_key()  # noqa: S104
