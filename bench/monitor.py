@@ -121,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
               f"(validation AUC {ref.metrics.get('valid_auc', float('nan')):.4f})")  # fmt: skip
         print(f"{'window':<8}{'apps':>7}{'outcomes':>10}{'monitor AUC':>13}{'sklearn AUC':>13}{'ECE':>8}"
               f"{'defaults':>10}{'score PSI':>11}{'max field PSI':>15}  alarm")  # fmt: skip
-        ys, ps = [], []
+        ys, ps, fraud = [], [], []
         for start, apps, truth in data:
             r = found.get(start.isoformat()[:16], {})
             p = scorer.score(apps)["probability"].to_numpy()
             y = truth["will_default"].to_numpy(int)
             ys.append(y)
             ps.append(p)
+            fraud.append(truth["is_fraud"].to_numpy(bool))
             field_psi = max((f["psi"] for f in r.get("feature_psi", [])), default=float("nan"))
             print(
                 f"{start:%H:%M}   {r.get('applications', 0):>7,}{r.get('outcomes', 0):>10,}"
@@ -138,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         calm = slice(0, args.windows - 1)
         offline = num(ref.metrics, "test_auc")
         pooled = roc_auc_score(np.concatenate(ys[calm]), np.concatenate(ps[calm]))
+        honest = ~np.concatenate(fraud[calm])  # fraud-ring applications default whatever their file says
+        pooled_honest = roc_auc_score(np.concatenate(ys[calm])[honest], np.concatenate(ps[calm])[honest])
         print(f"undrifted windows pooled: live AUC {pooled:.4f}, offline test AUC {offline:.4f}")
+        print(
+            f"  without fraud-ring applications ({(~honest).sum():,} of {len(honest):,}): {pooled_honest:.4f}"
+        )
         print(f"monitor records complete {took:.0f} s after the job started ({args.windows} windows)")
         return 0 if len(found) == args.windows else 1
     finally:

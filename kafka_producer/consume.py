@@ -84,6 +84,18 @@ def _compact(x: Any, limit: int = 40) -> str:
 
 
 OPTIONAL = ("alert", "error", "codes", "shadow")  # kinds that show nothing (not "-") when missing
+
+
+def _largest_psi(x: Any, shown: int = 3) -> str:
+    """The fields that drifted most: `(fico_range_low 2.38 dti 0.02 ...)`."""
+    if not isinstance(x, list) or not x:
+        return ""
+    top = sorted(x, key=lambda f: -float(f.get("psi") or 0))[:shown]
+    return (
+        "(" + " ".join(f"{f['feature']} {f['psi']:.2f}" for f in top) + (" ...)" if len(x) > shown else ")")
+    )
+
+
 KINDS: dict[str, Callable[[Any], str]] = {
     "time": lambda x: _parse_time(x).strftime("%H:%M:%S"),
     "hm": lambda x: _parse_time(x).strftime("%H:%M"),
@@ -103,7 +115,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "path": _joined("/"),
     "alert": lambda x: "[ALERT]" if x is True else "",
     "drift": lambda x: "[DRIFT]" if x is True else "no drift",
-    "psi": lambda x: "(" + " ".join(f"{f['feature']} {f['psi']:.2f}" for f in x) + ")" if x else "",
+    "psi": _largest_psi,
     "error": lambda x: f"error: {_compact(x, 120)}",
     "version": lambda x: f"v{x}",
     "payload": lambda x: _compact(x, 60),

@@ -2,8 +2,10 @@
 outcomes arrive, is it still right?
 
 `reference(...)` is logged with the model (in `scorer.json`, `info["reference"]`): decile edges and
-shares of its validation scores, and of the application fields behind its most important factors
-(largest mean |contribution| on validation, `models.explain`). `summarize(...)` turns one window of
+shares of its validation scores, and of every numeric application field, those behind its most
+important factors first (largest mean |contribution| on validation, `models.explain`): a shift in
+any input raises the alarm, even one the score hardly feels (FICO moves the scores of a model that
+leans on the interest rate only a little). `summarize(...)` turns one window of
 live scores (and the outcomes known for them) into a monitoring record: volume, mean score,
 decision mix, the population stability index (PSI) of the score and of each reference field, the
 drift alarm (any PSI above the threshold: 0.25 is the usual "significant shift"), and with
@@ -27,7 +29,6 @@ from models.metrics import auc, ece
 from models.nets import Ensemble
 
 BINS = 10
-TOP_FIELDS = 5
 ALARM_PSI = 0.25
 FLOOR = 1e-4  # a bin's share, so an empty bin does not make the PSI infinite
 
@@ -63,9 +64,8 @@ def reference(
     """The distributions monitoring compares live traffic with, from the validation part."""
     effect = explainer.effects(ensemble, features)[1]
     ranked = np.argsort(-np.abs(effect).mean(axis=0))
-    fields = [explainer.factors[g].field for g in ranked if explainer.factors[g].field in parsed.numbers][
-        :TOP_FIELDS
-    ]
+    top = [explainer.factors[g].field for g in ranked if explainer.factors[g].field in parsed.numbers]
+    fields = list(dict.fromkeys([*top, *parsed.numbers]))  # every numeric field, most important first
     return {
         "score": Distribution.of(probability).__dict__,
         "features": {name: Distribution.of(parsed.numbers[name]).__dict__ for name in fields},
