@@ -177,6 +177,8 @@ def run_demo(
         lake_dir=paths.home / "lake",
         window=args.window,
         window_trigger="2 seconds",
+        monitor_window=args.window,
+        monitor_trigger="2 seconds",
         realtime_batch="5 seconds",  # real-time risk reports its offsets every 5 s
         starting_offsets="latest",  # the demo's own traffic, not what the topics held before
         archive_trigger="5 seconds",  # dead letters and the lake within the demo's few seconds
