@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo retrain \
+.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -35,6 +35,8 @@ test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-on
 
 up: install ## start Kafka (KRaft) + MLflow locally and create the topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
+rotate-ssn-key: .venv/.installed ## new HMAC key for SSN hashes in .loans/secrets.env (version + 1)
+	@$(RUN) loans-stack rotate-ssn-key
 down: .venv/.installed ## stop what `make up` started
 	@$(RUN) loans-stack down
 status: .venv/.installed ## what runs where

@@ -89,7 +89,12 @@ class LoanApplication(CreditFields):
     application_id: str
     event_time: datetime
     customer_id: str
-    ssn_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="salted SHA-256; never the clear SSN")
+    ssn_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA-256 with a secret key; never the SSN"
+    )
+    ssn_key_version: int | None = Field(
+        None, ge=1, description="the version of the key ssn_hash was made with"
+    )
     email: str
     phone: str
     device_id: str

@@ -17,7 +17,7 @@ from core.events import ApplicationTruth, LoanApplication
 from generator.channels import CHANNELS, SHARED_DEVICE, draw_channels, funnel, processing_ms, session_times
 from generator.credit import default_probability, sample_credit
 from generator.fraud import FraudRings
-from generator.identity import Customers, IdentityPools, hex_ids, ipv4s
+from generator.identity import Customers, IdentityPools, SsnKey, hex_ids, ipv4s
 
 APPLICATION_COLUMNS = list(LoanApplication.model_fields)
 TRUTH_COLUMNS = list(ApplicationTruth.model_fields)
@@ -38,14 +38,19 @@ class ApplicationGenerator:
     """Customers, branch terminals and fraud rings are built once; `batch` draws events from them."""
 
     def __init__(
-        self, seed: int, fraud_share: float = 0.02, customers: int = 100_000, rings: int = 40
+        self,
+        seed: int,
+        fraud_share: float = 0.02,
+        customers: int = 100_000,
+        rings: int = 40,
+        ssn_key: SsnKey | None = None,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.fraud_share = fraud_share
-        salt = f"loan-stream-ssn-salt-{seed}"
+        self.ssn_key = ssn_key or SsnKey.configured()
         pools = IdentityPools.build(seed)
-        self.customers = Customers.build(self.rng, pools, customers, salt)
-        self.rings = FraudRings.build(self.rng, pools, rings, salt)
+        self.customers = Customers.build(self.rng, pools, customers, self.ssn_key)
+        self.rings = FraudRings.build(self.rng, pools, rings, self.ssn_key)
         self.terminals = hex_ids(self.rng, 120, "term-", digits=6).astype(object)
         self.terminal_ips = ipv4s(self.rng, 120).astype(object)
         self.run_id = hex_ids(self.rng, 1, "", digits=8)[0]
@@ -112,6 +117,7 @@ class ApplicationGenerator:
         return {
             "customer_id": cust.customer_id[who],
             "ssn_hash": cust.ssn_hash[who],
+            "ssn_key_version": np.full(n, self.ssn_key.version),
             "email": cust.email[who],
             "phone": cust.phone[who],
             "device_id": np.where(assisted, self.terminals[terminal], device),

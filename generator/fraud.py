@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.identity import EMAIL_DOMAINS, IdentityPools, hex_ids, ipv4s, join, phones, ssn_hashes
+from generator.identity import EMAIL_DOMAINS, IdentityPools, SsnKey, hex_ids, ipv4s, join, phones, ssn_hashes
 
 SLOT_SECONDS = 600
 
@@ -31,7 +31,7 @@ class FraudRings:
     active: int
 
     @classmethod
-    def build(cls, rng: np.random.Generator, pools: IdentityPools, rings: int, salt: str) -> FraudRings:
+    def build(cls, rng: np.random.Generator, pools: IdentityPools, rings: int, key: SsnKey) -> FraudRings:
         def per_ring(values: np.ndarray, k: int) -> np.ndarray:
             return values.reshape(rings, k)
 
@@ -46,7 +46,7 @@ class FraudRings:
             ring_id=np.char.add("ring-", np.char.zfill(np.arange(rings).astype(str), 3)),
             devices=per_ring(hex_ids(rng, rings * 3, "dev-"), 3),
             ips=per_ring(ipv4s(rng, rings * 3), 3),
-            ssn_hashes=per_ring(ssn_hashes(rng, rings * 4, salt), 4),
+            ssn_hashes=per_ring(ssn_hashes(rng, rings * 4, key), 4),
             phones=per_ring(phones(rng, rings * 3), 3),
             identities=per_ring(hex_ids(rng, rings * k_id, "cus-f", digits=7), k_id),
             emails=per_ring(emails, k_id),

@@ -1,13 +1,21 @@
 """Identity pools and customers: Faker fills small pools once, numpy draws everything per event.
 
-A customer keeps one customer_id, name, email, phone, salted SSN hash, usual device and home IP
-across all of their applications. SSNs are synthetic and only their salted SHA-256 ever leaves here.
+A customer keeps one customer_id, name, email, phone, SSN hash, usual device and home IP across all
+of their applications. SSNs are synthetic and only their keyed hash ever leaves here: HMAC-SHA-256
+with a secret key (`SsnKey`, LOANS_GEN_SSN_KEY from .loans/secrets.env, made by `make up`), so a
+dictionary of the ~9x10^8 possible SSNs does not invert them without the key. The key's version
+travels with each hash (`ssn_key_version`); rotating the key (`make rotate-ssn-key`) gives every SSN
+a new hash from then on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
+import secrets
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from faker import Faker
@@ -45,14 +53,47 @@ class IdentityPools:
         )
 
 
-def ssn_hashes(rng: np.random.Generator, n: int, salt: str) -> np.ndarray:
-    """Salted SHA-256 hex digests of `n` synthetic SSNs (area 001-899, never 666)."""
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SsnKey:
+    """The secret the SSN hashes are keyed with, and its version."""
+
+    secret: bytes
+    version: int
+
+    def __repr__(self) -> str:  # never the secret
+        return f"SsnKey(version={self.version})"
+
+    @classmethod
+    def configured(cls) -> SsnKey:
+        """LOANS_GEN_SSN_KEY and its version from settings; without one, a key for this process only
+        (said once): hashes then do not match across runs, so cross-run fraud signals on SSN miss."""
+        from core.settings import GeneratorSettings, load
+
+        settings = load(GeneratorSettings)
+        if secret := settings.ssn_key.get_secret_value():
+            return cls(secret.encode(), settings.ssn_key_version)
+        return _ephemeral()
+
+
+@cache
+def _ephemeral() -> SsnKey:
+    log.warning(
+        "LOANS_GEN_SSN_KEY is not set: SSN hashes use a key made for this run only (make up creates one)"
+    )
+    return SsnKey(secrets.token_bytes(32), 1)
+
+
+def ssn_hashes(rng: np.random.Generator, n: int, key: SsnKey) -> np.ndarray:
+    """HMAC-SHA-256 hex digests, keyed with `key`, of `n` synthetic SSNs (area 001-899, never 666)."""
     area = rng.integers(1, 900, n)
     area[area == 666] = 667
     group, serial = rng.integers(1, 100, n), rng.integers(1, 10_000, n)
     return np.array(
         [
-            hashlib.sha256(f"{salt}:{a:03d}-{g:02d}-{s:04d}".encode()).hexdigest()
+            hmac.new(key.secret, f"{a:03d}-{g:02d}-{s:04d}".encode(), hashlib.sha256).hexdigest()
             for a, g, s in zip(area, group, serial, strict=True)
         ]
     )
@@ -107,7 +148,7 @@ class Customers:
         return len(self.customer_id)
 
     @classmethod
-    def build(cls, rng: np.random.Generator, pools: IdentityPools, n: int, salt: str) -> Customers:
+    def build(cls, rng: np.random.Generator, pools: IdentityPools, n: int, key: SsnKey) -> Customers:
         first = pools.first_names[rng.integers(0, len(pools.first_names), n)]
         last = pools.last_names[rng.integers(0, len(pools.last_names), n)]
         number = rng.integers(1, 1000, n).astype(str)
@@ -117,7 +158,7 @@ class Customers:
             "customer_id": np.char.add("cus-", np.char.zfill(np.arange(n).astype(str), 8)),
             "email": email,
             "phone": phones(rng, n),
-            "ssn_hash": ssn_hashes(rng, n, salt),
+            "ssn_hash": ssn_hashes(rng, n, key),
             "device_id": hex_ids(rng, n, "dev-"),
             "home_ip": ipv4s(rng, n),
             "user_agent": pools.user_agents[rng.integers(0, len(pools.user_agents), n)],

@@ -32,6 +32,7 @@ from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
 from core.streams import BY_NAME
 from kafka_producer.consume import consumer_config
+from serving.guard import Guard
 from serving.live import STREAMS, LiveState
 from serving.settings import ServingSettings
 
@@ -204,6 +205,7 @@ def create_app(feed: TopicFeed, api: ApiWatcher | None = None) -> FastAPI:
             feed.stop()
 
     app = FastAPI(title="loan-stream live dashboard", version="1", description=__doc__, lifespan=lifespan)
+    app.add_middleware(Guard, max_body_bytes=16_384)  # it reads no bodies: refuse big or non-JSON ones
     html = page()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -1,4 +1,5 @@
-"""`loans-stack up|down|status`: the embedded local stack behind `make up`, `make down`, `make status`."""
+"""`loans-stack up|down|status|rotate-ssn-key`: the embedded local stack behind `make up`, `make down`,
+`make status`, and its secrets (`core.stack.secrets`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import LogSettings, PathSettings, StackSettings, load
-from core.stack import jars
+from core.settings import SECRETS_FILE, LogSettings, PathSettings, StackSettings, load
+from core.stack import jars, secrets
 from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 
@@ -32,6 +33,8 @@ def local_stack(paths: PathSettings, stack: StackSettings) -> tuple[KafkaBroker,
 def up(paths: PathSettings, stack: StackSettings) -> None:
     """Resolve jars (once), start the broker and MLflow unless already running, wait for health."""
     jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
+    if secrets.ensure(SECRETS_FILE):
+        log.info("secrets: created %s (owner-only; never commit it)", SECRETS_FILE)
     broker, mlflow = local_stack(paths, stack)
     started = time.monotonic()
     broker.start(stack.start_timeout_s)
@@ -63,7 +66,7 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "jars"])
+    parser.add_argument("command", choices=["up", "down", "status", "jars", "rotate-ssn-key"])
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             up(paths, stack)
         elif args.command == "down":
             down(paths, stack)
+        elif args.command == "rotate-ssn-key":
+            version = secrets.rotate_ssn_key(SECRETS_FILE)
+            print(f"SSN key version {version} written to {SECRETS_FILE}; restart the producer to use it")
         elif args.command == "jars":
             jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
         else:

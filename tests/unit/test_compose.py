@@ -15,8 +15,8 @@ def _compose(repo_root: Path) -> dict:
 
 def test_compose_ports_match_settings(repo_root: Path) -> None:
     services, stack = _compose(repo_root)["services"], StackSettings()
-    assert f"{stack.kafka_port}:{stack.kafka_port}" in services["kafka"]["ports"]
-    assert f"{stack.mlflow_port}:{stack.mlflow_port}" in services["mlflow"]["ports"]
+    assert services["kafka"]["ports"] == [f"127.0.0.1:{stack.kafka_port}:{stack.kafka_port}"]  # loopback only
+    assert services["mlflow"]["ports"] == [f"127.0.0.1:{stack.mlflow_port}:{stack.mlflow_port}"]
 
 
 def test_compose_creates_exactly_the_settings_topics(repo_root: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ import pytest
 from core.events import ApplicationTruth, Channel, LoanApplication
 from generator.applications import ApplicationGenerator, Batch
 from generator.encode import json_lines
+from generator.identity import SsnKey
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -44,9 +46,10 @@ def test_application_ids_stay_unique_across_batches() -> None:
     assert ids.is_unique
 
 
-def test_ssn_is_only_ever_a_salted_hash(batch: Batch) -> None:
+def test_ssn_is_only_ever_a_keyed_hash(batch: Batch) -> None:
     ssn = batch.applications["ssn_hash"]
     assert ssn.str.fullmatch(r"[0-9a-f]{64}").all()
+    assert (batch.applications["ssn_key_version"] == 1).all()
     text = b"\n".join(json_lines(batch.applications)).decode()
     assert re.search(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", text) is None  # no clear-text SSN anywhere
 
@@ -96,3 +99,28 @@ def test_tiny_and_empty_batches_work() -> None:
     gen = ApplicationGenerator(seed=9, customers=500, fraud_share=0.5)
     sizes = [len(gen.batch(n, START, 0.1)) for n in (0, 1, 2, 1, 3)]
     assert sizes == [0, 1, 2, 1, 3]
+
+
+def test_ssn_hashes_are_keyed_and_carry_the_keys_version() -> None:
+    def hashes(key: SsnKey) -> pd.DataFrame:
+        gen = ApplicationGenerator(seed=3, customers=500, ssn_key=key)
+        return gen.batch(200, START, 0.1).applications[["ssn_hash", "ssn_key_version"]]
+
+    one, again = hashes(SsnKey(b"k" * 32, 1)), hashes(SsnKey(b"k" * 32, 1))
+    other = hashes(SsnKey(b"z" * 32, 2))
+    pd.testing.assert_frame_equal(one, again)  # the same key: the same hashes (fraud signals hold)
+    assert not set(one["ssn_hash"]) & set(other["ssn_hash"])  # a rotated key: new hashes ...
+    assert set(other["ssn_key_version"]) == {2}  # ... saying which key made them
+    # a dictionary of SSNs hashed without the key (the old salted scheme) matches nothing
+    rng = np.random.default_rng(0)
+    area, group, serial = (
+        rng.integers(1, 900, 50_000),
+        rng.integers(1, 100, 50_000),
+        rng.integers(1, 10_000, 50_000),
+    )
+    unkeyed = {
+        hashlib.sha256(f"{a:03d}-{g:02d}-{s:04d}".encode()).hexdigest()
+        for a, g, s in zip(area, group, serial, strict=True)
+    }
+    assert not unkeyed & set(one["ssn_hash"])
+    assert "k" * 32 not in repr(SsnKey(b"k" * 32, 1))

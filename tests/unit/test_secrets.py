@@ -1,0 +1,42 @@
+"""The local secrets file: made owner-only by `make up`, read by settings, rotated with a new version."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from core.settings import SECRETS_FILE, GeneratorSettings
+from core.stack import secrets
+
+
+def test_made_once_owner_only_and_rotated_with_a_new_version(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.env"
+    assert secrets.ensure(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = secrets.read(path)
+    assert len(first[secrets.KEY]) >= 40 and first[secrets.VERSION] == "1"
+    assert not secrets.ensure(path) and secrets.read(path) == first  # never replaced by `make up`
+    path.write_text(path.read_text() + "OTHER=kept\n")
+    path.chmod(0o644)
+    assert secrets.rotate_ssn_key(path) == 2
+    rotated = secrets.read(path)
+    assert rotated[secrets.KEY] != first[secrets.KEY] and rotated["OTHER"] == "kept"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_settings_read_the_secrets_file_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOANS_GEN_SSN_KEY", raising=False)
+    monkeypatch.delenv("LOANS_GEN_SSN_KEY_VERSION", raising=False)
+    assert GeneratorSettings().ssn_key.get_secret_value() == ""
+    secrets.ensure(SECRETS_FILE)
+    secrets.rotate_ssn_key(SECRETS_FILE)
+    settings = GeneratorSettings()
+    assert settings.ssn_key.get_secret_value() == secrets.read(SECRETS_FILE)[secrets.KEY]
+    assert settings.ssn_key_version == 2 and "**" in repr(settings.ssn_key)
+    monkeypatch.setenv("LOANS_GEN_SSN_KEY", "from-the-environment")
+    assert GeneratorSettings().ssn_key.get_secret_value() == "from-the-environment"
