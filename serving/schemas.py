@@ -4,9 +4,9 @@ API validates exactly what the pipeline validates, and a 422 names every bad fie
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.events import CreditFields
 from core.records import Reason
@@ -45,6 +45,9 @@ EXAMPLE: dict[str, Any] = {
 
 CREDIT_COLUMNS: tuple[str, ...] = tuple(CreditFields.model_fields)
 MAX_TEXT = 200  # characters in any text field of a request
+INT_FIELDS = tuple(
+    n for n, f in CreditFields.model_fields.items() if int in (f.annotation, *get_args(f.annotation))
+)
 
 
 class Application(CreditFields):
@@ -56,6 +59,14 @@ class Application(CreditFields):
         json_schema_extra={"examples": [{"application_id": "app-1", **EXAMPLE}]},
     )
     application_id: str | None = Field(None, max_length=200, description="echoed in the answer")
+
+    @field_validator(*INT_FIELDS)
+    @classmethod
+    def _fits_64_bits(cls, value: int | None) -> int | None:
+        """A whole number the pipeline can hold (Spark reads it as a 64-bit long); larger is a 422."""
+        if value is not None and not -(2**63) <= value < 2**63:
+            raise ValueError("is out of range for a 64-bit integer")
+        return value
 
 
 class Prediction(BaseModel):

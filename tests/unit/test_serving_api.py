@@ -294,3 +294,8 @@ def test_beyond_loopback_an_api_key_is_required() -> None:
     ServingSettings(host="0.0.0.0", api_key="k").require_key()  # noqa: S104
     with pytest.raises(ConfigError, match="LOANS_SERVE_API_KEY must be set"):
         ServingSettings(host="0.0.0.0").require_key()  # noqa: S104
+
+
+def test_a_whole_number_beyond_64_bits_is_a_422(client: httpx.Client) -> None:
+    response = client.post("/predict", json={**EXAMPLE, "open_acc": 10**30})  # found by the schemathesis run
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "open_acc"
