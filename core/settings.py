@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -59,15 +59,67 @@ class KafkaSettings(BaseSettings):
         description="give up on an undelivered event after this (outlasts a broker restart)",
     )
 
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="SASL_PLAINTEXT on loopback; SASL_SSL (with ssl_ca_location) across machines"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    username: str = Field("", description="this service's principal (SASL)")
+    password: SecretStr = SecretStr("")
+    ssl_ca_location: str = Field("", description="PEM file of the CA that signed the brokers' certificates")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.username and self.password.get_secret_value()
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs a username and password "
+                "(LOANS_KAFKA_USERNAME, LOANS_KAFKA_PASSWORD; `make up` writes them to .loans/secrets.env)"
+            )
+        return self
+
+    def security(self) -> dict[str, Any]:
+        """librdkafka's security keys (empty for PLAINTEXT)."""
+        out: dict[str, Any] = {}
+        if self.security_protocol != "PLAINTEXT":
+            out["security.protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            out |= {
+                "sasl.mechanism": self.sasl_mechanism,
+                "sasl.username": self.username,
+                "sasl.password": self.password.get_secret_value(),
+            }
+        if self.ssl_ca_location:
+            out["ssl.ca.location"] = self.ssl_ca_location
+        return out
+
+    def spark_options(self) -> dict[str, str]:
+        """The same, as options of Spark's Kafka source and sink (`kafka.`-prefixed Java client keys)."""
+        out = {"kafka.bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            out["kafka.security.protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            module = "plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN" else "scram.ScramLoginModule"
+            secret = self.password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
+            out |= {
+                "kafka.sasl.mechanism": self.sasl_mechanism,
+                "kafka.sasl.jaas.config": f"org.apache.kafka.common.security.{module} required "
+                f'username="{self.username}" password="{secret}";',
+            }
+        if self.ssl_ca_location:
+            out |= {"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": self.ssl_ca_location}
+        return out
+
     def client_config(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What every confluent-kafka client of the project takes: where the brokers are, who it is;
-        librdkafka's own messages go through `logging` (logger `librdkafka`), not raw stderr."""
+        """What every confluent-kafka client of the project takes: where the brokers are, who it is
+        (and its credentials); librdkafka's own messages go through `logging` (logger `librdkafka`),
+        not raw stderr."""
         base = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": f"{self.client_id}-{name}",
             "logger": logging.getLogger("librdkafka"),
         }
-        return base | (extra or {})
+        return base | self.security() | (extra or {})
 
     def consumer_config(self, group: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """A consumer in `group` that sees committed transactions only (the job's outputs are written

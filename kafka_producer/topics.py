@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(
-        {"bootstrap.servers": kafka.bootstrap_servers, "client.id": f"{kafka.client_id}-admin"}
-    )
+    config = kafka.client_config("admin")
+    config.pop("logger")  # the admin client's errors are raised, not logged
+    return AdminClient(config)
 
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:

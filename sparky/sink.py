@@ -45,7 +45,7 @@ def write_frames(frames: Sequence[DataFrame], kafka: KafkaSettings) -> None:
     (
         reduce(DataFrame.union, frames)
         .write.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .options(**kafka.spark_options())
         .option("kafka.enable.idempotence", "true")
         .option("kafka.acks", "all")
         .save()
@@ -105,7 +105,7 @@ def start_kafka(
             df.writeStream.queryName(name)
             .format("kafka")
             .outputMode("update")
-            .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+            .options(**kafka.spark_options())
             .option("kafka.enable.idempotence", "true")
             .option("kafka.acks", "all")
             .option("checkpointLocation", job.location(name))

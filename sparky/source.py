@@ -62,7 +62,7 @@ def read_kafka(
     real-time query reads as records come, so it takes no `maxOffsetsPerTrigger`."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .options(**kafka.spark_options())
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", starting_offsets or job.starting_offsets)
         .option("failOnDataLoss", str(job.fail_on_data_loss).lower())

@@ -1,4 +1,11 @@
-"""A real Apache Kafka 4.x broker in KRaft mode (combined broker + controller), run from Maven jars."""
+"""A real Apache Kafka 4.x broker in KRaft mode (combined broker + controller), run from Maven jars.
+
+With `admin_password` it authenticates every connection and authorises every request: clients and
+the broker itself use SASL/SCRAM-SHA-512 on the client listener (the admin's credential is created
+when the storage is formatted; the others by `core.stack.acl`), the controller listener SASL/PLAIN
+(SCRAM credentials live in the metadata the controller serves, so it cannot use them itself), and
+Kafka's StandardAuthorizer denies whatever no ACL allows; `admin` is the only super user.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from core.stack import jars
 from core.stack.process import ManagedProcess, check_running, require_free, wait_until
 
 log = logging.getLogger(__name__)
+ADMIN = "admin"  # the one super user: creates the others and their ACLs
 
 _LOG4J = """Configuration:
   Appenders:
@@ -49,6 +57,7 @@ class KafkaBroker:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
+    admin_password: str = ""  # "": PLAINTEXT, no authorizer (tests of the plain path)
 
     @property
     def bootstrap(self) -> str:
@@ -100,12 +109,23 @@ class KafkaBroker:
         return self.process.stop()
 
     def healthy(self) -> bool:
-        return self.process.pid() is not None and _answers(self.bootstrap, timeout_s=3)
+        return self.process.pid() is not None and _answers(self.bootstrap, self.admin_security(), timeout_s=3)
+
+    def admin_security(self) -> dict[str, str]:
+        """librdkafka settings of the admin principal (empty without SASL)."""
+        if not self.admin_password:
+            return {}
+        return {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": ADMIN,
+            "sasl.password": self.admin_password,
+        }
 
     def _ready(self) -> bool:
         if self.process.exited():
             raise ServiceError(f"kafka broker exited during start-up; see {self.process.log_file}")
-        return _answers(self.bootstrap, timeout_s=1)
+        return _answers(self.bootstrap, self.admin_security(), timeout_s=1)
 
     def _config_file(self) -> Path:
         return self.home.resolve() / "server.properties"
@@ -130,8 +150,34 @@ class KafkaBroker:
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(2 * 1024 * 1024),
         }
-        self._config_file().write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        if self.admin_password:
+            props |= self._sasl_props()
+        config = self._config_file()
+        config.touch(mode=0o600)
+        config.chmod(0o600)  # it holds the admin's password
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j2.yaml").write_text(_LOG4J)
+
+    def _sasl_props(self) -> dict[str, str]:
+        secret = self.admin_password
+        client = f"SASL_PLAINTEXT://{self.host}:{self.port}"
+        return {
+            "listeners": f"{client},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": client,
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain."
+            f'PlainLoginModule required username="{ADMIN}" password="{secret}" user_{ADMIN}="{secret}";',
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security."
+            f'scram.ScramLoginModule required username="{ADMIN}" password="{secret}";',
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _format_storage(self) -> None:
         if (self.home / "data" / "meta.properties").exists():
@@ -147,6 +193,8 @@ class KafkaBroker:
             "-c",
             str(self._config_file()),
         ]
+        if self.admin_password:
+            cmd += ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN},password={self.admin_password}]"]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
             raise ServiceError(
@@ -159,11 +207,12 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _answers(bootstrap: str, timeout_s: float) -> bool:
+def _answers(bootstrap: str, security: dict[str, str], timeout_s: float) -> bool:
     conf: dict[str, str | int | float | bool] = {
         "bootstrap.servers": bootstrap,
         "socket.connection.setup.timeout.ms": 1000,
         "log_level": 0,
+        **security,
     }
     admin = AdminClient(conf, logger=_quiet)
     try:

@@ -1,0 +1,142 @@
+"""Kafka with authentication and authorisation: a real broker started with SASL/SCRAM-SHA-512 and the
+StandardAuthorizer, the principals and ACLs of `core.stack.acl`. No credentials, no connection; each
+service reaches exactly its topics; the producer, the Spark job and a consumer each on their own
+principal still carry applications through to loan.risk."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from pyspark.sql import SparkSession
+
+from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
+from core.stack import acl, jars
+from core.stack.kafka import ADMIN, KafkaBroker
+from core.stack.process import free_port
+from generator.applications import ApplicationGenerator
+from kafka_producer.consume import keyed_json, read_topic
+from kafka_producer.producer import EventProducer
+from kafka_producer.publish import send_frame
+from kafka_producer.topics import admin_client, ensure_topics
+from sparky.job import Job
+
+pytestmark = pytest.mark.integration
+TOPICS = TopicSettings(partitions=1)
+
+
+@dataclass(frozen=True)
+class Secured:
+    bootstrap: str
+    passwords: dict[str, str]
+
+    def as_(self, service: str) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap, security_protocol="SASL_PLAINTEXT",
+            username=service, password=self.passwords[service],
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    admin_password = secrets.token_urlsafe(24)
+    broker = KafkaBroker(
+        tmp_path_factory.mktemp("kafka-sasl"), jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
+        port=free_port(), controller_port=free_port(), admin_password=admin_password,
+    )  # fmt: skip
+    broker.start(timeout_s=90)
+    try:
+        passwords = {service: secrets.token_urlsafe(24) for service in acl.SERVICES}
+        found = Secured(broker.bootstrap, {ADMIN: admin_password, **passwords})
+        admin = found.as_(ADMIN)
+        ensure_topics(admin, TOPICS)
+        acl.apply(admin_client(admin), passwords, TOPICS, admin.client_id)
+        yield found
+    finally:
+        broker.stop()
+
+
+def read_error(kafka: KafkaSettings, topic: str, group: str) -> KafkaError | None:
+    """The first error a consumer of `topic` in `group` gets (None if it reads without one)."""
+    consumer = Consumer(kafka.consumer_config(group, {"auto.offset.reset": "earliest"}))
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for message in consumer.consume(10, 0.5):
+                if message.error() is not None:
+                    return message.error()
+        return None
+    finally:
+        consumer.close()
+
+
+def write_error(kafka: KafkaSettings, topic: str) -> str | None:
+    """Why a write of one message to `topic` failed (None if it was delivered)."""
+    failures: list[str] = []
+    producer = Producer(kafka.client_config("probe", {"enable.idempotence": False}))
+
+    def delivered(err: KafkaError | None, _message: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    producer.produce(topic, b"{}", b"probe", on_delivery=delivered)
+    producer.flush(20)
+    return failures[0] if failures else None
+
+
+def test_no_credentials_no_connection(secured: Secured) -> None:
+    anonymous = KafkaSettings(bootstrap_servers=secured.bootstrap)
+    with pytest.raises(KafkaException):
+        admin_client(anonymous).list_topics(timeout=5)
+    wrong = Secured(secured.bootstrap, {"producer": "not-the-password"}).as_("producer")
+    with pytest.raises(KafkaException):
+        admin_client(wrong).list_topics(timeout=5)
+    assert TOPICS.applications in admin_client(secured.as_("producer")).list_topics(timeout=10).topics
+
+
+def test_each_service_reaches_exactly_its_topics(secured: Secured) -> None:
+    producer, spark = secured.as_("producer"), secured.as_("spark")
+    assert write_error(producer, TOPICS.applications) is None
+    denied = read_error(producer, TOPICS.output("risk"), f"loans-consume-{uuid.uuid4().hex[:6]}")
+    assert denied is not None and "AUTHORIZATION" in denied.name(), denied  # the producer reads no output
+    dashboard = secured.as_("dashboard")
+    for topic in (TOPICS.output("risk"), TOPICS.applications, TOPICS.dlq):
+        refused = write_error(dashboard, topic)
+        assert refused is not None and "uthoriz" in refused, (topic, refused)  # the dashboard writes nowhere
+    truth = read_error(spark, TOPICS.truth, f"spark-kafka-source-{uuid.uuid4()}")
+    assert truth is not None and "AUTHORIZATION" in truth.name(), truth  # the job never reads outcomes
+    assert read_error(spark, TOPICS.applications, f"spark-kafka-source-{uuid.uuid4()}") is None
+    assert write_error(spark, TOPICS.truth) is not None  # nor forges them
+    assert write_error(spark, TOPICS.output("risk")) is None
+    assert read_error(secured.as_("bench"), TOPICS.truth, f"bench-{uuid.uuid4().hex[:6]}") is None
+
+
+def test_the_pipeline_runs_with_each_service_on_its_own_principal(
+    secured: Secured, spark: SparkSession, tmp_path: Path
+) -> None:
+    batch = ApplicationGenerator(seed=21).batch(100, datetime.now(UTC) - timedelta(minutes=5), 0.5)
+    sender = EventProducer(secured.as_("producer"))
+    send_frame(sender, TOPICS.applications, batch.applications, "application_id")
+    send_frame(sender, TOPICS.truth, batch.truth, "application_id")
+    assert sender.close(30).failed == 0
+    settings = SparkJobSettings(
+        checkpoint_dir=f"{tmp_path}/chk", lake_dir=f"{tmp_path}/lake", starting_offsets="earliest",
+        queries="risk,windows,fraud", risk_mode="microbatch", window_trigger="2 seconds",
+    )  # fmt: skip
+    job = Job(spark, secured.as_("spark"), TOPICS, settings)
+    job.start()
+    try:
+        risk = keyed_json(read_topic(secured.as_("consumer"), TOPICS.output("risk"), 100, timeout_s=180))
+        assert set(batch.applications["application_id"]) <= set(risk)
+        assert read_topic(secured.as_("consumer"), TOPICS.output("stats"), 1, timeout_s=60)
+        assert job.failed() is None
+    finally:
+        job.stop()
