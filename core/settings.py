@@ -207,6 +207,8 @@ class MlflowSettings(BaseSettings):
     tracking_uri: str = Field("http://127.0.0.1:5000", pattern=r"^(https?|file|sqlite)://.+")
     experiment: str = "loan-default"
     model_name: str = "loan-default"
+    username: str = Field("", description="MLflow basic-auth user (trainer to train, serving to load)")
+    password: SecretStr = SecretStr("")
 
 
 TRIGGER = r"^\d+(\.\d+)? (second|seconds|minute|minutes)$"

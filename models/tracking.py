@@ -6,6 +6,7 @@ checked with one `/health` request (2 s timeout) first.
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
@@ -36,6 +37,9 @@ def check_server(uri: str, timeout_s: float = 2.0) -> None:
 def connect(settings: MlflowSettings) -> MlflowClient:
     """A client for `settings.tracking_uri`, after checking the server answers; also points the
     `mlflow` module (runs, model logging) at that URI."""
+    if settings.username:  # MLflow's client reads its basic-auth credentials from the environment
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.password.get_secret_value()
     check_server(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri)
