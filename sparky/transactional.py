@@ -106,7 +106,10 @@ class TransactionalSink:
 def last_committed(kafka: KafkaSettings, commits: str, marker_key: str, timeout_s: float = 60) -> int | None:
     """The highest batch_id committed under `marker_key` on the commits topic (read_committed), or
     None when there is none."""
-    consumer = Consumer(kafka.consumer_config(f"{marker_key}-recover", {"enable.auto.commit": False}))
+    # the group is never joined (assign), but librdkafka looks its coordinator up: keep it under the
+    # client id, where the job's principal may use groups (core.stack.acl)
+    group = f"{kafka.client_id}-{marker_key}-recover"
+    consumer = Consumer(kafka.consumer_config(group, {"enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(commits, timeout=10).topics[commits]
         if meta.error is not None:

@@ -27,6 +27,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.job import Job
+from sparky.transactional import last_committed
 
 pytestmark = pytest.mark.integration
 TOPICS = TopicSettings(partitions=1)
@@ -138,5 +139,9 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
         assert set(batch.applications["application_id"]) <= set(risk)
         assert read_topic(secured.as_("consumer"), TOPICS.output("stats"), 1, timeout_s=60)
         assert job.failed() is None
+        # what a restarted query reads first: its last committed marker, as the job's principal
+        marker = f"risk.{job.run_id('risk')}"
+        last = last_committed(secured.as_("spark"), TOPICS.commits, marker)
+        assert last is not None and last >= 0
     finally:
         job.stop()
