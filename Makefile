@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
 .PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo retrain rotate-ssn-key \
-        kafka-producer-single spark-app-single kafka-consumer-output-% train promote serve dashboard
+        kafka-producer-single spark-app-single spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ test-unit: .venv/.installed ## unit tests only (no services)
 test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-once kills)
 	$(RUN) pytest -m fault -s $(PYTEST_ARGS)
 
-up: install ## start Kafka (KRaft) + MLflow locally and create the topics
+up: install ## start Kafka (KRaft, SASL/SCRAM + ACLs) + MLflow (basic-auth) locally, make the principals and topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
 rotate-ssn-key: .venv/.installed ## new HMAC key for SSN hashes in .loans/secrets.env (version + 1)
 	@$(RUN) loans-stack rotate-ssn-key
@@ -49,8 +49,10 @@ kafka-producer-single: up ## publish Lending Club history, then live application
 	@$(RUN) loans-produce $(PRODUCER_ARGS)
 
 SPARK_ARGS ?=
-spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, channel + DLQ, lake) until Ctrl-C (SPARK_ARGS=...)
+spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, channel, scores + DLQ, lake) until Ctrl-C (SPARK_ARGS=...)
 	@$(RUN) loans-stream $(SPARK_ARGS)
+spark-monitor: up ## model monitoring (loan.monitor) and outcomes to the lake: reads loan.truth, so its own process and principal
+	@LOANS_SPARK_QUERIES=outcomes,monitor $(RUN) loans-stream $(SPARK_ARGS)
 
 CONSUMER_ARGS ?=
 kafka-consumer-output-%: .venv/.installed ## print one stream readably until Ctrl-C: risk fraud stats segment channel scores monitor dlq (CONSUMER_ARGS="--from-beginning --json ...")

@@ -28,10 +28,10 @@ import torch
 from core.errors import DataError
 from core.logging import configure
 from core.settings import MlflowSettings, PathSettings
-from models.cli import quiet_mlflow
 from models.data import TrainingSource, load, temporal_split
 from models.metrics import auc, brier, ks
 from models.nets import NetConfig
+from models.tracking import quiet_mlflow
 from models.train import TrainOptions, TrainResult, train
 
 TARGET_AUC = 0.71

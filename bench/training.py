@@ -19,8 +19,8 @@ import torch
 from bench.model_quality import scratch_mlflow
 from core.logging import configure
 from core.settings import PathSettings
-from models.cli import quiet_mlflow
 from models.data import TrainingSource
+from models.tracking import quiet_mlflow
 from models.train import TrainOptions, TrainResult, train
 
 PHASES = ("data", "baselines", "network", "report", "total")

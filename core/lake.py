@@ -1,12 +1,14 @@
-"""The lake's layout: written by the Spark job's `archive` query, read by training. One definition.
+"""The lake's layout: written by the Spark job's `archive` and `outcomes` queries, read by training.
+One definition.
 
     <lake_dir>/<folder>/date=<YYYY-MM-DD>/batch=<run>-<micro-batch, 6 digits>/part-*.parquet
 
-`folder` is the input's name (FOLDERS: applications, history, truth). `<run>` is the archive
-query's id from its checkpoint, so a reset checkpoint never overwrites an earlier run; a replayed
-micro-batch rewrites only its own `batch=` folder. Readers take the files in the order they were
-written (modification time, then path), so where an event was archived twice they can keep the last
-copy (history: a correction) or the first (applications: the stream dead-letters a repeated id).
+`folder` is the input's name (FOLDERS: applications, history, truth). `<run>` is the id of the query
+that archives it (archive: applications and history; outcomes: truth) from its checkpoint, so a
+reset checkpoint never overwrites an earlier run; a replayed micro-batch rewrites only its own
+`batch=` folder. Readers take the files in the order they were written (modification time, then
+path), so where an event was archived twice they can keep the last copy (history: a correction) or
+the first (applications: the stream dead-letters a repeated id).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(load(LogSettings).level)
         gen = load(GeneratorSettings)
         args = parse_args(argv, gen)
-        kafka, topics = load(KafkaSettings), load(TopicSettings)
+        kafka, topics = load(KafkaSettings, service="producer"), load(TopicSettings)
         history = resolve_history(args.history, load(PathSettings))
         if not args.no_create_topics:
             ensure_topics(kafka, topics)

@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         configure(load(LogSettings).level)
-        kafka, topics = load(KafkaSettings), load(TopicSettings)
+        kafka, topics = load(KafkaSettings, service="consumer"), load(TopicSettings)
         return consume(kafka, topic_name(topics, args.stream), args.stream, args)
 
     return run_main(body)

@@ -12,6 +12,7 @@ from core.cli import run_main
 from core.errors import ConfigError, ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.stack import acl
 from core.streams import BY_NAME
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,14 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
     config = kafka.client_config("admin")
     config.pop("logger")  # the admin client's errors are raised, not logged
     return AdminClient(config)
+
+
+def visible(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
+    """The project's topics this client's principal may see: all of them on an open broker or as the
+    admin; a service's own ones otherwise (`core.stack.acl`)."""
+    if kafka.security_protocol == "PLAINTEXT" or kafka.username == acl.ADMIN:
+        return topics.all()
+    return acl.topic_names(kafka.username, topics, kafka.client_id)
 
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:
@@ -33,7 +42,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         raise ServiceError(
             f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}; is it up (make up)?"
         ) from exc
-    names = names or topics.all()
+    names = names or visible(kafka, topics)
     wanted = [n for n in names if n not in existing]
     config, compacted = {"retention.ms": str(topics.retention_ms)}, set(topics.compacted())
     new = [
@@ -51,6 +60,11 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
             future.result()
             created.append(name)
         except KafkaException as exc:
+            if exc.args[0].name() == "TOPIC_AUTHORIZATION_FAILED":
+                raise ServiceError(
+                    f"topic {name!r} does not exist and principal {kafka.username!r} may not create it; "
+                    "`make up` creates every topic (as the admin)"
+                ) from exc
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise ServiceError(f"cannot create topic {name!r}: {exc.args[0].str()}") from exc
     log.info("topics: %d created, %d already there", len(created), len(names) - len(wanted))
@@ -85,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(load(LogSettings).level)
         topics = load(TopicSettings)
         if args.command == "create":
-            ensure_topics(load(KafkaSettings), topics)
+            ensure_topics(load(KafkaSettings, service="admin"), topics)
         elif args.command == "list":
             print("\n".join(topics.all()))
         else:

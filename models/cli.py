@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from datetime import date
@@ -28,6 +27,7 @@ from models.data import TrainingSource
 from models.fit import DEVICES
 from models.metrics import OBJECTIVES
 from models.registry import promote
+from models.tracking import quiet_mlflow
 from models.train import TrainOptions, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -142,21 +142,13 @@ def summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-def quiet_mlflow() -> None:
-    """MLflow prints run URLs, download bars and advice (cloudpickle, pip) on every run; our own
-    progress lines say what happens, so only its errors are shown."""
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-
-
 def train_main(argv: list[str] | None = None) -> int:
     args = _train_parser().parse_args(argv)
 
     def body() -> int:
         configure(load(LogSettings).level)
         quiet_mlflow()
-        result = train(load(MlflowSettings), source_from(args), options_from(args))
+        result = train(load(MlflowSettings, service="trainer"), source_from(args), options_from(args))
         print(summary(result))
         return 0
 
@@ -173,7 +165,7 @@ def promote_main(argv: list[str] | None = None) -> int:
     def body() -> int:
         configure(load(LogSettings).level)
         quiet_mlflow()
-        result = promote(load(MlflowSettings), force=args.force)
+        result = promote(load(MlflowSettings, service="trainer"), force=args.force)
         print(("promoted: " if result.promoted else "not promoted: ") + result.reason)
         return 0 if result.promoted or result.champion == result.candidate else 1
 
@@ -218,7 +210,8 @@ def retrain_main(argv: list[str] | None = None) -> int:
     def body() -> int:
         configure(load(LogSettings).level)
         quiet_mlflow()
-        settings, source, options = load(MlflowSettings), source_from(args), options_from(args)
+        settings = load(MlflowSettings, service="trainer")
+        source, options = source_from(args), options_from(args)
 
         def cycle() -> bool:
             started = time.monotonic()

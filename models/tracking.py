@@ -6,6 +6,7 @@ checked with one `/health` request (2 s timeout) first.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -43,3 +44,11 @@ def connect(settings: MlflowSettings) -> MlflowClient:
     check_server(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def quiet_mlflow() -> None:
+    """MLflow prints run URLs, download bars and advice (cloudpickle, pip) on every run; our own
+    progress lines say what happens, so only its errors are shown."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)

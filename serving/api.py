@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         level = load(LogSettings).level
         configure(level)
         limit_torch_threads(settings.torch_threads)
-        mlflow = load(MlflowSettings)
+        mlflow = load(MlflowSettings, service="serving")
         app = create_app(build_holder(mlflow, settings), settings)
         log.info(
             "serving alias %r of %r from %s on http://%s:%d (docs at /docs)",

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {k: v for k, v in (("host", args.host), ("dashboard_port", args.port)) if v is not None}
         settings = load(ServingSettings, **overrides)
         configure(load(LogSettings).level)
-        kafka, topics = load(KafkaSettings), load(TopicSettings)
+        kafka, topics = load(KafkaSettings, service="dashboard"), load(TopicSettings)
         feed = TopicFeed(kafka, topics, LiveState(), settings.lookback_seconds)
         app = create_app(feed, ApiWatcher(settings.api_base()))
         log.info(

@@ -32,6 +32,9 @@ class Champion:
     checked: float = float("-inf")
     why_not: str = ""
     refusal: str = ""  # the last refusal logged
+    refused: str = (
+        ""  # the version refused last: a run's artifacts and digest never change, so not asked again
+    )
 
     def current(self) -> ModelRef | None:
         if time.monotonic() - self.checked < self.poll_s:
@@ -68,6 +71,8 @@ class Champion:
         """Why version `found` cannot be used (its scorer fails the checks of `load_scorer`: no
         artifact, no recorded SHA-256, a mismatch), said once per reason; None when it loads. The
         workers are only ever handed a version that passed here."""
+        if found.version == self.refused:
+            return self.refusal
         try:
             load_scorer(self.mlflow, found)
         except (RegistryError, ServiceError) as exc:
@@ -76,6 +81,7 @@ class Champion:
             if why != self.refusal:
                 log.error("%s: %s; %s", self.who, why, stay)
                 self.refusal = why
+            self.refused = found.version
             return why
         return None
 

@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from core.cli import run_main, stop_requested
+from core.errors import ConfigError
 from core.logging import configure
 from core.settings import (
     KafkaSettings,
@@ -23,10 +24,27 @@ from core.settings import (
     load,
 )
 from kafka_producer.topics import ensure_topics, partitions
+from models.tracking import quiet_mlflow
 from sparky.job import Job, resolve_master
+from sparky.queries import JOB, MONITORING, QUERIES
 from sparky.session import build_session, stop_session
 
 log = logging.getLogger(__name__)
+
+
+def kafka_for(settings: SparkJobSettings) -> KafkaSettings:
+    """Kafka as the principal of the queries LOANS_SPARK_QUERIES names; on a secured broker they
+    must share one (`spark` never reads loan.truth)."""
+    wanted = settings.queries.split(",")
+    principals = sorted({q.principal for q in QUERIES if q.name in wanted}) or ["spark"]
+    kafka = load(KafkaSettings, service=principals[-1])
+    if len(principals) > 1 and kafka.security_protocol != "PLAINTEXT":
+        raise ConfigError(
+            f"invalid setting LOANS_SPARK_QUERIES={settings.queries!r}: on a secured broker its queries "
+            f"run as different principals ({', '.join(principals)}); run {JOB} (make spark-app-single) "
+            f"and {MONITORING} (make spark-monitor) as two processes"
+        )
+    return kafka
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,15 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         configure(load(LogSettings).level)
         overrides = {"starting_offsets": "latest"} if args.from_latest else {}
         overrides |= {"starting_offsets": "earliest"} if args.from_beginning else {}
-        kafka, topics, settings = (
-            load(KafkaSettings),
-            load(TopicSettings),
-            load(SparkJobSettings, **overrides),
-        )
+        settings = load(SparkJobSettings, **overrides)
+        kafka, topics = kafka_for(settings), load(TopicSettings)
         ensure_topics(kafka, topics)
         settings = resolve_master(settings, partitions(kafka, topics.applications))
+        quiet_mlflow()  # before the JVM starts: its Python workers inherit the environment
         spark = build_session(settings, load(PathSettings))
-        job = Job(spark, kafka, topics, settings, load(MlflowSettings))
+        job = Job(spark, kafka, topics, settings, load(MlflowSettings, service="serving"))
         stop = stop_requested()  # after the session: Spark installs a Ctrl-C handler of its own
         job.start()
         try:

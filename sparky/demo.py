@@ -41,6 +41,7 @@ from kafka_producer.topics import admin_client, ensure_topics, partitions
 from models.registry import promote, resolve
 from models.train import TrainingSource, TrainOptions, train
 from sparky.job import Job, resolve_master
+from sparky.queries import QUERIES
 from sparky.session import build_session, stop_session
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def run_demo(
         realtime_batch="5 seconds",  # real-time risk reports its offsets every 5 s
         starting_offsets="latest",  # the demo's own traffic, not what the topics held before
         archive_trigger="5 seconds",  # dead letters and the lake within the demo's few seconds
+        queries=",".join(q.name for q in QUERIES),  # all, in one process (as the admin)
     )
     settings = resolve_master(settings, partitions(kafka, topics.applications))
     spark = build_session(settings, paths)
@@ -216,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         configure(load(LogSettings).level)
         kafka, topics, ml, paths = (
-            load(KafkaSettings),
+            load(KafkaSettings, service="admin"),  # the demo plays every service
             load(TopicSettings),
-            load(MlflowSettings),
+            load(MlflowSettings, service="trainer"),
             load(PathSettings),
         )
         ensure_topics(kafka, topics)

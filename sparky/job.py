@@ -1,8 +1,9 @@
 """The one Spark Structured Streaming job: Kafka in, six streams and model monitoring, dead letters
 and the lake out.
 
-`Job.start()` starts the queries of `sparky.queries.QUERIES` (risk, scores, windows, fraud, archive,
-monitor), each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it
+`Job.start()` starts the queries of `sparky.queries.QUERIES` named in LOANS_SPARK_QUERIES (risk,
+scores, windows, fraud, archive; outcomes and monitor in a process of their own on a secured
+broker), each checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>; `Job.run()` watches them: it
 logs each query's progress, starts scores and monitor once the registry has a champion, and restarts
 a query that fails from its checkpoint with backoff (a bounded number of times; then it raises). If
 one query fails to start, those already running are stopped and the error raised.
@@ -96,7 +97,7 @@ class Job:
                 f"invalid setting LOANS_SPARK_QUERIES={self.settings.queries!r}: no query "
                 f"{', '.join(unknown)}; choose from {', '.join(q.name for q in QUERIES)}"
             )
-        new_job = not exists(self.spark, self.settings.location("risk", "offsets"))
+        new_job = not any(exists(self.spark, self.settings.location(q, "offsets")) for q in wanted)
         if new_job:
             self.scores_start = self.settings.starting_offsets
         where = f"the {self.settings.starting_offsets} offsets (LOANS_SPARK_STARTING_OFFSETS)"

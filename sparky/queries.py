@@ -7,11 +7,16 @@ and only JVM expressions stand between Kafka and the latency-critical `risk` out
   a `challenger` alias is scored beside it (records flagged `shadow`).
 - windows (stats, segment, channel): ONE event-time aggregation, each row routed to its stream's topic.
 - fraud (fraud): keyed velocity state (numpy history per bucket of values), flagged per micro-batch.
-- archive (dlq, and the lake): applications, history and outcomes (truth), valid ones to the
-  Parquet lake (`core.lake`), the rest to loan.dlq with the reason.
+- archive (dlq, and the lake): applications and history, valid ones to the Parquet lake
+  (`core.lake`), the rest to loan.dlq with the reason.
+- outcomes (dlq, and the lake): loan.truth the same way (retraining's labels).
 - monitor (monitor): the registry's versions score the applications again, collected per window with
   the outcomes from loan.truth; per window and version, drift and accuracy (`models.monitor`).
   Starts once a champion exists.
+
+Each query runs as a Kafka principal (`Query.principal`, `core.stack.acl`): `spark` never reads
+loan.truth, so outcomes and monitor run as `outcomes`, in their own process on a secured broker
+(`make spark-monitor`).
 
 Every query reads Kafka and parses the JSON itself (about 20 µs a message: cheaper than a shared
 file feed's listing and logs, measured), from `job.starting_offsets` when its checkpoint is new.
@@ -135,15 +140,16 @@ def start_fraud(job: Job) -> StreamingQuery:
 
 @dataclass(frozen=True)
 class Archive:
-    """The `archive` query's handler: each input topic's valid events to its lake folder, partitioned
+    """An archiving query's handler: each input topic's valid events to its lake folder, partitioned
     by date and `<run>-<batch>` (a replayed batch replaces its own files), the rest to loan.dlq."""
 
     job: Job
+    name: str  # the query's
     parsers: dict[str, tuple[Parser, str]]  # topic -> (its parser, its lake folder)
     out: list[Column]  # dead letters as Kafka rows
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        letters, run = [], self.job.run_id("archive")
+        letters, run = [], self.job.run_id(self.name)
         for topic, (parser, folder) in self.parsers.items():
             parsed = parser(batch.where(F.col("topic") == topic))
             # the lake write counts the dead letters on its way (no cache, no second pass); only a
@@ -154,22 +160,29 @@ class Archive:
             if seen.get.get("bad"):
                 letters.append(parser.dead_letters(parsed).select(*self.out))
         if letters:
-            self.job.writer("archive").write(letters, batch_id)
+            self.job.writer(self.name).write(letters, batch_id)
 
 
-def start_archive(job: Job) -> StreamingQuery:
-    """Kafka loan.applications + loan.history + loan.truth (the outcomes, for retraining) -> the lake,
-    and dead letters -> loan.dlq."""
-    contracts: dict[str, type[BaseModel]] = {
-        "applications": LoanApplication,
-        "history": HistoricalLoan,
-        "truth": ApplicationTruth,
-    }
-    parsers = {getattr(job.topics, f): (Parser(contracts[f], job.settings), f) for f in lake.FOLDERS}
-    raw = read_kafka(job.spark, job.kafka, list(parsers), job.settings)
-    trigger = {"processingTime": job.settings.archive_trigger}
-    handle = Archive(job, parsers, kafka_columns(BY_NAME["dlq"], job.topics))
-    return start_batches(raw, "archive", handle, job.settings, trigger)
+CONTRACTS: dict[str, type[BaseModel]] = {  # lake folder (= input) -> its contract
+    "applications": LoanApplication,
+    "history": HistoricalLoan,
+    "truth": ApplicationTruth,
+}
+
+
+def _archiver(name: str, folders: tuple[str, ...]) -> Callable[[Job], StreamingQuery]:
+    """A query that archives the inputs `folders` (`core.lake.FOLDERS`) to the lake, dead letters
+    -> loan.dlq."""
+
+    def start(job: Job) -> StreamingQuery:
+        parsers = {getattr(job.topics, f): (Parser(CONTRACTS[f], job.settings), f) for f in folders}
+        raw = read_kafka(job.spark, job.kafka, list(parsers), job.settings)
+        trigger = {"processingTime": job.settings.archive_trigger}
+        handle = Archive(job, name, parsers, kafka_columns(BY_NAME["dlq"], job.topics))
+        return start_batches(raw, name, handle, job.settings, trigger)
+
+    start.__doc__ = f"Kafka {', '.join(folders)} -> the lake, dead letters -> loan.dlq."
+    return start
 
 
 def archive(events: DataFrame, path: str, run_id: str, batch_id: int) -> None:
@@ -210,6 +223,7 @@ class Query:
     name: str
     streams: tuple[str, ...]  # what it writes (core.streams)
     start: Callable[[Job], StreamingQuery]
+    principal: str = "spark"  # the Kafka principal it needs (`core.stack.acl`)
 
 
 QUERIES = (
@@ -217,7 +231,9 @@ QUERIES = (
     Query("scores", ("scores",), start_scores),
     Query("windows", tuple(d.stream for d in WINDOWED), start_windows),
     Query("fraud", ("fraud",), start_fraud),
-    Query("archive", ("dlq",), start_archive),
-    Query("monitor", ("monitor",), start_monitor),
+    Query("archive", ("dlq",), _archiver("archive", ("applications", "history"))),
+    Query("outcomes", ("dlq",), _archiver("outcomes", ("truth",)), "outcomes"),
+    Query("monitor", ("monitor",), start_monitor, "outcomes"),
 )
+JOB, MONITORING = "risk,scores,windows,fraud,archive", "outcomes,monitor"  # one process per principal
 NEEDS_MODEL = ("scores", "monitor")  # started once the registry has a champion

@@ -31,6 +31,10 @@ def connector_jars(paths: PathSettings) -> list[Path]:
     return jars.jar_list(jars.ensure(SPARK_POM, paths.jars / "spark", provided=provided))
 
 
+# the Kafka options carry the SASL password (kafka.sasl.jaas.config): never in plans or the UI
+REDACTION = ("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
+
+
 def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bool) -> SparkConf:
     """Everything the job's session is configured with."""
     return SparkConf().setAll(
@@ -44,6 +48,7 @@ def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bo
             ("spark.sql.session.timeZone", "UTC"),
             ("spark.ui.enabled", str(ui).lower()),
             ("spark.ui.host", job.ui_host),  # loopback unless configured
+            REDACTION,
             ("spark.ui.showConsoleProgress", "false"),  # progress bars garble the log
             ("spark.sql.streaming.stateStore.providerClass", ROCKSDB),
             # a commit writes the batch's changes, not a copy of the store

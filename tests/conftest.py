@@ -18,7 +18,11 @@ import pytest
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
+# The fixtures' brokers are open unless a test secures its own (test_security): the protocol a
+# developer's `make up` wrote to .loans/secrets.env (SASL) must not reach them.
+os.environ["LOANS_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
+
+from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings  # noqa: E402
 from core.stack import jars
 from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer

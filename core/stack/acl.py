@@ -37,6 +37,7 @@ from core.errors import ServiceError
 from core.settings import TopicSettings
 from core.streams import BY_NAME, OUTPUTS
 
+ADMIN = "admin"  # the broker's one super user (core.stack.kafka)
 SERVICES = ("producer", "spark", "outcomes", "consumer", "dashboard", "bench")
 SCRAM_ITERATIONS = 8192
 
@@ -97,6 +98,12 @@ def grants(topics: TopicSettings, client_id: str = "loan-stream") -> dict[str, l
             *_writer(client_id),
         ],
     }
+
+
+def topic_names(service: str, topics: TopicSettings, client_id: str = "loan-stream") -> list[str]:
+    """The topics `service` may touch, in the project's order."""
+    mine = {g.name for g in grants(topics, client_id).get(service, []) if g.kind is ResourceType.TOPIC}
+    return [t for t in topics.all() if t in mine]
 
 
 def bindings(service: str, grant_list: list[Grant]) -> list[AclBinding]:

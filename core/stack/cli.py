@@ -9,16 +9,30 @@ import time
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import SECRETS_FILE, LogSettings, PathSettings, StackSettings, load
-from core.stack import jars, secrets
-from core.stack.kafka import KafkaBroker
+from core.settings import (
+    SECRETS_FILE,
+    KafkaSettings,
+    LogSettings,
+    MlflowSettings,
+    PathSettings,
+    StackSettings,
+    TopicSettings,
+    load,
+)
+from core.stack import acl, jars, secrets
+from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 
 log = logging.getLogger(__name__)
 
 
+MLFLOW_USERS = (ADMIN, "trainer", "serving")  # trainer logs and promotes models, serving loads them
+
+
 def local_stack(paths: PathSettings, stack: StackSettings) -> tuple[KafkaBroker, MlflowServer]:
-    """The broker and MLflow server of `make up`, with their state under `paths.home`."""
+    """The broker and MLflow server of `make up`, with their state under `paths.home`; secured with
+    the admin passwords of the secrets file unless LOANS_STACK_SECURE=false."""
+    stored = secrets.read(SECRETS_FILE) if stack.secure else {}
     broker = KafkaBroker(
         paths.home / "kafka",
         paths.jars / "kafka",
@@ -26,22 +40,43 @@ def local_stack(paths: PathSettings, stack: StackSettings) -> tuple[KafkaBroker,
         stack.kafka_port,
         stack.kafka_controller_port,
         stack.kafka_heap,
+        stored.get(secrets.password_key(secrets.KAFKA, ADMIN), ""),
     )
-    return broker, MlflowServer(paths.home / "mlflow", stack.host, stack.mlflow_port)
+    mlflow = MlflowServer(
+        paths.home / "mlflow", stack.host, stack.mlflow_port,
+        stored.get(secrets.password_key(secrets.MLFLOW, ADMIN), ""),
+    )  # fmt: skip
+    return broker, mlflow
 
 
 def up(paths: PathSettings, stack: StackSettings) -> None:
-    """Resolve jars (once), start the broker and MLflow unless already running, wait for health."""
+    """Resolve jars (once), make the secrets that are missing, start the broker and MLflow unless
+    already running (as configured), wait for health; secured: create each service's principal, ACLs,
+    quotas and MLflow user."""
     jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
-    if secrets.ensure(SECRETS_FILE):
-        log.info("secrets: created %s (owner-only; never commit it)", SECRETS_FILE)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.home.chmod(0o700)  # broker data, MLflow's users, the lake: the owner's only
+    users = {secrets.KAFKA: (ADMIN, *acl.SERVICES), secrets.MLFLOW: MLFLOW_USERS} if stack.secure else {}
+    protocol = "SASL_PLAINTEXT" if stack.secure else "PLAINTEXT"
+    if added := secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol}):
+        log.info("secrets: %d made in %s (owner-only; never commit it)", len(added), SECRETS_FILE)
     broker, mlflow = local_stack(paths, stack)
     started = time.monotonic()
     broker.start(stack.start_timeout_s)
     mlflow.start(stack.start_timeout_s)
+    if stack.secure:
+        client_id = load(KafkaSettings, service=ADMIN).client_id
+        acl.apply(broker.admin(), secrets.passwords(SECRETS_FILE, secrets.KAFKA, acl.SERVICES),
+                  load(TopicSettings), client_id)  # fmt: skip
+        broker.set_quotas(stack.kafka_quotas)
+        ml = load(MlflowSettings)
+        mlflow.add_users(secrets.passwords(SECRETS_FILE, secrets.MLFLOW, MLFLOW_USERS[1:]))
+        mlflow.grant("trainer", ml.experiment, ml.model_name)
     log.info(
-        "stack up in %.1f s: kafka %s, mlflow %s", time.monotonic() - started, broker.bootstrap, mlflow.uri
-    )
+        "stack up in %.1f s: kafka %s (%s), mlflow %s (%s)", time.monotonic() - started, broker.bootstrap,
+        "SASL/SCRAM, ACLs" if stack.secure else "PLAINTEXT, open", mlflow.uri,
+        "basic-auth" if stack.secure else "open",
+    )  # fmt: skip
 
 
 def down(paths: PathSettings, stack: StackSettings) -> None:

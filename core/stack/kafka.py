@@ -10,21 +10,27 @@ Kafka's StandardAuthorizer denies whatever no ACL allows; `admin` is the only su
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from core.errors import ServiceError
 from core.stack import jars
+from core.stack.acl import ADMIN  # the one super user: creates the others and their ACLs
 from core.stack.process import ManagedProcess, check_running, require_free, wait_until
 
 log = logging.getLogger(__name__)
-ADMIN = "admin"  # the one super user: creates the others and their ACLs
 
 _LOG4J = """Configuration:
   Appenders:
@@ -75,10 +81,17 @@ class KafkaBroker:
     def start(self, timeout_s: float = 60.0) -> float:
         """Start (or find running) and wait until it answers a metadata request; return seconds taken."""
         if self.process.pid() is not None:
-            log.info("kafka broker already running at %s", self.bootstrap)
-            return 0.0
+            if self._running_secured() == bool(self.admin_password):
+                log.info("kafka broker already running at %s", self.bootstrap)
+                return 0.0
+            log.info(
+                "kafka broker: restarting it to turn SASL and ACLs %s", "on" if self.admin_password else "off"
+            )
+            self.stop()
         require_free(self.host, self.port, "LOANS_STACK_KAFKA_PORT")
         require_free(self.host, self.controller_port, "LOANS_STACK_KAFKA_CONTROLLER_PORT")
+        if self.admin_password and self._formatted() and not self._admin_marker().exists():
+            self._add_admin_credential(timeout_s)
         self._write_config()
         self._format_storage()
         java = shutil.which("java")
@@ -120,6 +133,51 @@ class KafkaBroker:
             "sasl.mechanism": "SCRAM-SHA-512",
             "sasl.username": ADMIN,
             "sasl.password": self.admin_password,
+        }
+
+    def admin(self) -> AdminClient:
+        """An admin client of the admin principal (a super user on a secured broker)."""
+        return AdminClient({"bootstrap.servers": self.bootstrap, **self.admin_security()}, logger=_quiet)
+
+    def set_quotas(self, quotas: dict[str, dict[str, int]]) -> None:
+        """Client quotas per principal, e.g. {"dashboard": {"consumer_byte_rate": 5242880}} (bytes/s),
+        with Kafka's own kafka-configs tool (librdkafka has no client-quota API)."""
+        applied = self.home / "quotas.json"  # what was set last: each tool run starts a JVM (~4 s)
+        if applied.exists() and json.loads(applied.read_text()) == quotas:
+            return
+        for user, limits in quotas.items():
+            if limits:
+                values = ",".join(f"{k}={v}" for k, v in limits.items())
+                self._tool("kafka.admin.ConfigCommand", "--alter", "--add-config", values,
+                           "--entity-type", "users", "--entity-name", user)  # fmt: skip
+        applied.write_text(json.dumps(quotas))
+
+    def quotas(self, user: str) -> str:
+        """What kafka-configs says of `user`'s quotas (one line)."""
+        return self._tool("kafka.admin.ConfigCommand", "--describe", "--entity-type", "users",
+                          "--entity-name", user)  # fmt: skip
+
+    def _tool(self, main: str, *args: str) -> str:
+        """Run one of Kafka's command-line tools against this broker, as the admin; its stdout."""
+        client = self.home / "admin-client.properties"  # the admin's password: owner-only
+        client.touch(mode=0o600)
+        client.chmod(0o600)
+        client.write_text("".join(f"{k}={v}\n" for k, v in self._client_props().items()))
+        cmd = [shutil.which("java") or "java", "-cp", jars.classpath(self.jar_dir), main,
+               "--bootstrap-server", self.bootstrap, "--command-config", str(client), *args]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
+        if result.returncode != 0:
+            raise ServiceError(f"{main.rsplit('.', 1)[-1]} {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def _client_props(self) -> dict[str, str]:
+        if not self.admin_password:
+            return {}
+        return {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN}" password="{self.admin_password}";',
         }
 
     def _ready(self) -> bool:
@@ -179,8 +237,35 @@ class KafkaBroker:
             "allow.everyone.if.no.acl.found": "false",
         }
 
+    def _running_secured(self) -> bool:
+        config = self._config_file()
+        return config.exists() and "sasl.enabled.mechanisms" in config.read_text()
+
+    def _formatted(self) -> bool:
+        return (self.home / "data" / "meta.properties").exists()
+
+    def _admin_marker(self) -> Path:
+        """Present once the storage holds the admin's SCRAM credential."""
+        return self.home / "admin-credential"
+
+    def _add_admin_credential(self, timeout_s: float) -> None:
+        """Storage formatted without SASL (an earlier open `make up`) has no admin credential, and a
+        secured broker cannot start without one: start it open once and create it (topics kept)."""
+        log.info("kafka broker: its storage was made without SASL; adding the admin's credential once")
+        open_broker = replace(self, admin_password="")
+        open_broker.start(timeout_s)
+        try:
+            info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+            upsert = UserScramCredentialUpsertion(ADMIN, info, self.admin_password.encode())
+            admin = open_broker.admin()  # held while its futures run
+            for future in admin.alter_user_scram_credentials([upsert]).values():
+                future.result()
+        finally:
+            open_broker.stop()
+        self._admin_marker().touch()
+
     def _format_storage(self) -> None:
-        if (self.home / "data" / "meta.properties").exists():
+        if self._formatted():
             return
         cmd = [
             shutil.which("java") or "java",
@@ -200,6 +285,8 @@ class KafkaBroker:
             raise ServiceError(
                 f"formatting KRaft storage in {self.home / 'data'} failed: {result.stderr.strip()}"
             )
+        if self.admin_password:
+            self._admin_marker().touch()
 
 
 def _cluster_id() -> str:

@@ -7,13 +7,14 @@ what they did (`add_users`: `trainer` logs, registers and promotes models, `serv
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
-import os
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +23,6 @@ from core.stack.process import ManagedProcess, check_running, require_free, wait
 
 log = logging.getLogger(__name__)
 ADMIN = "admin"
-
-
-@contextmanager
-def _as_user(user: str, password: str) -> Iterator[None]:
-    """MLflow's client takes its credentials from the environment."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ |= {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass(frozen=True)
@@ -61,8 +47,14 @@ class MlflowServer:
     def start(self, timeout_s: float = 60.0) -> float:
         """Start (or find running) and wait until `/health` answers; return seconds taken."""
         if self.process.pid() is not None:
-            log.info("mlflow server already running at %s", self.uri)
-            return 0.0
+            if self._mode().exists() and self._mode().read_text() == self._wanted_mode():
+                log.info("mlflow server already running at %s", self.uri)
+                return 0.0
+            log.info(
+                "mlflow server: restarting it to turn authentication %s",
+                "on" if self.admin_password else "off",
+            )
+            self.stop()
         require_free(self.host, self.port, "LOANS_STACK_MLFLOW_PORT")
         artifacts = self.home.resolve() / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -94,6 +86,7 @@ class MlflowServer:
                 ).hexdigest(),
             }
         self.process.start(cmd, env=env)
+        self._mode().write_text(self._wanted_mode())
         waited = wait_until(self._ready, timeout_s, f"mlflow server at {self.uri}", self.process.log_file)
         check_running(self.process)
         log.info("mlflow server healthy at %s after %.1f s", self.uri, waited)
@@ -110,6 +103,12 @@ class MlflowServer:
             raise ServiceError(f"mlflow server exited during start-up; see {self.process.log_file}")
         return _health(self.uri)
 
+    def _mode(self) -> Path:
+        return self.home / "auth-mode"
+
+    def _wanted_mode(self) -> str:
+        return "basic-auth" if self.admin_password else "open"
+
     def _auth_config(self) -> Path:
         path = self.home.resolve() / "basic_auth.ini"
         path.write_text(
@@ -121,17 +120,47 @@ class MlflowServer:
 
     def add_users(self, passwords: dict[str, str]) -> None:
         """Create each user (e.g. trainer, serving) unless it exists, as the admin."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.server.auth.client import AuthServiceClient
+        for user, password in passwords.items():
+            status, text = self._admin_call(
+                "POST", "2.0/mlflow/users/create", {"username": user, "password": password}
+            )
+            if status != 200 and "already exists" not in text:
+                raise ServiceError(f"cannot create MLflow user {user}: HTTP {status} {text[:200]}")
 
-        with _as_user(ADMIN, self.admin_password):
-            client = AuthServiceClient(self.uri)
-            for user, password in passwords.items():
-                try:
-                    client.create_user(user, password)
-                except MlflowException as exc:
-                    if "already exists" not in str(exc):
-                        raise ServiceError(f"cannot create MLflow user {user}: {exc}") from exc
+    def grant(self, user: str, experiment: str, model: str) -> None:
+        """Let `user` manage `experiment` and registered `model` where they exist already (made before
+        authentication was on: nobody owns them, so other users could only read them)."""
+        grants = []
+        status, text = self._admin_call(
+            "GET", "2.0/mlflow/experiments/get-by-name", {"experiment_name": experiment}
+        )
+        if status == 200:
+            grants.append(("experiment", json.loads(text)["experiment"]["experiment_id"]))
+        if self._admin_call("GET", "2.0/mlflow/registered-models/get", {"name": model})[0] == 200:
+            grants.append(("registered_model", model))
+        for kind, resource in grants:
+            body = {"username": user, "resource_type": kind, "resource_id": resource, "permission": "MANAGE"}
+            status, text = self._admin_call("POST", "3.0/mlflow/users/permissions/grant", body)
+            if status != 200 and "already exists" not in text:
+                raise ServiceError(
+                    f"cannot let MLflow user {user} manage {kind} {resource}: HTTP {status} {text[:200]}"
+                )
+
+    def _admin_call(self, method: str, path: str, body: dict[str, str]) -> tuple[int, str]:
+        """One REST call to the server as the admin: (HTTP status, body text)."""
+        url, data = f"{self.uri}/api/{path}", None
+        if method == "GET":
+            url += "?" + urllib.parse.urlencode(body)
+        else:
+            data = json.dumps(body).encode()
+        token = base64.b64encode(f"{ADMIN}:{self.admin_password}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310 - our http URI
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
 
     def _db(self) -> Path:
         return self.home.resolve() / "mlflow.db"

@@ -3,18 +3,30 @@ first start, read by every settings class after the environment and `.env` (`cor
 
     LOANS_GEN_SSN_KEY=<43 random URL-safe characters>   # HMAC key of the SSN hashes
     LOANS_GEN_SSN_KEY_VERSION=1
+    LOANS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT        # how the local broker is reached
+    LOANS_KAFKA_PASSWORD_ADMIN=...                      # one per Kafka principal (core.stack.acl)
+    LOANS_KAFKA_PASSWORD_PRODUCER=...
+    LOANS_MLFLOW_PASSWORD_TRAINER=...                   # one per MLflow user (admin, trainer, serving)
 
-`rotate_ssn_key` (`make rotate-ssn-key`) replaces the key and adds one to its version; the lines it
-does not own are kept.
+Each client finds its own principal's password by its name (`core.settings.stored_password`).
+`rotate_ssn_key` (`make rotate-ssn-key`) replaces the SSN key and adds one to its version; the lines
+it does not own are kept.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 KEY, VERSION = "LOANS_GEN_SSN_KEY", "LOANS_GEN_SSN_KEY_VERSION"
+PROTOCOL = "LOANS_KAFKA_SECURITY_PROTOCOL"
+KAFKA, MLFLOW = "LOANS_KAFKA_", "LOANS_MLFLOW_"  # prefixes of the passwords' keys
+
+
+def password_key(prefix: str, user: str) -> str:
+    return f"{prefix}PASSWORD_{user.upper()}"
 
 
 def read(path: Path) -> dict[str, str]:
@@ -34,15 +46,24 @@ def write(path: Path, values: dict[str, str]) -> None:
     path.chmod(0o600)  # an older file made with a wider mode
 
 
-def ensure(path: Path) -> bool:
-    """Create the secrets that are missing; True if anything was added."""
+def ensure(path: Path, users: Mapping[str, Iterable[str]] | None = None, **settings: str) -> list[str]:
+    """Create the secrets that are missing (the SSN key; a password per user, `users`: key prefix ->
+    user names) and set `settings` (e.g. the protocol); return the names of the keys added."""
     values = read(path)
-    if values.get(KEY):
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        return False
-    write(path, values | {KEY: secrets.token_urlsafe(32), VERSION: values.get(VERSION, "1")})
-    return True
+    wanted = {KEY: secrets.token_urlsafe(32), VERSION: "1"}
+    for prefix, names in (users or {}).items():
+        wanted |= {password_key(prefix, user): secrets.token_urlsafe(24) for user in names}
+    added = {k: v for k, v in wanted.items() if not values.get(k)}
+    updated = values | added | settings
+    if updated != values or path.stat().st_mode & 0o077:
+        write(path, updated)
+    return list(added)
+
+
+def passwords(path: Path, prefix: str, users: Iterable[str]) -> dict[str, str]:
+    """user -> password, for the users of `prefix` (e.g. KAFKA) that the file holds."""
+    values = read(path)
+    return {u: values[password_key(prefix, u)] for u in users if values.get(password_key(prefix, u))}
 
 
 def rotate_ssn_key(path: Path) -> int:

@@ -53,8 +53,8 @@ def written_lake(
     assert producer.close(30).failed == 0
     work = tmp_path_factory.mktemp("retrain")
     settings = SparkJobSettings(
-        checkpoint_dir=work / "chk", lake_dir=work / "lake", queries="archive", archive_trigger="1 second",
-        starting_offsets="earliest",
+        checkpoint_dir=work / "chk", lake_dir=work / "lake", queries="archive,outcomes",
+        archive_trigger="1 second", starting_offsets="earliest",
     )  # fmt: skip
     job = Job(spark, kafka, topics, settings)
     job.start()

@@ -27,6 +27,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.job import Job
+from sparky.session import REDACTION
 from sparky.transactional import last_committed
 
 pytestmark = pytest.mark.integration
@@ -121,8 +122,9 @@ def test_each_service_reaches_exactly_its_topics(secured: Secured) -> None:
 
 
 def test_the_pipeline_runs_with_each_service_on_its_own_principal(
-    secured: Secured, spark: SparkSession, tmp_path: Path
+    secured: Secured, spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    spark.conf.set(*REDACTION)  # as the job's session is built (sparky.session.spark_conf)
     batch = ApplicationGenerator(seed=21).batch(100, datetime.now(UTC) - timedelta(minutes=5), 0.5)
     sender = EventProducer(secured.as_("producer"))
     send_frame(sender, TOPICS.applications, batch.applications, "application_id")
@@ -139,6 +141,10 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
         assert set(batch.applications["application_id"]) <= set(risk)
         assert read_topic(secured.as_("consumer"), TOPICS.output("stats"), 1, timeout_s=60)
         assert job.failed() is None
+        job.queries["risk"].explain(extended=True)  # the plan names the Kafka options...
+        plan = capsys.readouterr().out
+        assert "kafka.sasl.jaas.config" in plan
+        assert secured.passwords["spark"] not in plan  # ...but never the password
         # what a restarted query reads first: its last committed marker, as the job's principal
         marker = f"risk.{job.run_id('risk')}"
         last = last_committed(secured.as_("spark"), TOPICS.commits, marker)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
+import stat
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException, Producer
 
+from core.settings import KafkaSettings, TopicSettings
+from core.stack import secrets
+from core.stack.kafka import KafkaBroker
 from core.stack.process import free_port
+from kafka_producer.topics import admin_client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -60,26 +69,78 @@ def home(tmp_path: Path, repo_root: Path) -> Path:
 
 
 def test_up_twice_status_down_leaves_nothing(stack_env: dict[str, str], home: Path) -> None:
+    """`make up` as first tried (open, LOANS_STACK_SECURE=false), then as shipped (secured by default):
+    the same broker storage gets its admin credential, keeps its topics, and refuses strangers."""
+    open_env = stack_env | {"LOANS_STACK_SECURE": "false"}
+    bootstrap = f"127.0.0.1:{stack_env['LOANS_STACK_KAFKA_PORT']}"
     try:
-        first = _stack("up", stack_env)
+        first = _stack("up", open_env)
         assert first.returncode == 0, first.stderr
-        assert "kafka broker healthy" in first.stderr
-        pids = set(_our_processes(home))
-        assert len(pids) >= 2
+        assert "kafka broker healthy" in first.stderr and "PLAINTEXT, open" in first.stderr
+        ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings(), ["kept.topic"])
 
         second = _stack("up", stack_env)
         assert second.returncode == 0, second.stderr
-        assert "already running" in second.stderr
+        assert "made without SASL; adding the admin's credential" in second.stderr
+        assert "SASL/SCRAM, ACLs" in second.stderr and "basic-auth" in second.stderr
+        pids = set(_our_processes(home))
+        assert len(pids) >= 2
+
+        third = _stack("up", stack_env)
+        assert third.returncode == 0, third.stderr
+        assert "already running" in third.stderr
         assert set(_our_processes(home)) == pids  # no second broker
 
         status = _stack("status", stack_env)
         assert status.returncode == 0
         assert status.stdout.count("healthy") == 2
+        _secured_as_configured(home, bootstrap, int(stack_env["LOANS_STACK_MLFLOW_PORT"]))
     finally:
         down = _stack("down", stack_env)
     assert down.returncode == 0
     assert _our_processes(home) == []
     assert _stack("status", stack_env).returncode == 1
+
+
+def _secured_as_configured(home: Path, bootstrap: str, mlflow_port: int) -> None:
+    """The secrets are owner-only; strangers are refused by the broker and MLflow; the producer's
+    principal writes its topics; the dashboard's quota is set; trainer is an MLflow user."""
+    secret_file = home / "secrets.env"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    stored = secrets.read(secret_file)
+    assert stored[secrets.PROTOCOL] == "SASL_PLAINTEXT"
+
+    def as_(user: str) -> KafkaSettings:
+        password = stored[secrets.password_key(secrets.KAFKA, user)]
+        return KafkaSettings(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT",
+                             username=user, password=password)  # fmt: skip
+
+    with pytest.raises(KafkaException):
+        admin_client(KafkaSettings(bootstrap_servers=bootstrap)).list_topics(timeout=5)
+    assert "kept.topic" in admin_client(as_("admin")).list_topics(timeout=10).topics  # kept over the switch
+    topics = TopicSettings()
+    ensure_topics(as_("admin"), topics)  # as `make up` does next (loans-topics create)
+    assert set(admin_client(as_("producer")).list_topics(timeout=10).topics) >= set(topics.inputs())
+    producer = Producer(as_("producer").producer_config("stack-test"))
+    producer.produce(topics.applications, b"{}")
+    assert producer.flush(30) == 0
+    broker = KafkaBroker(home / "kafka", home / "jars" / "kafka", port=int(bootstrap.rsplit(":", 1)[1]),
+                         admin_password=stored[secrets.password_key(secrets.KAFKA, "admin")])  # fmt: skip
+    assert "consumer_byte_rate=5242880" in broker.quotas("dashboard")
+
+    def mlflow_status(user: str, password: str) -> int:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        url = f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/search?max_results=1"
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - http URL we built
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert mlflow_status("trainer", "wrong") == 401
+    assert mlflow_status("trainer", stored[secrets.password_key(secrets.MLFLOW, "trainer")]) == 200
 
 
 def test_port_taken_by_someone_else_is_one_clear_line(stack_env: dict[str, str], home: Path) -> None:

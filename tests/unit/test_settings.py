@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,53 @@ def test_unknown_topic_name_lists_choices() -> None:
     assert topic_name(TopicSettings(), "risk") == "loan.risk"
     with pytest.raises(ConfigError, match="choose one of: applications, history"):
         topic_name(TopicSettings(), "nope")
+
+
+def test_each_service_is_its_own_principal_with_its_stored_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a secured broker an entry point's `service` is its principal, and its password is the one
+    `make up` stored for it (LOANS_KAFKA_PASSWORD_<SERVICE>); LOANS_KAFKA_USERNAME overrides."""
+    monkeypatch.setattr("core.settings.SECRETS_FILE", Path("/nonexistent/secrets.env"))
+    monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("LOANS_KAFKA_PASSWORD_PRODUCER", "p-secret")
+    monkeypatch.setenv("LOANS_KAFKA_PASSWORD_SPARK", "s-secret")
+    producer = load(KafkaSettings, service="producer")
+    assert producer.security()["sasl.username"] == "producer"
+    assert producer.security()["sasl.password"] == "p-secret"
+    assert 'username="producer" password="p-secret"' in producer.spark_options()["kafka.sasl.jaas.config"]
+    monkeypatch.setenv("LOANS_KAFKA_USERNAME", "spark")
+    assert load(KafkaSettings, service="producer").security()["sasl.password"] == "s-secret"
+    monkeypatch.delenv("LOANS_KAFKA_USERNAME")
+    with pytest.raises(ConfigError, match="needs a username and password") as err:
+        load(KafkaSettings, service="dashboard")  # no password stored for it
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    assert load(KafkaSettings, service="dashboard").security() == {}  # open broker: no credentials
+
+
+def test_mlflow_users_come_from_the_secrets_only_when_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import MlflowSettings
+
+    monkeypatch.delenv("LOANS_MLFLOW_PASSWORD_TRAINER", raising=False)
+    monkeypatch.setattr("core.settings.SECRETS_FILE", Path("/nonexistent/secrets.env"))
+    assert load(MlflowSettings, service="trainer").username == ""  # an open server: anonymous
+    monkeypatch.setenv("LOANS_MLFLOW_PASSWORD_TRAINER", "t-secret")
+    trainer = load(MlflowSettings, service="trainer")
+    assert (trainer.username, trainer.password.get_secret_value()) == ("trainer", "t-secret")
+
+
+def test_a_job_mixing_principals_on_a_secured_broker_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.settings import SparkJobSettings
+    from sparky.cli import kafka_for
+
+    monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("LOANS_KAFKA_PASSWORD_SPARK", "s")
+    monkeypatch.setenv("LOANS_KAFKA_PASSWORD_OUTCOMES", "o")
+    assert kafka_for(SparkJobSettings()).username == "spark"
+    assert kafka_for(SparkJobSettings(queries="outcomes,monitor")).username == "outcomes"
+    with pytest.raises(ConfigError, match="make spark-monitor") as err:
+        kafka_for(SparkJobSettings(queries="risk,monitor"))
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    kafka_for(SparkJobSettings(queries="risk,monitor"))  # an open broker: one process may run all
