@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics demo retrain rotate-ssn-key \
+.PHONY: help install jars bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -41,8 +41,17 @@ down: .venv/.installed ## stop what `make up` started
 	@$(RUN) loans-stack down
 status: .venv/.installed ## what runs where
 	@$(RUN) loans-stack status
-topics: .venv/.installed ## print every topic the project uses
+topics: .venv/.installed ## print every topic name the project uses
 	@$(RUN) loans-topics list
+YES := $(if $(filter 1,$(FORCE)),--yes,)
+kafka-list: up ## the project's topics as the broker has them: partitions, replicas, retention, end offsets
+	@$(RUN) loans-topics describe
+kafka-delete-all: up ## delete every project topic and its records (asks; FORCE=1 does not)
+	@$(RUN) loans-topics delete-all $(YES)
+kafka-recreate: up ## delete and create every project topic, empty (asks; FORCE=1 does not)
+	@$(RUN) loans-topics recreate $(YES)
+clean: .venv/.installed ## remove local state: checkpoints, lake, broker/MLflow data, secrets (asks; FORCE=1 does not; stack down first)
+	@$(RUN) loans-stack clean $(YES)
 
 PRODUCER_ARGS ?= --rate 500
 kafka-producer-single: up ## publish Lending Club history, then live applications at 500/s until Ctrl-C (PRODUCER_ARGS=...)

@@ -1,4 +1,5 @@
-"""The one error-handling point of every CLI: a project error is one line on stderr and exit 2."""
+"""The one error-handling point of every CLI (a project error is one line on stderr and exit 2), and
+what CLIs share: a clean stop on Ctrl-C, asking before destroying something."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def stop_requested() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
     return stop
+
+
+def confirmed(question: str, yes: bool) -> bool:
+    """True with --yes (FORCE=1); else ask on the terminal (no terminal: no)."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question} [y/N] no terminal to ask: run again with FORCE=1 (--yes)")
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")

@@ -1,14 +1,17 @@
-"""`loans-topics`: create the project's topics (idempotently), list them, or print a topic's name."""
+"""`loans-topics`: create the project's topics (idempotently), describe them as the broker has them,
+delete or recreate them (asking first), list their names, or print a topic's name."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
+from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
-from core.cli import run_main
+from core.cli import confirmed, run_main
 from core.errors import ConfigError, ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
@@ -84,11 +87,99 @@ def partitions(kafka: KafkaSettings, topic: str) -> int:
     return len(meta.partitions)
 
 
+@dataclass(frozen=True)
+class TopicState:
+    """One topic as the broker has it."""
+
+    name: str
+    partitions: int
+    replication: int
+    retention_ms: str
+    cleanup: str
+    end_offsets: int  # sum over partitions: records ever written (before compaction and retention)
+
+
+def describe(kafka: KafkaSettings, names: list[str]) -> list[TopicState | str]:
+    """Each of `names` as the broker has it, or the name alone where it does not exist."""
+    admin = admin_client(kafka)
+    try:
+        meta = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise ServiceError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}; is it up (make up)?"
+        ) from exc
+    present = [n for n in names if n in meta and meta[n].error is None]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in present]
+    configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()} if resources else {}
+    wanted = {TopicPartition(n, p): OffsetSpec.latest() for n in present for p in meta[n].partitions}
+    ends = {tp.topic: 0 for tp in wanted}
+    for tp, offset in _end_offsets(admin, wanted).items():
+        ends[tp.topic] += offset
+    out: list[TopicState | str] = []
+    for name in names:
+        if name not in present:
+            out.append(name)
+            continue
+        parts = meta[name].partitions.values()
+        config = configs[name]
+        out.append(TopicState(
+            name, len(parts), len(next(iter(parts)).replicas) if parts else 0,
+            config["retention.ms"].value, config["cleanup.policy"].value, ends[name],
+        ))  # fmt: skip
+    return out
+
+
+def _end_offsets(admin: AdminClient, wanted: dict[TopicPartition, OffsetSpec]) -> dict[TopicPartition, int]:
+    """Latest offsets; a partition just created may have no leader for a moment: asked again (30 s)."""
+    deadline, waits = time.monotonic() + 30, ("NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE")
+    while True:
+        try:
+            found = admin.list_offsets(wanted).items() if wanted else []
+            return {tp: future.result().offset for tp, future in found}
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.name() in waits) or time.monotonic() > deadline:
+                raise ServiceError(f"cannot read the topics' end offsets: {error.str()}") from exc
+            time.sleep(0.5)
+
+
+def print_topics(states: list[TopicState | str]) -> None:
+    head = ("topic", "partitions", "replicas", "retention", "cleanup", "end offsets")
+    print("{:<22} {:>10} {:>8} {:>12} {:<15} {:>12}".format(*head))
+    for state in states:
+        if isinstance(state, str):
+            print(f"{state:<22} {'missing (make up creates it)'}")
+            continue
+        retention = "forever" if state.retention_ms == "-1" else f"{int(state.retention_ms) / 3_600_000:g} h"
+        print(f"{state.name:<22} {state.partitions:>10} {state.replication:>8} {retention:>12} "
+              f"{state.cleanup:<15} {state.end_offsets:>12,}")  # fmt: skip
+
+
+def delete_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
+    """Delete those of `names` that exist; return them."""
+    admin = admin_client(kafka)
+    existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
+    for name, future in (admin.delete_topics(existing, operation_timeout=30) if existing else {}).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise ServiceError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from exc
+    deadline = time.monotonic() + 30  # deletion is asynchronous: wait until the broker forgets them
+    while set(existing) & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log.info("topics: %d deleted", len(existing))
+    return existing
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-topics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("create", help="create every topic that does not exist yet")
     sub.add_parser("list", help="print every topic name the project uses")
+    sub.add_parser("describe", help="the project's topics as the broker has them (make kafka-list)")
+    for command, what in (("delete-all", "delete"), ("recreate", "delete and create again, empty,")):
+        destructive = sub.add_parser(command, help=f"{what} every project topic (asks first)")
+        destructive.add_argument("--yes", action="store_true", help="do not ask (make ... FORCE=1)")
     name = sub.add_parser(
         "name", help="print one topic's name: applications, history, truth, dlq or a stream"
     )
@@ -98,8 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         configure(load(LogSettings).level)
         topics = load(TopicSettings)
+        if args.command in ("create", "describe", "delete-all", "recreate"):
+            kafka = load(KafkaSettings, service="admin")  # topics are the admin's to make and remove
         if args.command == "create":
-            ensure_topics(load(KafkaSettings, service="admin"), topics)
+            ensure_topics(kafka, topics)
+        elif args.command == "describe":
+            print_topics(describe(kafka, topics.all()))
+        elif args.command in ("delete-all", "recreate"):
+            question = f"{args.command}: delete every record of {len(topics.all())} topics "
+            question += f"at {kafka.bootstrap_servers}?"
+            if not confirmed(question, args.yes):
+                return 1
+            delete_topics(kafka, topics.all())
+            if args.command == "recreate":
+                ensure_topics(kafka, topics)
         elif args.command == "list":
             print("\n".join(topics.all()))
         else:

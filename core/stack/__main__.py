@@ -1,4 +1,4 @@
-"""`python -m core.stack up|down|status|jars`, the same as `loans-stack`."""
+"""`python -m core.stack up|down|status|jars|rotate-ssn-key|clean`, the same as `loans-stack`."""
 
 from core.stack.cli import main
 

@@ -1,13 +1,16 @@
-"""`loans-stack up|down|status|rotate-ssn-key`: the embedded local stack behind `make up`, `make down`,
+"""`loans-stack up|down|status|rotate-ssn-key|clean`: the embedded local stack behind `make up`, `make down`,
 `make status`, and its secrets (`core.stack.secrets`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
+from pathlib import Path
 
-from core.cli import run_main
+from core.cli import confirmed, run_main
+from core.errors import ServiceError
 from core.logging import configure
 from core.settings import (
     SECRETS_FILE,
@@ -15,6 +18,7 @@ from core.settings import (
     LogSettings,
     MlflowSettings,
     PathSettings,
+    SparkJobSettings,
     StackSettings,
     TopicSettings,
     load,
@@ -99,9 +103,34 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
     return 0 if all(r[3] for r in rows) else 1
 
 
+def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes: bool) -> int:
+    """Remove local state (checkpoints, the lake, broker and MLflow data, logs, secrets): never source
+    files, never the jar cache; the stack must be down."""
+    if running := [s.process.name for s in local_stack(paths, stack) if s.process.pid() is not None]:
+        raise ServiceError(f"{' and '.join(running)} still running: `make down` first, then `make clean`")
+    local = [
+        Path(p.removeprefix("file://"))
+        for p in (job.checkpoint_dir, job.lake_dir)
+        if "://" not in p.removeprefix("file://")
+    ]
+    home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + [SECRETS_FILE]
+    doomed = [p for p in dict.fromkeys([*local, *home]) if p.exists()]
+    if not doomed:
+        print("nothing to clean")
+        return 0
+    print("would remove:\n" + "\n".join(f"  {p}" for p in doomed))
+    if not confirmed("remove them (Kafka topics, models and secrets included)?", yes):
+        return 1
+    for path in doomed:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    print(f"removed {len(doomed)}; kept the jar cache {paths.jars} (make up starts afresh)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "jars", "rotate-ssn-key"])
+    parser.add_argument("command", choices=["up", "down", "status", "jars", "rotate-ssn-key", "clean"])
+    parser.add_argument("--yes", action="store_true", help="clean: do not ask (make clean FORCE=1)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -114,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rotate-ssn-key":
             version = secrets.rotate_ssn_key(SECRETS_FILE)
             print(f"SSN key version {version} written to {SECRETS_FILE}; restart the producer to use it")
+        elif args.command == "clean":
+            return clean(paths, stack, load(SparkJobSettings), args.yes)
         elif args.command == "jars":
             jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
         else:
