@@ -60,27 +60,44 @@ def up(paths: PathSettings, stack: StackSettings) -> None:
     jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
     paths.home.mkdir(parents=True, exist_ok=True)
     paths.home.chmod(0o700)  # broker data, MLflow's users, the lake: the owner's only
-    users = {secrets.KAFKA: (ADMIN, *acl.SERVICES), secrets.MLFLOW: MLFLOW_USERS} if stack.secure else {}
-    protocol = "SASL_PLAINTEXT" if stack.secure else "PLAINTEXT"
+    broker, mlflow = local_stack(paths, stack)
+    kafka_theirs, mlflow_theirs = broker.serves_elsewhere(), mlflow.serves_elsewhere()
+    for service, theirs in ((broker, kafka_theirs), (mlflow, mlflow_theirs)):
+        if theirs:
+            log.info(
+                "%s: one not started by `make up` already answers at %s (docker compose?): using it as it "
+                "is (no principals, users or quotas made there)", service.process.name, _where(service),
+            )  # fmt: skip
+    secure_kafka, secure_mlflow = stack.secure and not kafka_theirs, stack.secure and not mlflow_theirs
+    users: dict[str, tuple[str, ...]] = {secrets.KAFKA: (ADMIN, *acl.SERVICES)} if secure_kafka else {}
+    users |= {secrets.MLFLOW: MLFLOW_USERS} if secure_mlflow else {}
+    protocol = "SASL_PLAINTEXT" if secure_kafka else "PLAINTEXT"
     if added := secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol}):
         log.info("secrets: %d made in %s (owner-only; never commit it)", len(added), SECRETS_FILE)
-    broker, mlflow = local_stack(paths, stack)
+    broker, mlflow = local_stack(paths, stack)  # with the passwords just made
     started = time.monotonic()
-    broker.start(stack.start_timeout_s)
-    mlflow.start(stack.start_timeout_s)
-    if stack.secure:
+    if not kafka_theirs:
+        broker.start(stack.start_timeout_s)
+    if not mlflow_theirs:
+        mlflow.start(stack.start_timeout_s)
+    if secure_kafka:
         client_id = load(KafkaSettings, service=ADMIN).client_id
         acl.apply(broker.admin(), secrets.passwords(SECRETS_FILE, secrets.KAFKA, acl.SERVICES),
                   load(TopicSettings), client_id)  # fmt: skip
         broker.set_quotas(stack.kafka_quotas)
+    if secure_mlflow:
         ml = load(MlflowSettings)
         mlflow.add_users(secrets.passwords(SECRETS_FILE, secrets.MLFLOW, MLFLOW_USERS[1:]))
         mlflow.grant("trainer", ml.experiment, ml.model_name)
     log.info(
         "stack up in %.1f s: kafka %s (%s), mlflow %s (%s)", time.monotonic() - started, broker.bootstrap,
-        "SASL/SCRAM, ACLs" if stack.secure else "PLAINTEXT, open", mlflow.uri,
-        "basic-auth" if stack.secure else "open",
+        "SASL/SCRAM, ACLs" if secure_kafka else "PLAINTEXT, open", mlflow.uri,
+        "basic-auth" if secure_mlflow else "open",
     )  # fmt: skip
+
+
+def _where(service: KafkaBroker | MlflowServer) -> str:
+    return service.bootstrap if isinstance(service, KafkaBroker) else service.uri
 
 
 def down(paths: PathSettings, stack: StackSettings) -> None:
@@ -94,11 +111,15 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
     """Print one line per service; exit 0 if all run and answer, 1 otherwise."""
     broker, mlflow = local_stack(paths, stack)
     rows = [
-        (broker.process.name, broker.process.pid(), broker.bootstrap, broker.healthy()),
-        (mlflow.process.name, mlflow.process.pid(), mlflow.uri, mlflow.healthy()),
+        (s.process.name, s.process.pid(), _where(s), s.healthy() or s.serves_elsewhere())
+        for s in (broker, mlflow)
     ]
     for name, pid, where, healthy in rows:
-        state = "healthy" if healthy else ("running, not answering" if pid else "stopped")
+        state = (
+            ("healthy" if pid else "healthy, not ours")
+            if healthy
+            else ("running, not answering" if pid else "stopped")
+        )
         print(f"{name:<14} {state:<24} pid={pid or '-':<8} {where}   log: {paths.home.resolve()}")
     return 0 if all(r[3] for r in rows) else 1
 

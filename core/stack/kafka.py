@@ -28,7 +28,7 @@ from confluent_kafka.admin import (
 from core.errors import ServiceError
 from core.stack import jars
 from core.stack.acl import ADMIN  # the one super user: creates the others and their ACLs
-from core.stack.process import ManagedProcess, check_running, require_free, wait_until
+from core.stack.process import ManagedProcess, check_running, port_free, require_free, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,15 @@ class KafkaBroker:
 
     def stop(self) -> bool:
         return self.process.stop()
+
+    def serves_elsewhere(self) -> bool:
+        """A broker not started by us already answers at our address (`docker compose up`, another
+        stack): an open one, since we hold no credentials for any other."""
+        return (
+            self.process.pid() is None
+            and not port_free(self.host, self.port)
+            and _answers(self.bootstrap, {}, timeout_s=3)
+        )
 
     def healthy(self) -> bool:
         return self.process.pid() is not None and _answers(self.bootstrap, self.admin_security(), timeout_s=3)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ServiceError
-from core.stack.process import ManagedProcess, check_running, require_free, wait_until
+from core.stack.process import ManagedProcess, check_running, port_free, require_free, wait_until
 
 log = logging.getLogger(__name__)
 ADMIN = "admin"
@@ -97,6 +97,10 @@ class MlflowServer:
 
     def healthy(self) -> bool:
         return self.process.pid() is not None and _health(self.uri)
+
+    def serves_elsewhere(self) -> bool:
+        """An MLflow server not started by us already answers at our address."""
+        return self.process.pid() is None and not port_free(self.host, self.port) and _health(self.uri)
 
     def _ready(self) -> bool:
         if self.process.exited():

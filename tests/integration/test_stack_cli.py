@@ -155,3 +155,26 @@ def test_port_taken_by_someone_else_is_one_clear_line(stack_env: dict[str, str],
         "stop it or set LOANS_STACK_KAFKA_PORT to a free port"
     )
     assert _our_processes(home) == []
+
+
+def test_up_uses_a_broker_and_mlflow_already_serving(
+    stack_env: dict[str, str], home: Path, kafka_bootstrap: str, mlflow_uri: str
+) -> None:
+    """`docker compose up -d` (here: the fixtures' broker and MLflow) then `make up`: it notices both
+    answer at the configured addresses, uses them, starts nothing and stops nothing."""
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    env = stack_env | {
+        "LOANS_STACK_HOST": host,
+        "LOANS_STACK_KAFKA_PORT": port,
+        "LOANS_STACK_MLFLOW_PORT": mlflow_uri.rsplit(":", 1)[1],
+    }
+    up = _stack("up", env)
+    assert up.returncode == 0, up.stderr
+    assert up.stderr.count("not started by `make up` already answers") == 2
+    assert "PLAINTEXT, open" in up.stderr  # its own security, not ours
+    assert _our_processes(home) == []  # nothing started
+    assert secrets.read(home / "secrets.env")[secrets.PROTOCOL] == "PLAINTEXT"
+    status = _stack("status", env)
+    assert status.returncode == 0 and status.stdout.count("healthy, not ours") == 2
+    assert _stack("down", env).returncode == 0
+    assert admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)).list_topics(timeout=10)  # still up
