@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars browser bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -26,10 +26,11 @@ lint: .venv/.installed ## ruff lint + format check
 	$(RUN) ruff check . && $(RUN) ruff format --check .
 typecheck: .venv/.installed ## mypy on every package
 	$(RUN) mypy
-browser: ## Chromium for the dashboard's browser test (Debian's package; says how if it cannot install it)
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "chromium not installed: 'sudo apt-get install chromium' (the dashboard's browser test skips without it)"
-test: install browser lint typecheck ## the whole suite: lint, types, unit and integration tests (starts its own Kafka + MLflow)
+test-tools: ## Chromium (dashboard browser test) and Prometheus (Grafana dashboard's queries), Debian packages
+	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+	  || (apt-get update -qq && apt-get install -y -qq chromium prometheus >/dev/null) \
+	  || echo "not installed: 'sudo apt-get install chromium prometheus' (the tests that need them skip, saying so)"
+test: install test-tools lint typecheck ## the whole suite: lint, types, unit and integration tests (starts its own Kafka + MLflow)
 	$(RUN) pytest $(PYTEST_ARGS)
 test-unit: .venv/.installed ## unit tests only (no services)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)

@@ -394,6 +394,17 @@ class GeneratorSettings(BaseSettings):
     ssn_key_version: int = Field(1, ge=1, description="travels with each hash; `make rotate-ssn-key` adds 1")
 
 
+class MetricsSettings(BaseSettings):
+    """Where each long-running service serves its Prometheus metrics (the API serves them on its own
+    port at /metrics). Port 0: none."""
+
+    model_config = _config("LOANS_METRICS_")
+    host: str = Field("127.0.0.1", description="loopback unless a Prometheus elsewhere must scrape")
+    job_port: int = Field(9101, ge=0, le=65535, description="the Spark job (per query)")
+    monitor_port: int = Field(9103, ge=0, le=65535, description="the monitoring job (make spark-monitor)")
+    producer_port: int = Field(9102, ge=0, le=65535, description="loans-produce (sent, delivered, failed)")
+
+
 class LogSettings(BaseSettings):
     """Log level of the project's own loggers."""
 

@@ -15,9 +15,19 @@ from pathlib import Path
 from core.cli import run_main
 from core.errors import ConfigError
 from core.logging import configure
-from core.settings import GeneratorSettings, KafkaSettings, LogSettings, PathSettings, TopicSettings, load
+from core.metrics import serve
+from core.settings import (
+    GeneratorSettings,
+    KafkaSettings,
+    LogSettings,
+    MetricsSettings,
+    PathSettings,
+    TopicSettings,
+    load,
+)
 from generator.applications import ApplicationGenerator
 from generator.lending_club import ReadReport
+from kafka_producer.metrics import registry
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_history, publish_live
 from kafka_producer.topics import ensure_topics
@@ -96,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         producer = EventProducer(kafka)
         progress = Progress(producer.stats)
         report, live = ReadReport(), 0
+        where = load(MetricsSettings)
+        stop_metrics = None
+        if where.producer_port:
+            stop_metrics = serve(
+                registry(producer.stats), where.host, where.producer_port, "LOANS_METRICS_PRODUCER_PORT"
+            )
+            log.info("metrics: http://%s:%d/metrics (Prometheus)", where.host, where.producer_port)
         try:
             report = publish_history(producer, topics, history, args.seed, args.history_count, progress)
             if args.count != 0:
@@ -106,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\nstopping: Ctrl-C, flushing what was sent", file=sys.stderr)
         stats = producer.close()
+        if stop_metrics is not None:
+            stop_metrics()
         progress.tick(force=True)
         print(
             f"done: {live:,} live applications, history from {history}; {stats.delivered:,} messages "

@@ -30,6 +30,7 @@ from core.logging import configure
 from core.settings import LogSettings, MlflowSettings, load
 from serving.champion import ChampionHolder
 from serving.guard import Guard
+from serving.metrics import Metrics
 from serving.predictor import Predictor
 from serving.schemas import (
     EXAMPLE,
@@ -148,6 +149,11 @@ def create_app(holder: ChampionHolder, settings: ServingSettings | None = None) 
     app.add_middleware(
         Guard, max_body_bytes=settings.max_body_bytes, api_key=settings.api_key.get_secret_value()
     )
+
+    def served() -> str | None:
+        return None if (champion := holder.current()) is None else str(champion.version)
+
+    app.add_middleware(Metrics, version=served)  # outermost: the guard's refusals are counted too
     with_request_schemas(app, (Application, BatchRequest))
     app.state.predictor = predictor
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 from core.cli import run_main, stop_requested
 from core.errors import ConfigError
@@ -17,6 +18,7 @@ from core.logging import configure
 from core.settings import (
     KafkaSettings,
     LogSettings,
+    MetricsSettings,
     MlflowSettings,
     PathSettings,
     SparkJobSettings,
@@ -25,6 +27,7 @@ from core.settings import (
 )
 from kafka_producer.topics import ensure_topics, partitions
 from models.tracking import quiet_mlflow
+from sparky import metrics
 from sparky.job import Job, resolve_master
 from sparky.queries import JOB, MONITORING, QUERIES
 from sparky.session import build_session, stop_session
@@ -45,6 +48,17 @@ def kafka_for(settings: SparkJobSettings) -> KafkaSettings:
             f"and {MONITORING} (make spark-monitor) as two processes"
         )
     return kafka
+
+
+def serve_metrics(job: Job, where: MetricsSettings) -> Callable[[], None] | None:
+    """The job's Prometheus metrics (`sparky.metrics`) on LOANS_METRICS_JOB_PORT, or _MONITOR_PORT for
+    the monitoring process (the `outcomes` principal's), unless 0."""
+    port = where.monitor_port if job.kafka.service == "outcomes" else where.job_port
+    if not port:
+        return None
+    stop = metrics.serve(lambda: dict(job.queries), where.host, port)
+    log.info("metrics: http://%s:%d/metrics (Prometheus)", where.host, port)
+    return stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         job = Job(spark, kafka, topics, settings, load(MlflowSettings, service="serving"))
         stop = stop_requested()  # after the session: Spark installs a Ctrl-C handler of its own
         job.start()
+        stop_metrics = serve_metrics(job, load(MetricsSettings))
         try:
             job.run(args.progress_every, args.duration, stop)
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             job.stop(restore_logs=False)
             stop_session(spark)
         return 0

@@ -41,6 +41,7 @@ from core.settings import duration
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, monitor, risk, scores, segment, stats, windows
 from sparky.champion import CHALLENGER
+from sparky.metrics import DEAD_LETTERS
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
 from sparky.source import PAYLOAD_KEEP, Parser, read_kafka, valid_events
 
@@ -157,8 +158,9 @@ class Archive:
             seen = Observation()
             counted = parsed.observe(seen, F.sum(F.when(F.col("ok"), 0).otherwise(1)).alias("bad"))
             archive(valid_events(counted), self.job.settings.lake(folder), run, batch_id)
-            if seen.get.get("bad"):
+            if bad := seen.get.get("bad"):
                 letters.append(parser.dead_letters(parsed).select(*self.out))
+                DEAD_LETTERS.labels(self.name, topic).inc(bad)
         if letters:
             self.job.writer(self.name).write(letters, batch_id)
 

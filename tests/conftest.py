@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # The fixtures' brokers are open unless a test secures its own (test_security): the protocol a
 # developer's `make up` wrote to .loans/secrets.env (SASL) must not reach them.
 os.environ["LOANS_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
+# ...and the services the tests start serve no metrics on the fixed ports unless a test gives one
+os.environ["LOANS_METRICS_JOB_PORT"] = os.environ["LOANS_METRICS_PRODUCER_PORT"] = "0"
 
 from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings  # noqa: E402
 from core.stack import jars

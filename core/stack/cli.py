@@ -16,6 +16,7 @@ from core.settings import (
     SECRETS_FILE,
     KafkaSettings,
     LogSettings,
+    MetricsSettings,
     MlflowSettings,
     PathSettings,
     SparkJobSettings,
@@ -24,8 +25,10 @@ from core.settings import (
     load,
 )
 from core.stack import acl, jars, secrets
+from core.stack import status as status_of
 from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.mlflow_server import MlflowServer
+from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,14 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
             else ("running, not answering" if pid else "stopped")
         )
         print(f"{name:<14} {state:<24} pid={pid or '-':<8} {where}   log: {paths.home.resolve()}")
-    return 0 if all(r[3] for r in rows) else 1
+    serving = load(ServingSettings)
+    others = status_of.parts(load(MetricsSettings), serving.host, serving.port, serving.dashboard_port)
+    for part in others:
+        print(
+            f"{part.name:<14} {part.state:<24} {part.where}"
+            + (f"\n{'':<15}{part.detail}" if part.detail else "")
+        )
+    return 0 if all(r[3] for r in rows) and not any(p.problem for p in others) else 1
 
 
 def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes: bool) -> int:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from core.settings import StackSettings, TopicSettings
+from core.settings import MetricsSettings, StackSettings, TopicSettings
+from serving.settings import ServingSettings
 
 
 def _compose(repo_root: Path) -> dict:
@@ -34,3 +35,31 @@ def test_compose_kafka_is_kraft_and_same_version_as_local_jars(repo_root: Path) 
     pom = (repo_root / "infra" / "kafka" / "pom.xml").read_text()
     version = kafka["image"].split(":")[1]
     assert f"<kafka.version>{version}</kafka.version>" in pom
+
+
+def test_monitoring_profile_is_loopback_and_its_files_exist(repo_root: Path) -> None:
+    """`docker compose --profile monitoring`: Prometheus and Grafana only with the profile, listening on
+    loopback, their mounted files in the repo, the dashboard's job names scraped by the config."""
+    import json
+    import re
+
+    services = _compose(repo_root)["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+        for volume in services[name]["volumes"]:
+            assert (repo_root / volume.split(":")[0]).exists(), volume
+    assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+    config = yaml.safe_load((repo_root / "infra" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {c["job_name"]: c["static_configs"][0]["targets"][0] for c in config["scrape_configs"]}
+    port = {n: f.default for n, f in MetricsSettings.model_fields.items()}  # (the tests' env turns them off)
+    assert scraped == {  # the services' default addresses
+        "loan-stream-job": f"127.0.0.1:{port['job_port']}",
+        "loan-stream-monitor": f"127.0.0.1:{port['monitor_port']}",
+        "loan-stream-producer": f"127.0.0.1:{port['producer_port']}",
+        "loan-stream-api": f"127.0.0.1:{ServingSettings.model_fields['port'].default}",
+    }
+    dashboard = (repo_root / "infra" / "grafana" / "dashboards" / "loan-stream.json").read_text()
+    named = {j for group in re.findall(r'job=~\\"([^"\\]+)\\"', dashboard) for j in group.split("|")}
+    assert named and named <= set(scraped)
+    assert json.loads(dashboard)["uid"] == "loan-stream"

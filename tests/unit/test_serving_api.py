@@ -299,3 +299,29 @@ def test_beyond_loopback_an_api_key_is_required() -> None:
 def test_a_whole_number_beyond_64_bits_is_a_422(client: httpx.Client) -> None:
     response = client.post("/predict", json={**EXAMPLE, "open_acc": 10**30})  # found by the schemathesis run
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "open_acc"
+
+
+def test_metrics_count_requests_by_path_and_status_and_show_the_version(client: httpx.Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for _ in range(3):
+        assert client.post("/predict", json=EXAMPLE).status_code == 200
+    assert client.post("/predict", json={**EXAMPLE, "dti": "x"}).status_code == 422
+    assert client.post("/predict", content=b"a", headers={"content-type": "text/plain"}).status_code == 415
+    for made_up in ("/a", "/b/c", "/predict/../etc"):
+        client.get(made_up)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    requests = "loans_api_requests_total"
+    assert samples[(requests, (("path", "/predict"), ("status", "200")))] == 3
+    assert samples[(requests, (("path", "/predict"), ("status", "422")))] == 1
+    assert samples[(requests, (("path", "/predict"), ("status", "415")))] == 1  # the guard's answer, counted
+    assert samples[(requests, (("path", "other"), ("status", "404")))] == 3  # no label made up by a client
+    assert samples[("loans_api_request_seconds_count", (("path", "/predict"),))] == 5
+    assert samples[("loans_api_model_version", ())] == 7
+    assert not any(name == "loans_api_errors_total" and value for (name, _), value in samples.items())

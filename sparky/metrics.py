@@ -1,0 +1,133 @@
+"""The job's Prometheus metrics, read from each query's last progress report when scraped (no loop
+of our own): input and processed rates, batch duration, how far behind the input topics' ends it is
+(lag), rows dropped as late, when its last batch ran; plus the dead letters the archiving queries
+wrote. Served on LOANS_METRICS_JOB_PORT (loopback); `make status` reads them too.
+
+    loans_job_query_active{query}                       1 while the query runs
+    loans_job_input_rows_per_second{query}              as Spark's progress reports them
+    loans_job_processed_rows_per_second{query}
+    loans_job_batch_duration_seconds{query}             the last micro-batch's wall time
+    loans_job_last_batch_timestamp_seconds{query}       when the last batch started (epoch s)
+    loans_job_lag_records{query,topic}                  records behind the topic's end, summed over partitions
+    loans_job_lag_growing{query}                        1 if the lag grew over the last 4 batches
+    loans_job_late_rows_total{query}                    rows dropped by the watermark
+    loans_job_dead_letters_total{query,topic}           malformed input messages sent to loan.dlq
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pyspark.sql.streaming import StreamingQuery
+
+from core import metrics
+
+REGISTRY = CollectorRegistry()
+DEAD_LETTERS = Counter(
+    "loans_job_dead_letters",
+    "malformed input messages sent to the DLQ",
+    ["query", "topic"],
+    registry=REGISTRY,
+)
+GROWING_OVER = 4  # batches
+
+
+def lag(progress: dict[str, Any]) -> dict[str, int]:
+    """Topic -> records between where the batch ended and the newest offset Kafka had (all partitions)."""
+    out: dict[str, int] = {}
+    for source in progress.get("sources", []):
+        end, latest = (_offsets(source.get(k)) for k in ("endOffset", "latestOffset"))
+        for topic, partitions in latest.items():
+            done = end.get(topic, {})
+            out[topic] = out.get(topic, 0) + sum(max(0, o - done.get(p, o)) for p, o in partitions.items())
+    return out
+
+
+def _offsets(value: object) -> dict[str, dict[str, int]]:
+    parsed = json.loads(value) if isinstance(value, str) else (value or {})
+    if not isinstance(parsed, dict):
+        return {}
+    return {t: {p: int(o) for p, o in ps.items()} for t, ps in parsed.items() if isinstance(ps, dict)}
+
+
+class QueryCollector(Collector):
+    """Reads `queries()` (name -> query) on each scrape."""
+
+    def __init__(self, queries: Callable[[], dict[str, StreamingQuery]]) -> None:
+        self.queries = queries
+        self.history: dict[str, deque[tuple[int, int]]] = {}  # query -> (batch id, total lag)
+        self.lock = threading.Lock()
+
+    def growing(self, name: str, batch: int, total: int) -> bool:
+        with self.lock:
+            seen = self.history.setdefault(name, deque(maxlen=GROWING_OVER))
+            if not seen or seen[-1][0] != batch:
+                seen.append((batch, total))
+            lags = [t for _, t in seen]
+        return len(lags) == GROWING_OVER and lags[-1] > 0 and all(a < b for a, b in pairwise(lags))
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        gauges = {
+            name: GaugeMetricFamily(f"loans_job_{name}", help_, labels=["query"])
+            for name, help_ in (
+                ("query_active", "1 while the query runs"),
+                ("input_rows_per_second", "input rate of the last micro-batch"),
+                ("processed_rows_per_second", "processing rate of the last micro-batch"),
+                ("batch_duration_seconds", "wall time of the last micro-batch"),
+                ("last_batch_timestamp_seconds", "when the last micro-batch started"),
+                ("lag_growing", "1 if the lag grew over the last batches"),
+            )
+        }
+        lags = GaugeMetricFamily(
+            "loans_job_lag_records", "records behind the topic's end", labels=["query", "topic"]
+        )
+        late = CounterMetricFamily("loans_job_late_rows", "rows dropped by the watermark", labels=["query"])
+        for name, query in self.queries().items():
+            progress: dict[str, Any] = query.lastProgress or {}
+            gauges["query_active"].add_metric([name], float(query.isActive))
+            gauges["input_rows_per_second"].add_metric([name], float(progress.get("inputRowsPerSecond") or 0))
+            gauges["processed_rows_per_second"].add_metric(
+                [name], float(progress.get("processedRowsPerSecond") or 0)
+            )
+            took = (progress.get("durationMs") or {}).get("triggerExecution", 0)
+            gauges["batch_duration_seconds"].add_metric([name], took / 1000)
+            if stamp := progress.get("timestamp"):
+                started = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                gauges["last_batch_timestamp_seconds"].add_metric([name], started)
+            behind = lag(progress)
+            for topic, records in behind.items():
+                lags.add_metric([name, topic], records)
+            batch = int(progress.get("batchId", -1))
+            gauges["lag_growing"].add_metric([name], float(self.growing(name, batch, sum(behind.values()))))
+            dropped = sum(
+                int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", [])
+            )
+            late.add_metric([name], dropped)
+        yield from gauges.values()
+        yield lags
+        yield late
+
+
+def serve(queries: Callable[[], dict[str, StreamingQuery]], host: str, port: int) -> Callable[[], None]:
+    """Serve the job's metrics on host:port; returns what stops the server."""
+    REGISTRY.register(collector := QueryCollector(queries))
+    try:
+        stop_server = metrics.serve(REGISTRY, host, port, "LOANS_METRICS_JOB_PORT")
+    except Exception:
+        REGISTRY.unregister(collector)
+        raise
+
+    def stop() -> None:
+        stop_server()
+        REGISTRY.unregister(collector)
+
+    return stop
