@@ -166,16 +166,23 @@ def promote(settings: MlflowSettings, force: bool = False) -> PromotionResult:
         )
     frame = validation_data(settings, candidate)
     cand_auc = _auc_on(load_scorer(settings, candidate), frame)
-    if champion is None:
+    champion_scorer, unusable = None, ""
+    if champion is not None:
+        try:
+            champion_scorer = load_scorer(settings, champion)
+        except RegistryError as exc:  # a champion the job and the API refuse is no champion
+            unusable = f"{CHAMPION} version {champion.version} cannot be loaded ({exc})"
+    if champion is None or champion_scorer is None:
+        why = unusable or f"no {CHAMPION} yet"
         result = PromotionResult(
             True,
-            f"no {CHAMPION} yet; version {candidate.version} (valid AUC {cand_auc:.4f}) becomes it",
+            f"{why}; version {candidate.version} (valid AUC {cand_auc:.4f}) becomes it",
             candidate.version,
-            None,
+            champion.version if champion else None,
             cand_auc,
         )
     else:
-        champ_auc = _auc_on(load_scorer(settings, champion), frame)
+        champ_auc = _auc_on(champion_scorer, frame)
         better = cand_auc > champ_auc
         versus = (
             f"valid AUC {cand_auc:.4f} vs {champ_auc:.4f} for {CHAMPION} version {champion.version} "

@@ -281,7 +281,7 @@ def resolve_master(settings: SparkJobSettings, partitions: int) -> SparkJobSetti
     some for the other queries: `local[*]` becomes cores + partitions; a smaller `local[N]` is a
     ConfigError saying what to set."""
     match = LOCAL.match(settings.master)
-    if settings.risk_mode != "realtime" or match is None:
+    if settings.risk_mode != "realtime" or match is None or "risk" not in settings.queries.split(","):
         return settings
     cores = os.cpu_count() or 2
     needed = partitions + 2

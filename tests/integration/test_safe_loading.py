@@ -119,3 +119,9 @@ def test_a_scorer_changed_after_training_fails_its_checksum(ml: MlflowSettings) 
         client.log_model_artifacts(model_id, str(folder), f"artifacts/{ARTIFACT}")
     with pytest.raises(RegistryError, match="do not match the SHA-256 recorded at training"):
         load_scorer(ml, candidate)
+    # a champion nobody may load is no champion: the next sound candidate replaces it, no --force needed
+    client.set_registered_model_alias(ml.model_name, "champion", candidate.version)
+    train(ml, TrainingSource.synthetic(rows=3000, seed=6), TrainOptions.quick())
+    result = promote(ml)
+    assert result.promoted and f"champion version {candidate.version} cannot be loaded" in result.reason
+    assert (now := resolve(ml, "champion")) is not None and now.version != candidate.version
