@@ -39,6 +39,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics, partitions
 from models.registry import promote, resolve
+from models.tracking import connect
 from models.train import TrainingSource, TrainOptions, train
 from sparky.job import Job, resolve_master
 from sparky.queries import QUERIES
@@ -62,8 +63,8 @@ def kafka_round_trip(kafka: KafkaSettings, topics: TopicSettings, count: int) ->
 
 
 def mlflow_round_trip(settings: MlflowSettings) -> float:
-    """Log a metric to the tracking server and read it back."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    """Log a metric to the tracking server and read it back (as the settings' user)."""
+    connect(settings)
     mlflow.set_experiment("loan-stream-demo")
     with mlflow.start_run(run_name="demo") as run:
         mlflow.log_metric("demo_metric", 0.42)
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka, topics, ml, paths = (
             load(KafkaSettings, service="admin"),  # the demo plays every service
             load(TopicSettings),
-            load(MlflowSettings, service="trainer"),
+            load(MlflowSettings, service="admin"),  # MLflow's too
             load(PathSettings),
         )
         ensure_topics(kafka, topics)
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_champion(ml))
         counts = run_demo(kafka, topics, ml, paths, args)
         print("next: make kafka-producer-single, make spark-app-single, make kafka-consumer-output-scores")
+        print("      make spark-monitor (model monitoring, loan.monitor: its own process and principal)")
         print(
             "      make serve (API docs at http://127.0.0.1:8000/docs), make dashboard (http://127.0.0.1:8050)"
         )

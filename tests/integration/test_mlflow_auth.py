@@ -18,6 +18,7 @@ from core.stack.process import free_port
 from models.registry import load_scorer, promote, resolve
 from models.tracking import connect
 from models.train import TrainingSource, TrainOptions, train
+from sparky.demo import mlflow_round_trip
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +69,15 @@ def test_trainer_writes_serving_reads(
         client.delete_registered_model("auth-model")
     connect(trainer)
     assert MlflowClient(uri).get_registered_model("auth-model").name == "auth-model"
+
+
+def test_the_demos_round_trip_authenticates(
+    users: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo`'s first MLflow call, as a user of an authenticating server (it once skipped the
+    credentials: 401 on a fresh `make up`)."""
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # restored after the test
+        monkeypatch.delenv(name, raising=False)
+    uri, passwords = users
+    trainer = MlflowSettings(tracking_uri=uri, username="trainer", password=passwords["trainer"])
+    assert mlflow_round_trip(trainer) == 0.42
