@@ -17,7 +17,6 @@ is refused, and scoring stays on the version it had."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from core.errors import ConfigError
 from core.events import LoanApplication
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from sparky.champion import CHALLENGER, Champion
+from sparky.metrics import late_rows, read_offsets
 from sparky.queries import NEEDS_MODEL, QUERIES
 from sparky.session import exists
 from sparky.sink import AtLeastOnce, Writer
@@ -189,7 +189,7 @@ class Job:
         their last progress reports; scores while it waits for a champion."""
         late = self.waiting() if self.champion_ready() else []
         for name, q in self.queries.items():
-            done = read_offsets(q, topic)
+            done = read_offsets(q.lastProgress or {}, topic)
             if any(done.get(p, 0) < end for p, end in target.items() if end > 0):
                 late.append(name)
         return late
@@ -230,7 +230,7 @@ class Job:
                 name,
                 p.get("inputRowsPerSecond", 0.0) or 0.0,
                 p.get("processedRowsPerSecond", 0.0) or 0.0,
-                late_rows(q),
+                late_rows(p),
             )
 
     def stop(self, restore_logs: bool = True) -> None:
@@ -254,23 +254,6 @@ class Job:
                 context.setLogLevel(self.settings.log_level)
                 py4j.setLevel(py4j_level)
         log.info("stopped %d queries", len(self.queries))
-
-
-def late_rows(query: StreamingQuery) -> int:
-    """Rows dropped so far by this query's watermark, as reported in its last progress."""
-    progress: dict[str, Any] = query.lastProgress or {}
-    return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
-
-
-def read_offsets(query: StreamingQuery, topic: str) -> dict[int, int]:
-    """Partition -> offset this query has read `topic` up to, as its last progress reports."""
-    progress: dict[str, Any] = query.lastProgress or {}
-    done: dict[int, int] = {}
-    for source in progress.get("sources", []):
-        end = source.get("endOffset") or "{}"
-        offsets = json.loads(end) if isinstance(end, str) else end
-        done |= {int(p): int(o) for p, o in (offsets.get(topic) or {}).items()}
-    return done
 
 
 LOCAL = re.compile(r"^local\[(\d+|\*)(,\d+)?\]$")

@@ -52,6 +52,19 @@ def lag(progress: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def read_offsets(progress: dict[str, Any], topic: str) -> dict[int, int]:
+    """Partition -> offset a query has read `topic` up to, as its progress report says."""
+    done: dict[int, int] = {}
+    for source in progress.get("sources", []):
+        done |= {int(p): o for p, o in _offsets(source.get("endOffset")).get(topic, {}).items()}
+    return done
+
+
+def late_rows(progress: dict[str, Any]) -> int:
+    """Rows dropped so far by a query's watermark, as its progress report says."""
+    return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
+
+
 def _offsets(value: object) -> dict[str, dict[str, int]]:
     parsed = json.loads(value) if isinstance(value, str) else (value or {})
     if not isinstance(parsed, dict):
@@ -108,10 +121,7 @@ class QueryCollector(Collector):
                 lags.add_metric([name, topic], records)
             batch = int(progress.get("batchId", -1))
             gauges["lag_growing"].add_metric([name], float(self.growing(name, batch, sum(behind.values()))))
-            dropped = sum(
-                int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", [])
-            )
-            late.add_metric([name], dropped)
+            late.add_metric([name], late_rows(progress))
         yield from gauges.values()
         yield lags
         yield late

@@ -113,14 +113,20 @@ def bindings(service: str, grant_list: list[Grant]) -> list[AclBinding]:
     ]
 
 
-def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, client_id: str) -> None:
-    """Create (or update) each service's SCRAM credential and its ACLs, as the admin principal."""
+def upsert_credentials(admin: AdminClient, passwords: dict[str, str]) -> None:
+    """Create (or update) each user's SCRAM-SHA-512 credential; raises KafkaException."""
     upserts: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(
             user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password.encode()
         )
         for user, password in passwords.items()
     ]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result()
+
+
+def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, client_id: str) -> None:
+    """Create (or update) each service's SCRAM credential and its ACLs, as the admin principal."""
     wanted = [
         b
         for service, g in grants(topics, client_id).items()
@@ -128,8 +134,7 @@ def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, 
         for b in bindings(service, g)
     ]
     try:
-        for future in admin.alter_user_scram_credentials(upserts).values():
-            future.result()
+        upsert_credentials(admin, passwords)
         for future in admin.create_acls(wanted, request_timeout=30).values():
             future.result()
     except KafkaException as exc:

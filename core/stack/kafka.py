@@ -18,15 +18,12 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from confluent_kafka.admin import (
-    AdminClient,
-    ScramCredentialInfo,
-    ScramMechanism,
-    UserScramCredentialUpsertion,
-)
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from core.errors import ServiceError
-from core.stack import jars
+from core.settings import KafkaSettings
+from core.stack import acl, jars
 from core.stack.acl import ADMIN  # the one super user: creates the others and their ACLs
 from core.stack.process import ManagedProcess, check_running, port_free, require_free, wait_until
 
@@ -133,16 +130,21 @@ class KafkaBroker:
     def healthy(self) -> bool:
         return self.process.pid() is not None and _answers(self.bootstrap, self.admin_security(), timeout_s=3)
 
+    def admin_settings(self) -> KafkaSettings:
+        """How the admin principal reaches this broker (PLAINTEXT without an admin password)."""
+        if not self.admin_password:
+            return KafkaSettings(
+                bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT", ssl_ca_location=""
+            )
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap, security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512", username=ADMIN, password=SecretStr(self.admin_password),
+            ssl_ca_location="",
+        )  # fmt: skip
+
     def admin_security(self) -> dict[str, str]:
         """librdkafka settings of the admin principal (empty without SASL)."""
-        if not self.admin_password:
-            return {}
-        return {
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": ADMIN,
-            "sasl.password": self.admin_password,
-        }
+        return dict(self.admin_settings().security())
 
     def admin(self) -> AdminClient:
         """An admin client of the admin principal (a super user on a secured broker)."""
@@ -180,14 +182,9 @@ class KafkaBroker:
         return result.stdout.strip()
 
     def _client_props(self) -> dict[str, str]:
-        if not self.admin_password:
-            return {}
-        return {
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{ADMIN}" password="{self.admin_password}";',
-        }
+        """The admin's Java client properties: Spark's Kafka options without their `kafka.` prefix."""
+        options = self.admin_settings().spark_options()
+        return {k.removeprefix("kafka."): v for k, v in options.items() if k != "kafka.bootstrap.servers"}
 
     def _ready(self) -> bool:
         if self.process.exited():
@@ -264,11 +261,7 @@ class KafkaBroker:
         open_broker = replace(self, admin_password="")
         open_broker.start(timeout_s)
         try:
-            info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-            upsert = UserScramCredentialUpsertion(ADMIN, info, self.admin_password.encode())
-            admin = open_broker.admin()  # held while its futures run
-            for future in admin.alter_user_scram_credentials([upsert]).values():
-                future.result()
+            acl.upsert_credentials(open_broker.admin(), {ADMIN: self.admin_password})
         finally:
             open_broker.stop()
         self._admin_marker().touch()
