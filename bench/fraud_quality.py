@@ -26,7 +26,7 @@ from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 from core.settings import SparkJobSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from sparky.analyses import fraud
 from sparky.schema import LOAN_APPLICATION
 

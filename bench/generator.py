@@ -20,7 +20,7 @@ from faker import Faker
 
 from core.events import LoanApplication
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 
 GRADES = "ABCDEFG"
 

@@ -24,13 +24,20 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from core.logging import configure
-from core.settings import KafkaSettings, MlflowSettings, PathSettings, SparkJobSettings, TopicSettings
+from core.settings import (
+    CHAMPION,
+    KafkaSettings,
+    MlflowSettings,
+    PathSettings,
+    SparkJobSettings,
+    TopicSettings,
+)
 from core.stack import jars
 from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from kafka_producer.consume import keyed_json, read_topic
+from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training a champion on {args.rows:,} synthetic loans ...", flush=True)
         train(ml, TrainingSource.synthetic(rows=args.rows, seed=1), TrainOptions.quick())
         promote(ml, force=True)
-        ref = resolve(ml, "champion")
+        ref = resolve(ml, CHAMPION)
         assert ref is not None
         scorer = load_scorer(ml, ref)
         topics = TopicSettings(output_prefix="bench", dlq="bench.dlq", partitions=1)

@@ -25,7 +25,7 @@ from core.stack import jars
 from core.stack.kafka import KafkaBroker
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import ensure_topics

@@ -29,7 +29,7 @@ from core.stack import acl, jars
 from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.job import Job

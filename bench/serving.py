@@ -40,11 +40,11 @@ import httpx
 import pandas as pd
 
 from core.events import CreditFields
-from core.settings import MlflowSettings
+from core.settings import CHAMPION, MlflowSettings
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from serving.api import limit_torch_threads
 from serving.frames import credit_columns, credit_frame
 from serving.schemas import Application
@@ -103,7 +103,7 @@ def train_champion(settings: MlflowSettings) -> str:
 
     train(settings, TrainingSource.synthetic(rows=4000, seed=1), TrainOptions.quick())
     registry.promote(settings, force=True)
-    ref = registry.resolve(settings, "champion")
+    ref = registry.resolve(settings, CHAMPION)
     assert ref is not None, "promote() left no champion"
     return str(ref.version)
 
@@ -209,7 +209,7 @@ def in_process(settings: MlflowSettings, payloads: list[bytes], n: int) -> None:
 
     limit_torch_threads(1)  # as both servers run
 
-    ref = registry.resolve(settings, "champion")
+    ref = registry.resolve(settings, CHAMPION)
     assert ref is not None
     scorer = registry.load_scorer(settings, ref)
     mlflow.set_tracking_uri(settings.tracking_uri)

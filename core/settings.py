@@ -229,6 +229,11 @@ class StackSettings(BaseSettings):
     )
 
 
+# Registry aliases, spelled here once: `make train` sets candidate, `make promote` moves champion to it,
+# and a version aliased challenger is scored in shadow beside the champion.
+CANDIDATE, CHAMPION, CHALLENGER = "candidate", "champion", "challenger"
+
+
 class MlflowSettings(BaseSettings):
     """Where MLflow tracking and the model registry are, and the registered model's name."""
 

@@ -6,7 +6,7 @@ wiring (`sparky/job.py` names the streams each query writes). A new output strea
 module plus one line here.
 
 A layout is `str.format` over a record: `{field:kind,align}`, the kinds are in
-`kafka_producer/consume.py` (`time`, `money`, `pct`, `list` ...); a missing field shows as "-".
+`kafka_consumer/format.py` (`time`, `money`, `pct`, `list` ...); a missing field shows as "-".
 """
 
 from __future__ import annotations
@@ -111,3 +111,16 @@ def stream(name: str) -> Stream:
     if name not in BY_NAME:
         raise ConfigError(f"unknown stream {name!r}; choose one of: {', '.join(BY_NAME)}")
     return BY_NAME[name]
+
+
+INPUTS = ("applications", "history", "truth")
+
+
+def topic_name(topics: TopicSettings, which: str) -> str:
+    """Topic of an input (`applications`, `history`, `truth`) or a stream of `core.streams` (`risk`,
+    ..., `dlq`)."""
+    if which in BY_NAME:
+        return BY_NAME[which].topic(topics)
+    if which in INPUTS:
+        return str(getattr(topics, which))
+    raise ConfigError(f"unknown topic {which!r}; choose one of: {', '.join([*INPUTS, *BY_NAME])}")

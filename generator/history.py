@@ -1,4 +1,4 @@
-"""Historical loans: the Lending Club CSV replay (generator.lending_club) or, with no data at all,
+"""Historical loans: the Lending Club CSV replay (core.lending_club) or, with no data at all,
 synthetic Lending-Club-shaped loans with outcomes drawn from the calibrated default probability."""
 
 from __future__ import annotations

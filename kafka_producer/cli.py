@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core.cli import run_main
 from core.errors import ConfigError
+from core.lending_club import ReadReport
 from core.logging import configure
 from core.metrics import serve
 from core.settings import (
@@ -26,7 +27,6 @@ from core.settings import (
     load,
 )
 from generator.applications import ApplicationGenerator
-from generator.lending_club import ReadReport
 from kafka_producer.metrics import registry
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_history, publish_live

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.lending_club import ReadReport, read_history
 from core.settings import TopicSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
 from generator.history import synthetic_history
-from generator.lending_club import ReadReport, read_history
+from kafka_producer.encode import json_lines
 from kafka_producer.producer import DeliveryStats, EventProducer
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,11 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from core.cli import confirmed, run_main
-from core.errors import ConfigError, ServiceError
+from core.errors import ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
 from core.stack import acl
-from core.streams import BY_NAME
+from core.streams import topic_name
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_main(body)
-
-
-INPUTS = ("applications", "history", "truth")
-
-
-def topic_name(topics: TopicSettings, which: str) -> str:
-    """Topic of an input (`applications`, `history`, `truth`) or a stream of `core.streams` (`risk`,
-    ..., `dlq`)."""
-    if which in BY_NAME:
-        return BY_NAME[which].topic(topics)
-    if which in INPUTS:
-        return str(getattr(topics, which))
-    raise ConfigError(f"unknown topic {which!r}; choose one of: {', '.join([*INPUTS, *BY_NAME])}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training data: where it comes from, terminal outcomes only, and the temporal split.
 
 Three sources give the same frame (the CreditFields columns, `id`, `issue_d`, `loan_status`, `default`):
-Lending Club CSVs (`generator.lending_club.read_history`), the Parquet lake the Spark job writes
+Lending Club CSVs (`core.lending_club.read_history`), the Parquet lake the Spark job writes
 (`core.lake`: the archived `loan.history` plus live applications labelled by their outcome from
 `loan.truth`), and synthetic Lending-Club-shaped history. Only columns of the
 contract are kept, so outcome columns of a raw Lending Club file never travel further.
@@ -24,8 +24,8 @@ import pandas as pd
 from core import lake
 from core.errors import DataError
 from core.events import TERMINAL_STATUSES
+from core.lending_club import ReadReport, read_history
 from generator.history import synthetic_history
-from generator.lending_club import ReadReport, read_history
 from models.features import guard
 from models.inputs import FIELDS
 

@@ -24,13 +24,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from core.errors import LoanAnalyticsError, ServiceError
-from core.settings import MlflowSettings
+from core.settings import CANDIDATE, CHAMPION, MlflowSettings
 from models.metrics import auc
 from models.scoring import ARTIFACT, DIGEST_PARAM, Scorer, digest
 from models.tracking import connect
 
 log = logging.getLogger(__name__)
-CANDIDATE, CHAMPION = "candidate", "champion"
 VALIDATION_ARTIFACT = "data/valid.parquet"
 _cache: dict[tuple[str, str, str], Scorer] = {}
 _cache_lock = threading.Lock()

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from mlflow.data.pandas_dataset import from_pandas
 
-from core.settings import MlflowSettings
+from core.settings import CANDIDATE, MlflowSettings
 from models import fit, monitor
 from models import report as reports
 from models.baselines import BOOSTING_DEFAULTS
@@ -53,7 +53,6 @@ from models.search import Budget
 from models.tracking import connect
 
 log = logging.getLogger(__name__)
-CANDIDATE = "candidate"
 NETWORK = reports.NETWORK
 
 

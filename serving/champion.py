@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from core.settings import MlflowSettings
+from core.settings import CHAMPION, MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ChampionHolder:
     def __init__(
         self,
         settings: MlflowSettings,
-        alias: str = "champion",
+        alias: str = CHAMPION,
         poll_seconds: float = 10.0,
         resolve: Resolve | None = None,
         load: Load | None = None,

@@ -15,6 +15,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.settings import CHAMPION
+
 STREAMS = ("risk", "fraud", "stats", "channel", "scores", "monitor")  # of core.streams: what the page shows
 BANDS = ("low", "medium", "high", "very_high")
 BINS = 20  # histogram bins over [0, 1]
@@ -173,7 +175,7 @@ class LiveState:
         for (_, version, alias), record in sorted(self.monitor.items()):
             newest[(version, alias)] = record
         return {
-            "latest": [newest[k] for k in sorted(newest, key=lambda k: (k[1] != "champion", k))],
+            "latest": [newest[k] for k in sorted(newest, key=lambda k: (k[1] != CHAMPION, k))],
             "alarms": sum(r.get("drift_alarm") is True for r in self.monitor.values()),
             "windows": len({k[0] for k in self.monitor}),
         }

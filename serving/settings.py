@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.settings import Port
+from core.settings import CHAMPION, Port
 
 
 class ServingSettings(BaseSettings):
@@ -20,7 +20,7 @@ class ServingSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: Port = 8000
     dashboard_port: Port = 8050
-    alias: str = Field("champion", min_length=1, description="registry alias the API serves")
+    alias: str = Field(CHAMPION, min_length=1, description="registry alias the API serves")
     poll_seconds: float = Field(10.0, gt=0, description="how often the API asks the registry for the alias")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in the API process")
     max_batch: int = Field(10_000, ge=1, description="most applications in one /predict/batch request")

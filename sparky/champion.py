@@ -9,13 +9,10 @@ import time
 from dataclasses import dataclass
 
 from core.errors import ServiceError
-from core.settings import MlflowSettings
+from core.settings import CHALLENGER, CHAMPION, MlflowSettings
 from models.registry import ModelRef, RegistryError, load_scorer, resolve
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 @dataclass

@@ -33,8 +33,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core.errors import ConfigError
 from core.events import LoanApplication
-from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
-from sparky.champion import CHALLENGER, Champion
+from core.settings import CHALLENGER, KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
+from sparky.champion import Champion
 from sparky.metrics import late_rows, read_offsets
 from sparky.queries import NEEDS_MODEL, QUERIES
 from sparky.session import exists

@@ -37,10 +37,9 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core import lake
 from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
-from core.settings import duration
+from core.settings import CHALLENGER, duration
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, monitor, risk, scores, segment, stats, windows
-from sparky.champion import CHALLENGER
 from sparky.metrics import DEAD_LETTERS
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
 from sparky.source import PAYLOAD_KEEP, Parser, read_kafka, valid_events

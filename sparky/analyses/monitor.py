@@ -27,12 +27,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.records import FeaturePsi, MonitorRecord
-from core.settings import MlflowSettings, SparkJobSettings
+from core.settings import CHALLENGER, CHAMPION, MlflowSettings, SparkJobSettings
 from core.streams import BY_NAME
 from models.monitor import summarize
 from models.registry import ModelRef, load_scorer
 from models.scoring import Scorer
-from sparky.champion import CHALLENGER, CHAMPION, Champion
+from sparky.champion import Champion
 
 SCORED = (
     "application_id string, event_time timestamp, model_name string, model_version string, "

@@ -23,7 +23,7 @@ from core.events import CreditFields
 from core.settings import MlflowSettings
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from models.explain import FACTORS
 from serving.api import build_holder, create_app
 from serving.server import running

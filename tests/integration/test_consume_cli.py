@@ -44,7 +44,7 @@ def _env(kafka: KafkaSettings, topics: TopicSettings) -> dict[str, str]:
 
 def _consume(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kafka_producer.consume", *args],
+        [sys.executable, "-m", "kafka_consumer.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from core.events import LoanApplication
 from core.settings import SparkJobSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from sparky.source import Parser
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 
 from core.settings import KafkaSettings, PathSettings, TopicSettings
 from core.streams import STREAMS
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
 from kafka_producer.topics import admin_client
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
         "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
     }
     run = subprocess.run(
-        [sys.executable, "-m", "sparky.demo", "--rate", "200", "--seconds", "12", "--drain", "240"],
+        [sys.executable, "-m", "demo", "--rate", "200", "--seconds", "12", "--drain", "240"],
         env=env, cwd=repo_root, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     output = run.stdout + run.stderr

@@ -28,8 +28,8 @@ from confluent_kafka import Producer
 
 from core.settings import KafkaSettings, MlflowSettings, TopicSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from models.registry import promote
 from models.train import TrainingSource, TrainOptions, train

@@ -29,8 +29,8 @@ from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
 from models.registry import promote

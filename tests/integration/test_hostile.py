@@ -20,8 +20,8 @@ from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from sparky.job import Job
 

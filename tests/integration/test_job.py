@@ -15,9 +15,9 @@ from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator, Batch
-from generator.encode import json_lines
 from generator.history import synthetic_history
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from sparky.job import Job
 

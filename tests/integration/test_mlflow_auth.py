@@ -15,10 +15,10 @@ from mlflow.exceptions import MlflowException
 from core.settings import MlflowSettings
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
+from demo import mlflow_round_trip
 from models.registry import load_scorer, promote, resolve
 from models.tracking import connect
 from models.train import TrainingSource, TrainOptions, train
-from sparky.demo import mlflow_round_trip
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator
-from kafka_producer.consume import keyed_json, read_topic
+from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics

@@ -16,7 +16,7 @@ from core.settings import KafkaSettings, TopicSettings
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from generator.history import synthetic_history
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import ensure_topics

@@ -19,8 +19,8 @@ from confluent_kafka import Producer
 
 from core.settings import KafkaSettings, TopicSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
-from kafka_producer.consume import read_topic
+from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 
 pytestmark = pytest.mark.integration

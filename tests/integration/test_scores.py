@@ -21,8 +21,8 @@ from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
-from kafka_producer.consume import keyed_json, read_topic
+from kafka_consumer.read import keyed_json, read_topic
+from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from models.registry import load_scorer, promote, resolve
 from models.train import TrainingSource, TrainOptions, train

@@ -22,7 +22,7 @@ from core.stack import acl, jars
 from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from kafka_producer.consume import keyed_json, read_topic
+from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import admin_client, ensure_topics

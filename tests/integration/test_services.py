@@ -11,9 +11,9 @@ from confluent_kafka import Producer
 from mlflow.tracking import MlflowClient
 
 from core.settings import KafkaSettings, MlflowSettings, TopicSettings
-from kafka_producer.consume import keyed_json, read_topic
+from demo import kafka_round_trip
+from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.topics import admin_client, ensure_topics
-from sparky.demo import kafka_round_trip
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from kafka_producer.consume import LAYOUTS, format_message, format_record, json_line, main
+from kafka_consumer.cli import main
+from kafka_consumer.format import LAYOUTS, format_message, format_record, json_line
 
 APP = "app-1a2b3c4d-0000000042"
 WINDOW = {"window_start": "2026-01-05T10:41:00.000Z", "window_end": "2026-01-05T10:42:00.000+00:00"}
@@ -223,7 +224,7 @@ def test_json_line_is_compact_and_none_when_not_json() -> None:
 def test_unknown_stream_is_one_error_line_listing_choices(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kafka_producer.consume.configure", lambda level: None)  # keep pytest's stderr
+    monkeypatch.setattr("kafka_consumer.cli.configure", lambda level: None)  # keep pytest's stderr
     assert main(["nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown topic 'nope'" in err[0]

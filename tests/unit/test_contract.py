@@ -9,8 +9,8 @@ from pyspark.sql import functions as F
 
 from core.events import HistoricalLoan, LoanApplication
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
 from generator.history import synthetic_history
+from kafka_producer.encode import json_lines
 from sparky.schema import HISTORICAL_LOAN, LOAN_APPLICATION, required_fields
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 
 
 def test_values_escape_and_missing_values_round_trip() -> None:

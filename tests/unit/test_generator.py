@@ -12,8 +12,8 @@ import pytest
 
 from core.events import ApplicationTruth, Channel, LoanApplication
 from generator.applications import ApplicationGenerator, Batch
-from generator.encode import json_lines
 from generator.identity import SsnKey
+from kafka_producer.encode import json_lines
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from core.events import TERMINAL_STATUSES, HistoricalLoan
-from generator.encode import json_lines
 from generator.history import synthetic_history
+from kafka_producer.encode import json_lines
 
 
 def test_synthetic_history_is_valid_ordered_and_deterministic() -> None:

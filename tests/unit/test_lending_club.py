@@ -14,8 +14,8 @@ import pytest
 
 from core.errors import DataError
 from core.events import HistoricalLoan
+from core.lending_club import ReadReport, read_history
 from core.settings import PathSettings
-from generator.lending_club import ReadReport, read_history
 
 # Lending Club's first 2011 loan, as its raw download spells it.
 RAW = dict(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from core.events import HistoricalLoan, LoanApplication
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
 from generator.history import synthetic_history
+from kafka_producer.encode import json_lines
 from sparky.reasons import dead_letter, explain
 
 MAX = 100_000

@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.events import CreditFields
 from generator.applications import ApplicationGenerator
-from generator.encode import json_lines
+from kafka_producer.encode import json_lines
 from serving.frames import credit_frame
 from serving.schemas import EXAMPLE, Application
 

@@ -73,7 +73,7 @@ def test_cli_prints_one_line_and_exits_2_on_bad_setting() -> None:
 
 
 def test_unknown_topic_name_lists_choices() -> None:
-    from kafka_producer.topics import topic_name
+    from core.streams import topic_name
 
     assert topic_name(TopicSettings(), "risk") == "loan.risk"
     with pytest.raises(ConfigError, match="choose one of: applications, history"):

@@ -9,9 +9,8 @@ import pytest
 
 from core.errors import ConfigError
 from core.settings import TopicSettings
-from core.streams import BY_NAME, OUTPUTS, STREAMS, Kind, stream
-from kafka_producer.consume import LAYOUTS
-from kafka_producer.topics import topic_name
+from core.streams import BY_NAME, OUTPUTS, STREAMS, Kind, stream, topic_name
+from kafka_consumer.format import LAYOUTS
 from serving.live import STREAMS as DASHBOARD_STREAMS
 from sparky.queries import QUERIES, WINDOWED
 

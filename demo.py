@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from core.cli import run_main
 from core.logging import configure
 from core.settings import (
+    CHAMPION,
     KafkaSettings,
     LogSettings,
     MlflowSettings,
@@ -34,7 +35,8 @@ from core.settings import (
 )
 from core.streams import STREAMS
 from generator.applications import ApplicationGenerator
-from kafka_producer.consume import format_message, keyed_json, read_topic
+from kafka_consumer.format import format_message
+from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics, partitions
@@ -140,7 +142,7 @@ def committed(consumer: Consumer, ranges: list[tuple[TopicPartition, int]]) -> l
 
 def ensure_champion(ml: MlflowSettings) -> str:
     """The registry's champion, or a quick model trained on synthetic history and promoted."""
-    if (ref := resolve(ml, "champion")) is not None:
+    if (ref := resolve(ml, CHAMPION)) is not None:
         return f"model  {ref.name} v{ref.version} is the champion"
     print("model  no champion yet: training a quick one on synthetic history (under a minute)")
     train(ml, TrainingSource.synthetic(rows=20_000, seed=1), TrainOptions.quick())

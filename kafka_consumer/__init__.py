@@ -1,0 +1,1 @@
+"""loan-stream: kafka_consumer (loans-consume: format, read, cli)."""
