@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -39,6 +39,8 @@ test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-on
 
 up: install ## start Kafka (KRaft, SASL/SCRAM + ACLs) + MLflow (basic-auth) locally, make the principals and topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
+secrets: .venv/.installed ## write .loans/secrets.env (every password make up makes) without starting anything: for docker compose --env-file
+	@$(RUN) loans-stack secrets
 rotate-ssn-key: .venv/.installed ## new HMAC key for SSN hashes in .loans/secrets.env (version + 1)
 	@$(RUN) loans-stack rotate-ssn-key
 down: .venv/.installed ## stop what `make up` started

@@ -65,17 +65,21 @@ def up(paths: PathSettings, stack: StackSettings) -> None:
     paths.home.chmod(0o700)  # broker data, MLflow's users, the lake: the owner's only
     broker, mlflow = local_stack(paths, stack)
     kafka_theirs, mlflow_theirs = broker.serves_elsewhere(), mlflow.serves_elsewhere()
-    for service, theirs in ((broker, kafka_theirs), (mlflow, mlflow_theirs)):
+    # one not ours is secured by us only where our admin's password works there (the compose stack)
+    secure_kafka = stack.secure and (not kafka_theirs or broker.admin_answers())
+    secure_mlflow = stack.secure and (not mlflow_theirs or mlflow.admin_answers())
+    for service, theirs, ours in (
+        (broker, kafka_theirs, secure_kafka),
+        (mlflow, mlflow_theirs, secure_mlflow),
+    ):
         if theirs:
             log.info(
-                "%s: one not started by `make up` already answers at %s (docker compose?): using it as it "
-                "is (no principals, users or quotas made there)", service.process.name, _where(service),
+                "%s: one not started by `make up` already answers at %s (docker compose?): using it, %s",
+                service.process.name, _where(service),
+                "making the principals, users and quotas there as its admin" if ours
+                else "as it is (no principals, users or quotas made there)",
             )  # fmt: skip
-    secure_kafka, secure_mlflow = stack.secure and not kafka_theirs, stack.secure and not mlflow_theirs
-    users: dict[str, tuple[str, ...]] = {secrets.KAFKA: (ADMIN, *acl.SERVICES)} if secure_kafka else {}
-    users |= {secrets.MLFLOW: MLFLOW_USERS} if secure_mlflow else {}
-    protocol = "SASL_PLAINTEXT" if secure_kafka else "PLAINTEXT"
-    if added := secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol}):
+    if added := ensure_secrets(secure_kafka, secure_mlflow):
         log.info("secrets: %d made in %s (owner-only; never commit it)", len(added), SECRETS_FILE)
     broker, mlflow = local_stack(paths, stack)  # with the passwords just made
     started = time.monotonic()
@@ -97,6 +101,16 @@ def up(paths: PathSettings, stack: StackSettings) -> None:
         "SASL/SCRAM, ACLs" if secure_kafka else "PLAINTEXT, open", mlflow.uri,
         "basic-auth" if secure_mlflow else "open",
     )  # fmt: skip
+
+
+def ensure_secrets(kafka: bool, mlflow: bool) -> list[str]:
+    """The missing passwords of the secured parts (each Kafka principal, each MLflow user) and the
+    protocol clients use; the names of the keys added. `make secrets` calls it before anything runs
+    (for `docker compose --env-file .loans/secrets.env`)."""
+    users: dict[str, tuple[str, ...]] = {secrets.KAFKA: (ADMIN, *acl.SERVICES)} if kafka else {}
+    users |= {secrets.MLFLOW: MLFLOW_USERS} if mlflow else {}
+    protocol = "SASL_PLAINTEXT" if kafka else "PLAINTEXT"
+    return secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol})
 
 
 def _where(service: KafkaBroker | MlflowServer) -> str:
@@ -160,7 +174,9 @@ def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "jars", "rotate-ssn-key", "clean"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "jars", "secrets", "rotate-ssn-key", "clean"]
+    )
     parser.add_argument("--yes", action="store_true", help="clean: do not ask (make clean FORCE=1)")
     args = parser.parse_args(argv)
 
@@ -171,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             up(paths, stack)
         elif args.command == "down":
             down(paths, stack)
+        elif args.command == "secrets":
+            added = ensure_secrets(stack.secure, stack.secure)
+            print(f"{len(added)} secrets made in {SECRETS_FILE} (owner-only; never commit it)")
         elif args.command == "rotate-ssn-key":
             version = secrets.rotate_ssn_key(SECRETS_FILE)
             print(f"SSN key version {version} written to {SECRETS_FILE}; restart the producer to use it")

@@ -120,12 +120,16 @@ class KafkaBroker:
 
     def serves_elsewhere(self) -> bool:
         """A broker not started by us already answers at our address (`docker compose up`, another
-        stack): an open one, since we hold no credentials for any other."""
+        stack): an open one, or one where our admin's credential works (the compose broker)."""
         return (
             self.process.pid() is None
             and not port_free(self.host, self.port)
-            and _answers(self.bootstrap, {}, timeout_s=3)
+            and (_answers(self.bootstrap, {}, timeout_s=3) or self.admin_answers())
         )
+
+    def admin_answers(self) -> bool:
+        """Our admin principal authenticates here: a secured broker we may make principals on."""
+        return bool(self.admin_password) and _answers(self.bootstrap, self.admin_security(), timeout_s=3)
 
     def healthy(self) -> bool:
         return self.process.pid() is not None and _answers(self.bootstrap, self.admin_security(), timeout_s=3)
@@ -153,6 +157,7 @@ class KafkaBroker:
     def set_quotas(self, quotas: dict[str, dict[str, int]]) -> None:
         """Client quotas per principal, e.g. {"dashboard": {"consumer_byte_rate": 5242880}} (bytes/s),
         with Kafka's own kafka-configs tool (librdkafka has no client-quota API)."""
+        self.home.mkdir(parents=True, exist_ok=True)  # a broker not ours (compose) has no folder yet
         applied = self.home / "quotas.json"  # what was set last: each tool run starts a JVM (~4 s)
         if applied.exists() and json.loads(applied.read_text()) == quotas:
             return

@@ -102,6 +102,15 @@ class MlflowServer:
         """An MLflow server not started by us already answers at our address."""
         return self.process.pid() is None and not port_free(self.host, self.port) and _health(self.uri)
 
+    def admin_answers(self) -> bool:
+        """Our admin's password works here: an authenticating server we may make users on."""
+        if not self.admin_password:
+            return False
+        try:
+            return self._admin_call("GET", "2.0/mlflow/users/get", {"username": ADMIN})[0] == 200
+        except OSError:  # not answering at all
+            return False
+
     def _ready(self) -> bool:
         if self.process.exited():
             raise ServiceError(f"mlflow server exited during start-up; see {self.process.log_file}")

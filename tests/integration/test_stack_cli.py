@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -178,3 +180,81 @@ def test_up_uses_a_broker_and_mlflow_already_serving(
     assert status.returncode == 0 and status.stdout.count("healthy, not ours") == 2
     assert _stack("down", env).returncode == 0
     assert admin_client(KafkaSettings(bootstrap_servers=kafka_bootstrap)).list_topics(timeout=10)  # still up
+
+
+def test_up_secures_the_compose_stack(
+    stack_env: dict[str, str], home: Path, tmp_path: Path, repo_root: Path
+) -> None:
+    """`make secrets`, `docker compose --env-file .loans/secrets.env up -d`, `make up`: the compose
+    file's two start scripts (run here with the project's jars and mlflow: no Docker engine) serve a
+    secured broker and MLflow with only the admins' passwords; `make up` finds them, makes every
+    principal, ACL, quota and MLflow user there as their admin, and starts and stops nothing."""
+    made = _stack("secrets", stack_env)
+    assert made.returncode == 0, made.stderr
+    stored = secrets.read(home / "secrets.env")
+    kafka_port, mlflow_port = stack_env["LOANS_STACK_KAFKA_PORT"], stack_env["LOANS_STACK_MLFLOW_PORT"]
+    bootstrap, compose = f"127.0.0.1:{kafka_port}", tmp_path / "compose"
+    broker_env = {
+        "LOANS_KAFKA_PASSWORD_ADMIN": stored[secrets.password_key(secrets.KAFKA, "admin")],
+        "KAFKA_LIBS": str(repo_root / ".loans" / "jars" / "kafka"),
+        "KAFKA_DATA": str(compose / "kafka" / "data"),
+        "KAFKA_CONFIG": str(compose / "kafka" / "server.properties"),
+        "KAFKA_BIND": "127.0.0.1",
+        "KAFKA_PORT": kafka_port,
+        "KAFKA_ADVERTISED": bootstrap,
+        "KAFKA_CONTROLLER": f"127.0.0.1:{free_port()}",
+        "KAFKA_HEAP": "256m",
+    }
+    mlflow_env = {
+        "LOANS_MLFLOW_PASSWORD_ADMIN": stored[secrets.password_key(secrets.MLFLOW, "admin")],
+        "MLFLOW_HOME": str(compose / "mlflow"),
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": mlflow_port,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    compose.mkdir()
+    started = [
+        subprocess.Popen(  # noqa: S603 - the repo's own scripts
+            ["sh", str(repo_root / "infra" / script)],
+            env={**os.environ, **extra},
+            stdout=(compose / f"{script.split('/')[0]}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for script, extra in (
+            ("kafka/compose-broker.sh", broker_env),
+            ("mlflow/compose-mlflow.sh", mlflow_env),
+        )
+    ]
+    admin = KafkaBroker(compose / "kafka", home / "jars" / "kafka", port=int(kafka_port),
+                        admin_password=broker_env["LOANS_KAFKA_PASSWORD_ADMIN"])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (admin.admin_answers() and _health(f"http://127.0.0.1:{mlflow_port}")):
+            assert all(p.poll() is None for p in started), (compose / "kafka.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the compose broker and MLflow did not start"
+            time.sleep(1)
+        with pytest.raises(KafkaException):  # secured from its first start
+            admin_client(KafkaSettings(bootstrap_servers=bootstrap)).list_topics(timeout=5)
+        ensure_topics(admin.admin_settings(), TopicSettings(), ["kept.topic"])  # one compose already had
+
+        up = _stack("up", stack_env)
+        assert up.returncode == 0, up.stderr
+        assert up.stderr.count("making the principals, users and quotas there as its admin") == 2
+        assert "SASL/SCRAM, ACLs" in up.stderr and "basic-auth" in up.stderr
+        assert _our_processes(home) == []  # nothing started
+        _secured_as_configured(home, bootstrap, int(mlflow_port))
+        assert _stack("down", stack_env).returncode == 0
+        assert admin.admin_answers()  # left running
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(60)
+
+
+def _health(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:  # noqa: S310 - our http URI
+            return int(resp.status) == 200
+    except OSError:
+        return False

@@ -31,7 +31,8 @@ def test_compose_creates_exactly_the_settings_topics(repo_root: Path) -> None:
 
 def test_compose_kafka_is_kraft_and_same_version_as_local_jars(repo_root: Path) -> None:
     kafka = _compose(repo_root)["services"]["kafka"]
-    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    script = (repo_root / "infra" / "kafka" / "compose-broker.sh").read_text()
+    assert "\nprocess.roles=broker,controller\n" in script
     pom = (repo_root / "infra" / "kafka" / "pom.xml").read_text()
     version = kafka["image"].split(":")[1]
     assert f"<kafka.version>{version}</kafka.version>" in pom
@@ -63,3 +64,23 @@ def test_monitoring_profile_is_loopback_and_its_files_exist(repo_root: Path) -> 
     named = {j for group in re.findall(r'job=~\\"([^"\\]+)\\"', dashboard) for j in group.split("|")}
     assert named and named <= set(scraped)
     assert json.loads(dashboard)["uid"] == "loan-stream"
+
+
+def test_compose_is_secured_as_make_up_secures_its_own(repo_root: Path, tmp_path: Path) -> None:
+    """The compose broker's SASL and authorizer settings are those of `make up`'s broker; only the
+    admins' passwords enter the containers, from the secrets file, never written in the repo."""
+    from core.stack.kafka import KafkaBroker
+
+    script = (repo_root / "infra" / "kafka" / "compose-broker.sh").read_text()
+    props = KafkaBroker(tmp_path, tmp_path, admin_password="PW")._sasl_props()  # noqa: S106
+    for key, value in props.items():
+        if key not in ("listeners", "advertised.listeners"):  # addresses differ in a container
+            assert f"\n{key}={value.replace('PW', '$password')}\n" in script, key
+    assert "advertised.listeners=SASL_PLAINTEXT://$advertised" in script
+    services = _compose(repo_root)["services"]
+    passed = {k for s in services.values() for k in (s.get("environment") or {}) if "PASSWORD" in k}
+    assert passed == {"LOANS_KAFKA_PASSWORD_ADMIN", "LOANS_MLFLOW_PASSWORD_ADMIN"}
+    for name in ("kafka", "mlflow"):
+        assert services[name]["environment"][f"LOANS_{name.upper()}_PASSWORD_ADMIN"].startswith("${")
+    assert "--app-name basic-auth" in (repo_root / "infra" / "mlflow" / "compose-mlflow.sh").read_text()
+    assert "mlflow[auth]" in (repo_root / "infra" / "mlflow" / "Dockerfile").read_text()
