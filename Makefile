@@ -3,6 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-progress
+# make up KAFKA_BROKERS=3: a 3-node KRaft cluster (kept by its storage until make clean)
+ifdef KAFKA_BROKERS
+export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
+endif
 PYTEST_ARGS ?=
 
 .PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
@@ -17,7 +21,7 @@ help: ## list the targets
 	@touch $@
 
 install: .venv/.installed jars ## install uv (if missing), the Python deps and the JVM jars
-jars: .venv/.installed ## resolve the Kafka broker jars from Maven Central into .loans/jars (once)
+jars: .venv/.installed ## resolve the Kafka broker's and Spark's connector jars from Maven Central into .loans/jars (once)
 	@$(RUN) loans-stack jars
 
 fmt: .venv/.installed ## format and auto-fix

@@ -162,7 +162,9 @@ class TopicSettings(BaseSettings):
     dlq: str = "loan.dlq"
     output_prefix: str = "loan"
     partitions: int = Field(3, ge=1, le=10_000)
-    replication_factor: int = Field(1, ge=1, le=32)
+    replication_factor: int | None = Field(
+        None, ge=1, le=32, description="replicas per partition; default: the cluster's brokers, at most 3"
+    )
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
 
     def output(self, stream: str) -> str:
@@ -216,6 +218,9 @@ class StackSettings(BaseSettings):
     kafka_port: Port = 9092
     kafka_controller_port: Port = 9093
     kafka_heap: str = Field("512m", pattern=r"^\d+[kmgKMG]$")
+    kafka_brokers: int = Field(
+        1, ge=1, le=5, description="KRaft nodes (each broker + controller; ports in pairs from kafka_port)"
+    )
     mlflow_port: Port = 5000
     start_timeout_s: float = Field(60.0, gt=0)
     secure: bool = Field(

@@ -16,6 +16,7 @@ from core.errors import ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
 from core.stack import acl
+from core.stack.kafka import min_insync
 from core.streams import topic_name
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,14 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         ) from exc
     names = names or visible(kafka, topics)
     wanted = [n for n in names if n not in existing]
-    config, compacted = {"retention.ms": str(topics.retention_ms)}, set(topics.compacted())
+    replicas = topics.replication_factor or min(3, len(admin.list_topics(timeout=10).brokers))
+    config = {"retention.ms": str(topics.retention_ms), "min.insync.replicas": str(min_insync(replicas))}
+    compacted = set(topics.compacted())
     new = [
         NewTopic(
             n,
             topics.partitions,
-            topics.replication_factor,
+            replicas,
             config=config | ({"cleanup.policy": "compact,delete"} if n in compacted else {}),
         )
         for n in wanted

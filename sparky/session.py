@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pyspark
 from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
@@ -20,15 +19,14 @@ from core.stack import jars
 
 log = logging.getLogger(__name__)
 
-SPARK_POM = jars.INFRA / "spark" / "pom.xml"
 POOLS = jars.INFRA / "spark" / "fairscheduler.xml"  # one pool per query, `risk` first
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
 def connector_jars(paths: PathSettings) -> list[Path]:
-    """spark-sql-kafka (pyspark's version) and what pyspark does not ship, from .loans/jars/spark."""
-    provided = Path(pyspark.__file__).parent / "jars"
-    return jars.jar_list(jars.ensure(SPARK_POM, paths.jars / "spark", provided=provided))
+    """spark-sql-kafka (pyspark's version) and what pyspark does not ship, from .loans/jars/spark, as
+    `make install` resolved them (a job start never calls Maven)."""
+    return jars.jar_list(jars.cached(jars.SPARK_POM, paths.jars / "spark"))
 
 
 # the Kafka options carry the SASL password (kafka.sasl.jaas.config): never in plans or the UI

@@ -116,6 +116,7 @@ def spark() -> Iterator[SparkSession]:
 
     from sparky.session import connector_jars
 
+    jars.ensure(jars.SPARK_POM, PathSettings().jars / "spark", provided=jars.spark_provided())  # make install
     session = (
         SparkSession.builder.master("local[3]")
         .config("spark.jars", ",".join(str(j) for j in connector_jars(PathSettings())))

@@ -26,7 +26,7 @@ from core.settings import (
 )
 from core.stack import acl, jars, secrets
 from core.stack import status as status_of
-from core.stack.kafka import ADMIN, KafkaBroker
+from core.stack.kafka import ADMIN, KafkaCluster
 from core.stack.mlflow_server import MlflowServer
 from serving.settings import ServingSettings
 
@@ -36,19 +36,16 @@ log = logging.getLogger(__name__)
 MLFLOW_USERS = (ADMIN, "trainer", "serving")  # trainer logs and promotes models, serving loads them
 
 
-def local_stack(paths: PathSettings, stack: StackSettings) -> tuple[KafkaBroker, MlflowServer]:
+def local_stack(paths: PathSettings, stack: StackSettings) -> tuple[KafkaCluster, MlflowServer]:
     """The broker and MLflow server of `make up`, with their state under `paths.home`; secured with
     the admin passwords of the secrets file unless LOANS_STACK_SECURE=false."""
     stored = secrets.read(SECRETS_FILE) if stack.secure else {}
-    broker = KafkaBroker(
-        paths.home / "kafka",
-        paths.jars / "kafka",
-        stack.host,
-        stack.kafka_port,
-        stack.kafka_controller_port,
-        stack.kafka_heap,
-        stored.get(secrets.password_key(secrets.KAFKA, ADMIN), ""),
-    )
+    made = 1 + len(list(paths.home.glob("kafka-[0-9]*/data/meta.properties")))  # a cluster keeps its size
+    broker = KafkaCluster.local(
+        paths.home, paths.jars / "kafka", stack.host, stack.kafka_port, stack.kafka_controller_port,
+        stack.kafka_heap, stored.get(secrets.password_key(secrets.KAFKA, ADMIN), ""),
+        max(made, stack.kafka_brokers),
+    )  # fmt: skip
     mlflow = MlflowServer(
         paths.home / "mlflow", stack.host, stack.mlflow_port,
         stored.get(secrets.password_key(secrets.MLFLOW, ADMIN), ""),
@@ -113,24 +110,28 @@ def ensure_secrets(kafka: bool, mlflow: bool) -> list[str]:
     return secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol})
 
 
-def _where(service: KafkaBroker | MlflowServer) -> str:
-    return service.bootstrap if isinstance(service, KafkaBroker) else service.uri
+def _where(service: KafkaCluster | MlflowServer) -> str:
+    return service.bootstrap if isinstance(service, KafkaCluster) else service.uri
 
 
 def down(paths: PathSettings, stack: StackSettings) -> None:
     """Stop what `up` started (by pid file), and nothing else."""
-    for service in local_stack(paths, stack)[::-1]:
+    broker, mlflow = local_stack(paths, stack)
+    for service in (mlflow, broker):
         stopped = service.stop()
-        log.info("%s: %s", service.process.name, "stopped" if stopped else "was not running")
+        name = f"kafka ({len(broker.nodes)} nodes)" if service is broker and len(broker.nodes) > 1 else None
+        log.info("%s: %s", name or service.process.name, "stopped" if stopped else "was not running")
 
 
 def status(paths: PathSettings, stack: StackSettings) -> int:
     """Print one line per service; exit 0 if all run and answer, 1 otherwise."""
     broker, mlflow = local_stack(paths, stack)
     rows = [
-        (s.process.name, s.process.pid(), _where(s), s.healthy() or s.serves_elsewhere())
-        for s in (broker, mlflow)
+        (s.process.name, s.process.pid(), s.bootstrap, s.healthy() or (i == 0 and s.serves_elsewhere()))
+        for i, s in enumerate(broker.nodes)
     ]
+    ml_healthy = mlflow.healthy() or mlflow.serves_elsewhere()
+    rows.append((mlflow.process.name, mlflow.process.pid(), mlflow.uri, ml_healthy))
     for name, pid, where, healthy in rows:
         state = (
             ("healthy" if pid else "healthy, not ours")
@@ -138,6 +139,10 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
             else ("running, not answering" if pid else "stopped")
         )
         print(f"{name:<14} {state:<24} pid={pid or '-':<8} {where}   log: {paths.home.resolve()}")
+    lagging = broker.under_replicated() if len(broker.nodes) > 1 and any(r[3] for r in rows[:-1]) else 0
+    if len(broker.nodes) > 1:
+        print(f"{'replication':<14} {'ok' if lagging == 0 else 'UNDER-REPLICATED':<24} "
+              f"{lagging} partition(s) with fewer in-sync replicas than replicas")  # fmt: skip
     serving = load(ServingSettings)
     others = status_of.parts(load(MetricsSettings), serving.host, serving.port, serving.dashboard_port)
     for part in others:
@@ -145,20 +150,23 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
             f"{part.name:<14} {part.state:<24} {part.where}"
             + (f"\n{'':<15}{part.detail}" if part.detail else "")
         )
-    return 0 if all(r[3] for r in rows) and not any(p.problem for p in others) else 1
+    return 0 if all(r[3] for r in rows) and not lagging and not any(p.problem for p in others) else 1
 
 
 def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes: bool) -> int:
     """Remove local state (checkpoints, the lake, broker and MLflow data, logs, secrets): never source
     files, never the jar cache; the stack must be down."""
-    if running := [s.process.name for s in local_stack(paths, stack) if s.process.pid() is not None]:
+    broker, mlflow = local_stack(paths, stack)
+    processes = [n.process for n in broker.nodes] + [mlflow.process]
+    if running := [p.name for p in processes if p.pid() is not None]:
         raise ServiceError(f"{' and '.join(running)} still running: `make down` first, then `make clean`")
     local = [
         Path(p.removeprefix("file://"))
         for p in (job.checkpoint_dir, job.lake_dir)
         if "://" not in p.removeprefix("file://")
     ]
-    home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + [SECRETS_FILE]
+    nodes = sorted(paths.home.glob("kafka-[0-9]*"))  # the other nodes of a multi-node cluster
+    home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + nodes + [SECRETS_FILE]
     doomed = [p for p in dict.fromkeys([*local, *home]) if p.exists()]
     if not doomed:
         print("nothing to clean")
@@ -197,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             return clean(paths, stack, load(SparkJobSettings), args.yes)
         elif args.command == "jars":
             jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
+            jars.ensure(jars.SPARK_POM, paths.jars / "spark", provided=jars.spark_provided())
         else:
             return status(paths, stack)
         return 0

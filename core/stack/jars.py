@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import re
 import shutil
@@ -23,9 +24,7 @@ _STAMP = ".pom.sha256"
 def ensure(pom: Path, dest: Path, provided: Path | None = None) -> Path:
     """Copy `pom`'s runtime dependencies into `dest` unless already there for this exact pom;
     jars whose artifact `provided` already holds (e.g. pyspark's own jars) are left out."""
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
-    stamp = dest / _STAMP
-    if stamp.exists() and stamp.read_text() == digest and any(dest.glob("*.jar")):
+    if _current(pom, dest):
         return dest
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -55,8 +54,35 @@ def ensure(pom: Path, dest: Path, provided: Path | None = None) -> Path:
         for jar in dest.glob("*.jar"):
             if _artifact(jar.name) in have:
                 jar.unlink()
-    stamp.write_text(digest)
+    (dest / _STAMP).write_text(_digest(pom))
     return dest
+
+
+def cached(pom: Path, dest: Path) -> Path:
+    """`dest` where `ensure` filled it for this exact pom; never asks Maven (a job start must not)."""
+    if not _current(pom, dest):
+        raise ServiceError(
+            f"the {pom.parent.name} jars are not in {dest} yet: run `make install` once "
+            "(it resolves them from Maven Central)"
+        )
+    return dest
+
+
+def spark_provided() -> Path:
+    """The jars pyspark ships (the connector's dependencies already there are left out)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise ServiceError("pyspark is not installed: run `make install`")
+    return Path(spec.origin).parent / "jars"
+
+
+def _digest(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
+
+
+def _current(pom: Path, dest: Path) -> bool:
+    stamp = dest / _STAMP
+    return stamp.exists() and stamp.read_text() == _digest(pom) and any(dest.glob("*.jar"))
 
 
 def _artifact(file_name: str) -> str:

@@ -1,4 +1,5 @@
-"""A real Apache Kafka 4.x broker in KRaft mode (combined broker + controller), run from Maven jars.
+"""A real Apache Kafka 4.x broker in KRaft mode (combined broker + controller), run from Maven jars;
+`KafkaCluster` runs N of them as one cluster (a static quorum of N controllers, topics replicated).
 
 With `admin_password` it authenticates every connection and authorises every request: clients and
 the broker itself use SASL/SCRAM-SHA-512 on the client listener (the admin's credential is created
@@ -14,7 +15,9 @@ import json
 import logging
 import shutil
 import subprocess
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,6 +64,13 @@ class KafkaBroker:
     controller_port: int = 9093
     heap: str = "512m"
     admin_password: str = ""  # "": PLAINTEXT, no authorizer (tests of the plain path)
+    node_id: int = 1
+    voters: str = ""  # "1@host:port,2@host:port,...": a node of a static quorum; "": standalone
+
+    @property
+    def size(self) -> int:
+        """How many nodes its cluster has."""
+        return self.voters.count("@") or 1
 
     @property
     def bootstrap(self) -> str:
@@ -69,7 +79,7 @@ class KafkaBroker:
     @property
     def process(self) -> ManagedProcess:
         return ManagedProcess(
-            "kafka broker",
+            f"kafka node {self.node_id}" if self.voters else "kafka broker",
             self.home / "broker.pid",
             self.home / "broker.log",
             marker=str(self._config_file()),
@@ -77,20 +87,28 @@ class KafkaBroker:
 
     def start(self, timeout_s: float = 60.0) -> float:
         """Start (or find running) and wait until it answers a metadata request; return seconds taken."""
+        if not self.launch(timeout_s):
+            return 0.0
+        return self.wait_ready(timeout_s)
+
+    def launch(self, timeout_s: float = 60.0, cluster_id: str | None = None) -> bool:
+        """Start the process unless it runs as configured already (False then); do not wait."""
         if self.process.pid() is not None:
             if self._running_secured() == bool(self.admin_password):
-                log.info("kafka broker already running at %s", self.bootstrap)
-                return 0.0
+                log.info("%s already running at %s", self.process.name, self.bootstrap)
+                return False
             log.info(
-                "kafka broker: restarting it to turn SASL and ACLs %s", "on" if self.admin_password else "off"
-            )
+                "%s: restarting it to turn SASL and ACLs %s",
+                self.process.name, "on" if self.admin_password else "off",
+            )  # fmt: skip
             self.stop()
         require_free(self.host, self.port, "LOANS_STACK_KAFKA_PORT")
         require_free(self.host, self.controller_port, "LOANS_STACK_KAFKA_CONTROLLER_PORT")
+        self._check_quorum()
         if self.admin_password and self._formatted() and not self._admin_marker().exists():
             self._add_admin_credential(timeout_s)
         self._write_config()
-        self._format_storage()
+        self._format_storage(cluster_id or _cluster_id())
         java = shutil.which("java")
         if java is None:
             raise ServiceError(
@@ -108,12 +126,22 @@ class KafkaBroker:
             str(self._config_file()),
         ]
         self.process.start(cmd)
+        return True
+
+    def wait_ready(self, timeout_s: float) -> float:
+        """Wait until it answers a metadata request; return seconds waited."""
         waited = wait_until(
-            self._ready, timeout_s, f"kafka broker at {self.bootstrap}", self.process.log_file
+            self._ready, timeout_s, f"{self.process.name} at {self.bootstrap}", self.process.log_file
         )
         check_running(self.process)
-        log.info("kafka broker healthy at %s after %.1f s", self.bootstrap, waited)
+        log.info("%s healthy at %s after %.1f s", self.process.name, self.bootstrap, waited)
         return waited
+
+    def cluster_id(self) -> str | None:
+        """The id its storage was formatted with (None before)."""
+        meta = self.home / "data" / "meta.properties"
+        lines = meta.read_text().splitlines() if meta.exists() else []
+        return next((line.split("=", 1)[1] for line in lines if line.startswith("cluster.id=")), None)
 
     def stop(self) -> bool:
         return self.process.stop()
@@ -201,20 +229,27 @@ class KafkaBroker:
 
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        replicas = min(3, self.size)  # of internal topics and the default for new ones
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **(
+                {"controller.quorum.voters": self.voters}
+                if self.voters
+                else {"controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}"}
+            ),
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.home.resolve() / "data"),
-            "offsets.topic.replication.factor": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "offsets.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(min_insync(replicas)),
+            "default.replication.factor": str(replicas),
+            "min.insync.replicas": str(min_insync(replicas)),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(2 * 1024 * 1024),
@@ -271,7 +306,20 @@ class KafkaBroker:
             open_broker.stop()
         self._admin_marker().touch()
 
-    def _format_storage(self) -> None:
+    def _quorum_marker(self) -> Path:
+        """The quorum its storage was formatted for ("" standalone; absent before the marker existed)."""
+        return self.home / "quorum"
+
+    def _check_quorum(self) -> None:
+        made = self._quorum_marker().read_text() if self._quorum_marker().exists() else ""
+        if self._formatted() and made != self.voters:
+            raise ServiceError(
+                f"{self.process.name}: its storage in {self.home / 'data'} was made for "
+                f"{made.count('@') or 1} node(s), not {self.size}; set LOANS_STACK_KAFKA_BROKERS back, "
+                "or `make down` and `make clean` to start afresh"
+            )
+
+    def _format_storage(self, cluster_id: str) -> None:
         if self._formatted():
             return
         cmd = [
@@ -280,8 +328,8 @@ class KafkaBroker:
             jars.classpath(self.jar_dir),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
-            f"--cluster-id={_cluster_id()}",  # one argument: an id may start with "-"
+            *([] if self.voters else ["--standalone"]),  # a static quorum is in the config
+            f"--cluster-id={cluster_id}",  # one argument: an id may start with "-"
             "-c",
             str(self._config_file()),
         ]
@@ -294,6 +342,84 @@ class KafkaBroker:
             )
         if self.admin_password:
             self._admin_marker().touch()
+        self._quorum_marker().write_text(self.voters)
+
+
+def min_insync(replicas: int) -> int:
+    """How many in-sync replicas an acks=all write needs: two of three (one node may be down and
+    nothing acknowledged lives on one disk only), one where there are fewer replicas."""
+    return max(1, min(2, replicas - 1))
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """The Kafka of `make up`: one standalone node, or `size` nodes, each broker and controller, of
+    one static quorum on consecutive port pairs (9092/9093, 9094/9095, ...), node i's state under
+    `home/kafka` (node 1) or `home/kafka-i`. Admin work goes through node 1's tools."""
+
+    nodes: tuple[KafkaBroker, ...]
+
+    @classmethod
+    def local(cls, home: Path, jar_dir: Path, host: str, port: int, controller_port: int, heap: str,
+              admin_password: str, size: int = 1) -> KafkaCluster:  # fmt: skip
+        if size == 1:
+            return cls(
+                (KafkaBroker(home / "kafka", jar_dir, host, port, controller_port, heap, admin_password),)
+            )
+        voters = ",".join(f"{i}@{host}:{controller_port + 2 * (i - 1)}" for i in range(1, size + 1))
+        return cls(tuple(
+            KafkaBroker(home / ("kafka" if i == 1 else f"kafka-{i}"), jar_dir, host, port + 2 * (i - 1),
+                        controller_port + 2 * (i - 1), heap, admin_password, node_id=i, voters=voters)
+            for i in range(1, size + 1)
+        ))  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def process(self) -> ManagedProcess:
+        return self.nodes[0].process
+
+    def start(self, timeout_s: float = 60.0) -> float:
+        """Start every node not running (all before waiting: a quorum needs a majority), then wait
+        until each answers; return seconds taken."""
+        started = time.monotonic()
+        cluster_id = next((i for n in self.nodes if (i := n.cluster_id())), None) or _cluster_id()
+        launched = [n for n in self.nodes if n.launch(timeout_s, cluster_id)]
+        for node in launched:
+            node.wait_ready(timeout_s)
+        return time.monotonic() - started if launched else 0.0
+
+    def stop(self) -> bool:
+        """Stop every node at once: one left alone without a quorum waits long for its controller."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            return any(list(pool.map(KafkaBroker.stop, self.nodes)))
+
+    def healthy(self) -> bool:
+        return all(n.healthy() for n in self.nodes)
+
+    def serves_elsewhere(self) -> bool:
+        return self.nodes[0].serves_elsewhere()
+
+    def admin_answers(self) -> bool:
+        return self.nodes[0].admin_answers()
+
+    def admin_settings(self) -> KafkaSettings:
+        return self.nodes[0].admin_settings().model_copy(update={"bootstrap_servers": self.bootstrap})
+
+    def admin(self) -> AdminClient:
+        return AdminClient(
+            {"bootstrap.servers": self.bootstrap, **self.nodes[0].admin_security()}, logger=_quiet
+        )
+
+    def set_quotas(self, quotas: dict[str, dict[str, int]]) -> None:
+        self.nodes[0].set_quotas(quotas)
+
+    def under_replicated(self) -> int:
+        """Partitions with fewer in-sync replicas than replicas (a node down or catching up)."""
+        topics = self.admin().list_topics(timeout=5).topics.values()
+        return sum(len(p.isrs) < len(p.replicas) for t in topics for p in t.partitions.values())
 
 
 def _cluster_id() -> str:

@@ -8,16 +8,13 @@ stops and starts under a running `loans-stream`:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +26,12 @@ from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
-from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
 from models.registry import promote
 from models.train import TrainingSource, TrainOptions, train
+from tests.integration.jobs import RunningJob, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,39 +62,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         s.mlflow.stop()
         s.broker.stop()
-
-
-@dataclass
-class RunningJob:
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def read_text(self) -> str:
-        return self.log.read_text()
-
-    def kill_python_workers(self) -> int:
-        """SIGKILL the job's PySpark Python workers (its JVM starts new ones, which load the model
-        again); return how many."""
-        table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout  # noqa: S607
-        children: dict[int, list[int]] = defaultdict(list)
-        args: dict[int, str] = {}
-        for line in table.splitlines():
-            fields = line.split(None, 2)
-            children[int(fields[1])].append(int(fields[0]))
-            args[int(fields[0])] = fields[2] if len(fields) > 2 else ""
-        todo, workers = [self.process.pid], list[int]()
-        while todo:
-            for child in children[todo.pop()]:
-                todo.append(child)
-                if "pyspark.daemon" in args[child] or "pyspark.worker" in args[child]:
-                    workers.append(child)
-        for worker in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker, signal.SIGKILL)
-        return len(workers)
-
-    def __str__(self) -> str:
-        return str(self.log)
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +100,6 @@ def produce(kafka: KafkaSettings, topics: TopicSettings, n: int, seed: int) -> l
     producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
     producer.close()
     return list(apps["application_id"])
-
-
-def keys(kafka: KafkaSettings, topic: str) -> Counter[str]:
-    return Counter((m.key() or b"").decode() for m in read_topic(kafka, topic, 10**9, 5, settle_s=0))
-
-
-def wait_for(kafka: KafkaSettings, topic: str, ids: list[str], timeout_s: float) -> Counter[str]:
-    deadline = time.monotonic() + timeout_s
-    while not set(ids) <= set(got := keys(kafka, topic)) and time.monotonic() < deadline:
-        time.sleep(3)
-    return got
 
 
 def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: RunningJob) -> None:

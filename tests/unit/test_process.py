@@ -52,3 +52,24 @@ def test_port_in_use_names_port_and_setting() -> None:
         assert not port_free("127.0.0.1", port)
         with pytest.raises(PortInUseError, match=f"port {port} .* set LOANS_STACK_KAFKA_PORT"):
             require_free("127.0.0.1", port, "LOANS_STACK_KAFKA_PORT")
+
+
+def test_a_cluster_of_three_takes_port_pairs_and_one_static_quorum(tmp_path: Path) -> None:
+    from core.stack.kafka import KafkaCluster, min_insync
+
+    cluster = KafkaCluster.local(tmp_path, tmp_path, "127.0.0.1", 9092, 9093, "512m", "", size=3)
+    assert cluster.bootstrap == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    assert [n.home.name for n in cluster.nodes] == ["kafka", "kafka-2", "kafka-3"]
+    assert {n.voters for n in cluster.nodes} == {"1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"}
+    single = KafkaCluster.local(tmp_path, tmp_path, "127.0.0.1", 9092, 9093, "512m", "")
+    assert single.nodes[0].voters == "" and single.nodes[0].process.name == "kafka broker"
+    assert [min_insync(r) for r in (1, 2, 3, 5)] == [1, 1, 2, 2]
+
+
+def test_a_job_start_never_resolves_jars(tmp_path: Path) -> None:
+    """Jars come from `make install`; without them a session start says so instead of calling Maven."""
+    from core.errors import ServiceError
+    from core.stack import jars
+
+    with pytest.raises(ServiceError, match="run `make install` once"):
+        jars.cached(jars.SPARK_POM, tmp_path / "spark")

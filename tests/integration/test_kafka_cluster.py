@@ -1,0 +1,183 @@
+"""A 3-node KRaft cluster (`make up KAFKA_BROKERS=3`) under a running `loans-stream`: topics are
+replicated three times with min.insync.replicas=2; mid-stream the broker leading the applications'
+first partition is SIGKILLed and restarted 20 s later; the project's producer (acks=all, idempotent)
+reports no failure, and every application reaches loan.risk and loan.scores (scores exactly once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka.admin import ConfigResource
+
+from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
+from core.stack import jars
+from core.stack.kafka import KafkaCluster
+from core.stack.mlflow_server import MlflowServer
+from core.stack.process import free_port, port_free
+from generator.applications import ApplicationGenerator
+from kafka_producer.encode import json_lines
+from kafka_producer.producer import EventProducer
+from kafka_producer.topics import admin_client, ensure_topics
+from models.registry import promote
+from models.train import TrainingSource, TrainOptions, train
+from tests.integration.jobs import RunningJob, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def free_port_pairs(nodes: int) -> int:
+    """A port p with p .. p + 2 * nodes - 1 all free (each node's client and controller ports)."""
+    for _ in range(100):
+        base = free_port()
+        if base + 2 * nodes < 65536 and all(port_free("127.0.0.1", base + k) for k in range(2 * nodes)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+@dataclass
+class Cluster:
+    kafka: KafkaCluster
+    settings: KafkaSettings
+    ml: MlflowSettings
+    topics: TopicSettings
+    stack_env: dict[str, str]  # `loans-stack` pointed at this cluster's folder and ports
+
+    def status(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "core.stack", "status"],
+            capture_output=True, text=True, env=self.stack_env, check=False, timeout=120,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    home = tmp_path_factory.mktemp("cluster")
+    jar_dir = jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka")
+    base = free_port_pairs(3)
+    kafka = KafkaCluster.local(home, jar_dir, "127.0.0.1", base, base + 1, "384m", "", size=3)
+    mlflow = MlflowServer(home / "mlflow", port=free_port())
+    (home / "mlflow").mkdir()
+    kafka.start(timeout_s=120)
+    mlflow.start(timeout_s=90)
+    try:
+        c = Cluster(
+            kafka,
+            KafkaSettings(bootstrap_servers=kafka.bootstrap),
+            MlflowSettings(tracking_uri=mlflow.uri, model_name="cluster"),
+            TopicSettings(),
+            os.environ | {
+                "LOANS_PATHS_HOME": str(home), "LOANS_STACK_SECURE": "false",
+                "LOANS_STACK_KAFKA_PORT": str(base), "LOANS_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
+                "LOANS_STACK_MLFLOW_PORT": str(mlflow.port),
+            },
+        )  # fmt: skip
+        ensure_topics(c.settings, c.topics)
+        train(c.ml, TrainingSource.synthetic(rows=4000, seed=1), TrainOptions.quick())
+        assert promote(c.ml, force=True).promoted
+        yield c
+    finally:
+        mlflow.stop()
+        kafka.stop()
+
+
+@pytest.fixture(scope="module")
+def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJob]:
+    work = tmp_path_factory.mktemp("cluster-job")
+    env = os.environ | {
+        "LOANS_KAFKA_BOOTSTRAP_SERVERS": cluster.kafka.bootstrap,  # every node: any one may be down
+        "LOANS_MLFLOW_TRACKING_URI": cluster.ml.tracking_uri,
+        "LOANS_MLFLOW_MODEL_NAME": cluster.ml.model_name,
+        "LOANS_SPARK_MASTER": "local[5]",  # real-time risk: a slot per partition, 2 more
+        "LOANS_SPARK_QUERIES": "risk,scores",
+        "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
+        "LOANS_SPARK_RESTART_BACKOFF_S": "3",
+        "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),
+        "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
+    }
+    log = work / "job.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sparky.cli", "--progress-every", "5"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield RunningJob(log, process)
+        assert process.poll() is None, f"the job exited; log: {log}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+
+
+def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Cluster) -> None:
+    admin = admin_client(cluster.settings)
+    meta = admin.list_topics(timeout=10)
+    assert len(meta.brokers) == 3
+    for name in cluster.topics.all():
+        assert all(len(p.replicas) == 3 for p in meta.topics[name].partitions.values()), name
+    resource = ConfigResource(ConfigResource.Type.TOPIC, cluster.topics.applications)
+    config = admin.describe_configs([resource])[resource].result()
+    assert config["min.insync.replicas"].value == "2"
+    assert cluster.kafka.under_replicated() == 0
+    status = cluster.status()  # make status: each node, and replication
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [line.split()[:4] for line in status.stdout.splitlines() if line.startswith("kafka node")] == [
+        ["kafka", "node", str(i), "healthy"] for i in (1, 2, 3)
+    ]
+    assert "replication    ok" in status.stdout
+
+
+def test_broker_sigkilled_mid_stream_loses_nothing(cluster: Cluster, job: RunningJob) -> None:
+    kafka, topics = cluster.settings, cluster.topics
+    gen, producer, stop = ApplicationGenerator(seed=3), EventProducer(kafka), threading.Event()
+    sent: list[str] = []
+
+    def send_every_second() -> None:
+        while not stop.is_set():
+            apps = gen.batch(10, datetime.now(UTC), 0.01).applications
+            producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
+            sent.extend(apps["application_id"])
+            stop.wait(1)
+
+    meta = admin_client(kafka).list_topics(topics.applications, timeout=10)
+    leader = meta.topics[topics.applications].partitions[0].leader
+    victim = next(n for n in cluster.kafka.nodes if n.node_id == leader)
+    sender = threading.Thread(target=send_every_second)
+    sender.start()
+    try:
+        time.sleep(15)
+        pid = victim.process.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while cluster.kafka.under_replicated() == 0:  # the controller fences the dead node
+            assert time.monotonic() < deadline, "no partition lost a replica"
+            time.sleep(2)
+        status = cluster.status()
+        assert status.returncode == 1 and "UNDER-REPLICATED" in status.stdout
+        assert f"kafka node {victim.node_id}   stopped" in status.stdout
+        victim.start(timeout_s=120)
+        time.sleep(10)
+    finally:
+        stop.set()
+        sender.join()
+    producer.close()  # raises if anything was not delivered
+    assert len(sent) >= 300
+    for stream in ("risk", "scores"):
+        got = wait_for(kafka, topics.output(stream), sent, 300)
+        missing = len(set(sent) - set(got))
+        assert not missing, f"{stream}: {missing} of {len(sent)} missing; log: {job}"
+        if stream == "scores":
+            assert max(got[i] for i in sent) == 1, "an application was scored twice"
+    deadline = time.monotonic() + 90
+    while cluster.kafka.under_replicated():  # the restarted node catches up
+        assert time.monotonic() < deadline, "replicas never caught up"
+        time.sleep(3)
