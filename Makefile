@@ -10,7 +10,7 @@ endif
 PYTEST_ARGS ?=
 
 .PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
-        kafka-producer-single spark-app-single spark-monitor kafka-consumer-output-% train promote serve dashboard
+        kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ kafka-producer-single: up ## publish Lending Club history, then live application
 SPARK_ARGS ?=
 spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, channel, scores + DLQ, lake) until Ctrl-C (SPARK_ARGS=...)
 	@$(RUN) loans-stream $(SPARK_ARGS)
+spark-app-cluster: up ## the same job on a local Spark standalone cluster (master + 2 workers, loopback), spark-submit in client mode with the project's wheel (SPARK_ARGS=...)
+	@rm -rf .loans/dist && $(UV) build --wheel --quiet --out-dir .loans/dist
+	@$(RUN) loans-stack spark-app $(SPARK_ARGS)
+spark-cluster-down: .venv/.installed ## stop the local Spark standalone cluster
+	@$(RUN) loans-stack spark-down
 spark-monitor: up ## model monitoring (loan.monitor) and outcomes to the lake: reads loan.truth, so its own process and principal
 	@LOANS_SPARK_QUERIES=outcomes,monitor $(RUN) loans-stream $(SPARK_ARGS)
 

@@ -222,6 +222,11 @@ class StackSettings(BaseSettings):
         1, ge=1, le=5, description="KRaft nodes (each broker + controller; ports in pairs from kafka_port)"
     )
     mlflow_port: Port = 5000
+    spark_master_port: Port = 7077  # `make spark-app-cluster`: a standalone master and its workers
+    spark_ui_port: Port = 8080  # the master's web UI; worker i's at spark_ui_port + i
+    spark_workers: int = Field(2, ge=1, le=8)
+    spark_worker_cores: int = Field(3, ge=1, le=64, description="task slots per worker (threads)")
+    spark_worker_memory: str = Field("2g", pattern=r"^\d+[kmgKMG]$")
     start_timeout_s: float = Field(60.0, gt=0)
     secure: bool = Field(
         True,

@@ -8,6 +8,7 @@ Python workers it starts (they would die mid-task and log it).
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 from pyspark import SparkConf, SparkContext
@@ -19,7 +20,7 @@ from core.stack import jars
 
 log = logging.getLogger(__name__)
 
-POOLS = jars.INFRA / "spark" / "fairscheduler.xml"  # one pool per query, `risk` first
+POOLS = "fairscheduler.xml"  # package data of sparky: one pool per query, `risk` first
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -33,6 +34,14 @@ def connector_jars(paths: PathSettings) -> list[Path]:
 REDACTION = ("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
 
 
+def _pools(paths: PathSettings) -> Path:
+    """The scheduler pools as a file the JVM can read (the code may run from a wheel or zip)."""
+    path = paths.home.resolve() / "run" / POOLS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(resources.files("sparky").joinpath(POOLS).read_text())
+    return path
+
+
 def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bool) -> SparkConf:
     """Everything the job's session is configured with."""
     return SparkConf().setAll(
@@ -42,7 +51,7 @@ def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bo
             ("spark.jars", ",".join(str(j) for j in connector_jars(paths))),
             ("spark.sql.shuffle.partitions", str(job.shuffle_partitions)),
             ("spark.scheduler.mode", "FAIR"),
-            ("spark.scheduler.allocation.file", str(POOLS)),
+            ("spark.scheduler.allocation.file", str(_pools(paths))),
             ("spark.sql.session.timeZone", "UTC"),
             ("spark.ui.enabled", str(ui).lower()),
             ("spark.ui.host", job.ui_host),  # loopback unless configured

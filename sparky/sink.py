@@ -80,7 +80,7 @@ def crash_if(failpoint: str, query: str, point: str) -> None:
 
 @contextmanager
 def pool(df: DataFrame, name: str) -> Iterator[None]:
-    """Queries started inside run their jobs in scheduler pool `name` (infra/spark/fairscheduler.xml):
+    """Queries started inside run their jobs in scheduler pool `name` (sparky/fairscheduler.xml):
     a streaming query keeps the pool of the thread that started it."""
     context = df.sparkSession.sparkContext
     context.setLocalProperty("spark.scheduler.pool", name)

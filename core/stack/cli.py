@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from core.stack import acl, jars, secrets
 from core.stack import status as status_of
 from core.stack.kafka import ADMIN, KafkaCluster
 from core.stack.mlflow_server import MlflowServer
+from core.stack.spark import SparkStandalone, submit_command
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,31 @@ def ensure_secrets(kafka: bool, mlflow: bool) -> list[str]:
     return secrets.ensure(SECRETS_FILE, users, **{secrets.PROTOCOL: protocol})
 
 
+def spark_cluster(paths: PathSettings, stack: StackSettings) -> SparkStandalone:
+    """The Spark standalone cluster of `make spark-app-cluster`, its state under `paths.home/spark`."""
+    return SparkStandalone(
+        paths.home / "spark", stack.host, stack.spark_master_port, stack.spark_ui_port,
+        stack.spark_workers, stack.spark_worker_cores, stack.spark_worker_memory,
+    )  # fmt: skip
+
+
+def spark_app(paths: PathSettings, stack: StackSettings, job_args: list[str]) -> int:
+    """Start the standalone cluster (unless running) and spark-submit the job to it in client mode
+    with the newest wheel in `paths.home/dist` (`make spark-app-cluster` builds it first)."""
+    wheels = sorted((paths.home / "dist").glob("*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        raise ServiceError(f"no wheel in {paths.home / 'dist'}: `make spark-app-cluster` builds it")
+    cluster = spark_cluster(paths, stack)
+    cluster.start(stack.start_timeout_s)
+    print(
+        f"spark master {cluster.master_url}, its UI at {cluster.ui}; the job's UI at http://{stack.host}:4040"
+    )
+    cmd = submit_command(cluster, paths.jars / "spark", wheels[-1], job_args)
+    # the driver binds and advertises loopback too (the executors reach it there)
+    env = {**os.environ, "LOANS_SPARK_MASTER": cluster.master_url, "SPARK_LOCAL_IP": stack.host}
+    return subprocess.run(cmd, env=env, check=False).returncode  # noqa: S603 - our own command line
+
+
 def _where(service: KafkaCluster | MlflowServer) -> str:
     return service.bootstrap if isinstance(service, KafkaCluster) else service.uri
 
@@ -183,10 +211,23 @@ def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loans-stack", description=__doc__)
     parser.add_argument(
-        "command", choices=["up", "down", "status", "jars", "secrets", "rotate-ssn-key", "clean"]
+        "command",
+        choices=[
+            "up",
+            "down",
+            "status",
+            "jars",
+            "secrets",
+            "rotate-ssn-key",
+            "clean",
+            "spark-app",
+            "spark-down",
+        ],  # fmt: skip
     )
     parser.add_argument("--yes", action="store_true", help="clean: do not ask (make clean FORCE=1)")
-    args = parser.parse_args(argv)
+    args, job_args = parser.parse_known_args(argv)  # spark-app passes the rest to loans-stream
+    if job_args and args.command != "spark-app":
+        parser.error(f"unrecognized arguments: {' '.join(job_args)}")
 
     def body() -> int:
         configure(load(LogSettings).level)
@@ -195,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             up(paths, stack)
         elif args.command == "down":
             down(paths, stack)
+        elif args.command == "spark-app":
+            return spark_app(paths, stack, job_args)
+        elif args.command == "spark-down":
+            stopped = spark_cluster(paths, stack).stop()
+            log.info("spark standalone cluster: %s", "stopped" if stopped else "was not running")
         elif args.command == "secrets":
             added = ensure_secrets(stack.secure, stack.secure)
             print(f"{len(added)} secrets made in {SECRETS_FILE} (owner-only; never commit it)")

@@ -1,19 +1,25 @@
-"""A 3-node KRaft cluster (`make up KAFKA_BROKERS=3`) under a running `loans-stream`: topics are
-replicated three times with min.insync.replicas=2; mid-stream the broker leading the applications'
-first partition is SIGKILLed and restarted 20 s later; the project's producer (acks=all, idempotent)
-reports no failure, and every application reaches loan.risk and loan.scores (scores exactly once)."""
+"""Past one machine, on this one: a 3-node KRaft cluster (`make up KAFKA_BROKERS=3`) and the job
+spark-submitted to a Spark standalone cluster of a master and 2 workers (`make spark-app-cluster`:
+the project's code shipped as its wheel). Topics are replicated three times with
+min.insync.replicas=2; mid-stream the broker leading the applications' first partition is SIGKILLed
+and restarted 20 s later; the project's producer (acks=all, idempotent) reports no failure, and
+every application reaches loan.risk and loan.scores (scores exactly once)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import ConfigResource
@@ -23,6 +29,7 @@ from core.stack import jars
 from core.stack.kafka import KafkaCluster
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port, port_free
+from core.stack.spark import SparkStandalone
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
@@ -32,6 +39,7 @@ from models.train import TrainingSource, TrainOptions, train
 from tests.integration.jobs import RunningJob, wait_for
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port_pairs(nodes: int) -> int:
@@ -89,14 +97,27 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kafka.stop()
 
 
+def build_wheel(out: Path) -> Path:
+    """The project's wheel, as `make spark-app-cluster` builds it (uv build)."""
+    uv = [found] if (found := shutil.which("uv")) else [shutil.which("python3") or "python3", "-m", "uv"]
+    subprocess.run([*uv, "build", "--wheel", "--quiet", "--out-dir", str(out)], cwd=ROOT, check=True)  # noqa: S603
+    return next(out.glob("*.whl"))
+
+
 @pytest.fixture(scope="module")
 def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJob]:
+    """`make spark-app-cluster` against the 3 nodes: a standalone master + 2 workers (3 slots each)."""
     work = tmp_path_factory.mktemp("cluster-job")
+    (work / "jars").symlink_to(PathSettings().jars.resolve())
+    build_wheel(work / "dist")
+    standalone = SparkStandalone(work / "spark", port=free_port(), ui_port=free_port_pairs(2))
     env = os.environ | {
+        "LOANS_PATHS_HOME": str(work),
+        "LOANS_STACK_SPARK_MASTER_PORT": str(standalone.port),
+        "LOANS_STACK_SPARK_UI_PORT": str(standalone.ui_port),
         "LOANS_KAFKA_BOOTSTRAP_SERVERS": cluster.kafka.bootstrap,  # every node: any one may be down
         "LOANS_MLFLOW_TRACKING_URI": cluster.ml.tracking_uri,
         "LOANS_MLFLOW_MODEL_NAME": cluster.ml.model_name,
-        "LOANS_SPARK_MASTER": "local[5]",  # real-time risk: a slot per partition, 2 more
         "LOANS_SPARK_QUERIES": "risk,scores",
         "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
         "LOANS_SPARK_RESTART_BACKOFF_S": "3",
@@ -106,15 +127,26 @@ def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = work / "job.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sparky.cli", "--progress-every", "5"],
+            [sys.executable, "-m", "core.stack", "spark-app", "--progress-every", "5"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        deadline = time.monotonic() + 180
+        while "started 2 queries" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, (
+                f"the job did not start; log: {log}"
+            )
+            time.sleep(2)
+        assert standalone.alive_workers() == 2
+        with urllib.request.urlopen(f"{standalone.ui}/json/", timeout=10) as resp:  # noqa: S310 - our URI
+            apps = json.load(resp)["activeapps"]
+        assert [(a["name"], a["cores"]) for a in apps] == [("loan-stream", 6)]  # the job, on both workers
         yield RunningJob(log, process)
         assert process.poll() is None, f"the job exited; log: {log}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(60)
+        standalone.stop()
 
 
 def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Cluster) -> None:
