@@ -15,13 +15,17 @@ Designs, measured in the same run on this machine (--designs):
   micro-batches with async progress tracking, or in plain micro-batches;
 - `exactly-once`, `at-least-once`: risk in micro-batches, and every micro-batch output written in
   Kafka transactions (the default) or by Spark's Kafka writer: what exactly-once costs;
-- `baseline`: the job as it was before the restructuring (--baseline-ref), from a git worktree.
+- `baseline`: the job as it was before the restructuring (--baseline-ref), from a git worktree;
+- `cluster`: this tree's job (real-time risk) spark-submitted to a Spark standalone cluster of a
+  master and 2 workers on this machine (`make spark-app-cluster`: the wheel shipped, client mode),
+  against `realtime` in `local[*]` at the same rates.
 Each run also prints each query's micro-batches: how many, rows and seconds each, and Spark's
 `durationMs` breakdown (from the Spark event log).
 
     uv run python -m bench.pipeline --rates 1000 --designs realtime async microbatch baseline
     uv run python -m bench.pipeline --rates 1000 2000 5000 --designs realtime
     uv run python -m bench.pipeline --rates 1000 --designs exactly-once at-least-once
+    uv run python -m bench.pipeline --rates 500 1000 2000 --designs realtime cluster --all-rates
 """
 
 from __future__ import annotations
@@ -228,6 +232,18 @@ class Design:
     name: str
     env: dict[str, str]
     tree: Path  # where its code is
+    command: tuple[str, ...] = ("-m", "sparky.cli")  # how the job starts (python ...)
+
+
+def standalone(port: int, ui_port: int) -> Design:
+    """The job on a local Spark standalone cluster, as `make spark-app-cluster` runs it."""
+    dist = ROOT / ".loans" / "dist"
+    subprocess.run(["rm", "-rf", str(dist)], check=True)  # noqa: S603, S607
+    subprocess.run(["uv", "build", "--wheel", "--quiet", "--out-dir", str(dist)], cwd=ROOT, check=True)  # noqa: S603, S607
+    env = DESIGNS["realtime"] | {
+        "LOANS_STACK_SPARK_MASTER_PORT": str(port), "LOANS_STACK_SPARK_UI_PORT": str(ui_port),
+    }  # fmt: skip
+    return Design("cluster (standalone, 2 workers)", env, ROOT, ("-m", "core.stack", "spark-app"))
 
 
 def designs(names: list[str], baseline_ref: str) -> list[Design]:
@@ -240,6 +256,8 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
                 cwd=ROOT, check=True, capture_output=True,
             )  # fmt: skip
             out.append(Design(f"baseline ({baseline_ref})", {}, tree))
+        elif name == "cluster":
+            out.append(standalone(free_port(), free_port()))
         else:
             out.append(Design(name, DESIGNS[name], ROOT))
     return out
@@ -287,9 +305,13 @@ def run_rate(
             "LOANS_SPARK_WINDOW": f"{args.window} seconds",
         }
     )
+    # spark-submit (the cluster design) reads no PYSPARK_SUBMIT_ARGS: its JVM takes spark.* properties
+    env["SPARK_SUBMIT_OPTS"] = (
+        env["PYSPARK_SUBMIT_ARGS"].removesuffix(" pyspark-shell").replace("--conf ", "-D")
+    )
     log = (work / "job.log").open("wb")
     job = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [sys.executable, "-m", "sparky.cli", "--from-beginning", "--progress-every", "30"],
+        [sys.executable, *design.command, "--from-beginning", "--progress-every", "30"],
         cwd=design.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     outcome = Outcome(design.name, rate)
@@ -429,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rates", type=float, nargs="+", default=[1000])
     parser.add_argument("--designs", nargs="+", default=["realtime", "baseline"],
-                        choices=[*DESIGNS, "baseline"])  # fmt: skip
+                        choices=[*DESIGNS, "baseline", "cluster"])  # fmt: skip
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of input per run")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds allowed to catch up afterwards")
     parser.add_argument("--settle", type=float, default=20.0, help="then seconds for the last windows")
@@ -453,8 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
     server, mlflow = start_champion()
     outcomes: list[Outcome] = []
+    chosen: list[Design] = []
     try:
-        for design in designs(args.designs, args.baseline_ref):
+        for design in (chosen := designs(args.designs, args.baseline_ref)):
             for rate in args.rates:
                 outcome = run_rate(kafka, mlflow, design, rate, args)
                 outcomes.append(outcome)
@@ -466,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
         server.stop()
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # noqa: S607
+        for design in (d for d in chosen if d.command[1] == "core.stack"):
+            subprocess.run([sys.executable, "-m", "core.stack", "spark-down"], env=os.environ | design.env,  # noqa: S603
+                           cwd=ROOT, check=False)  # fmt: skip
     return 0
 
 
