@@ -169,8 +169,13 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
         print(f"{name:<14} {state:<24} pid={pid or '-':<8} {where}   log: {paths.home.resolve()}")
     lagging = broker.under_replicated() if len(broker.nodes) > 1 and any(r[3] for r in rows[:-1]) else 0
     if len(broker.nodes) > 1:
-        print(f"{'replication':<14} {'ok' if lagging == 0 else 'UNDER-REPLICATED':<24} "
-              f"{lagging} partition(s) with fewer in-sync replicas than replicas")  # fmt: skip
+        state = "ok" if lagging == 0 else "unknown" if lagging is None else "UNDER-REPLICATED"
+        detail = (
+            "no metadata from any node"
+            if lagging is None
+            else f"{lagging} partition(s) with fewer in-sync replicas than replicas"
+        )
+        print(f"{'replication':<14} {state:<24} {detail}")
     serving = load(ServingSettings)
     others = status_of.parts(load(MetricsSettings), serving.host, serving.port, serving.dashboard_port)
     for part in others:
@@ -178,7 +183,7 @@ def status(paths: PathSettings, stack: StackSettings) -> int:
             f"{part.name:<14} {part.state:<24} {part.where}"
             + (f"\n{'':<15}{part.detail}" if part.detail else "")
         )
-    return 0 if all(r[3] for r in rows) and not lagging and not any(p.problem for p in others) else 1
+    return 0 if all(r[3] for r in rows) and lagging == 0 and not any(p.problem for p in others) else 1
 
 
 def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes: bool) -> int:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
@@ -416,9 +417,13 @@ class KafkaCluster:
     def set_quotas(self, quotas: dict[str, dict[str, int]]) -> None:
         self.nodes[0].set_quotas(quotas)
 
-    def under_replicated(self) -> int:
-        """Partitions with fewer in-sync replicas than replicas (a node down or catching up)."""
-        topics = self.admin().list_topics(timeout=5).topics.values()
+    def under_replicated(self) -> int | None:
+        """Partitions with fewer in-sync replicas than replicas (a node down or catching up); None
+        when no node gives the cluster's metadata."""
+        try:
+            topics = self.admin().list_topics(timeout=5).topics.values()
+        except KafkaException:
+            return None
         return sum(len(p.isrs) < len(p.replicas) for t in topics for p in t.partitions.values())
 
 
