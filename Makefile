@@ -71,8 +71,7 @@ SPARK_ARGS ?=
 spark-app-single: up ## run the one Spark job (risk, fraud, stats, segment, channel, scores + DLQ, lake) until Ctrl-C (SPARK_ARGS=...)
 	@$(RUN) loans-stream $(SPARK_ARGS)
 spark-app-cluster: up ## the same job on a local Spark standalone cluster (master + 2 workers, loopback), spark-submit in client mode with the project's wheel (SPARK_ARGS=...)
-	@rm -rf .loans/dist && $(UV) build --wheel --quiet --out-dir .loans/dist
-	@$(RUN) loans-stack spark-app $(SPARK_ARGS)
+	@UV="$(UV)" $(RUN) loans-stack spark-app $(SPARK_ARGS)
 spark-cluster-down: .venv/.installed ## stop the local Spark standalone cluster
 	@$(RUN) loans-stack spark-down
 spark-monitor: up ## model monitoring (loan.monitor) and outcomes to the lake: reads loan.truth, so its own process and principal

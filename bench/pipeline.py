@@ -237,9 +237,6 @@ class Design:
 
 def standalone(port: int, ui_port: int) -> Design:
     """The job on a local Spark standalone cluster, as `make spark-app-cluster` runs it."""
-    dist = ROOT / ".loans" / "dist"
-    subprocess.run(["rm", "-rf", str(dist)], check=True)  # noqa: S603, S607
-    subprocess.run(["uv", "build", "--wheel", "--quiet", "--out-dir", str(dist)], cwd=ROOT, check=True)  # noqa: S603, S607
     env = DESIGNS["realtime"] | {
         "LOANS_STACK_SPARK_MASTER_PORT": str(port), "LOANS_STACK_SPARK_UI_PORT": str(ui_port),
     }  # fmt: skip

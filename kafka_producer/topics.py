@@ -16,7 +16,7 @@ from core.errors import ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, TopicSettings, load
 from core.stack import acl
-from core.stack.kafka import min_insync
+from core.stack.kafka import min_insync, replication
 from core.streams import topic_name
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,14 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
     commit markers compacted as well); return the names created."""
     admin = admin_client(kafka)
     try:
-        existing = set(admin.list_topics(timeout=10).topics)
+        meta = admin.list_topics(timeout=10)
     except KafkaException as exc:
         raise ServiceError(
             f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}; is it up (make up)?"
         ) from exc
     names = names or visible(kafka, topics)
-    wanted = [n for n in names if n not in existing]
-    replicas = topics.replication_factor or min(3, len(admin.list_topics(timeout=10).brokers))
+    wanted = [n for n in names if n not in meta.topics]
+    replicas = topics.replication_factor or replication(len(meta.brokers))
     config = {"retention.ms": str(topics.retention_ms), "min.insync.replicas": str(min_insync(replicas))}
     compacted = set(topics.compacted())
     new = [

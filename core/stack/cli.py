@@ -30,7 +30,7 @@ from core.stack import acl, jars, secrets
 from core.stack import status as status_of
 from core.stack.kafka import ADMIN, KafkaCluster
 from core.stack.mlflow_server import MlflowServer
-from core.stack.spark import SparkStandalone, submit_command
+from core.stack.spark import SparkStandalone, build_wheel, submit_command
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -122,17 +122,15 @@ def spark_cluster(paths: PathSettings, stack: StackSettings) -> SparkStandalone:
 
 
 def spark_app(paths: PathSettings, stack: StackSettings, job_args: list[str]) -> int:
-    """Start the standalone cluster (unless running) and spark-submit the job to it in client mode
-    with the newest wheel in `paths.home/dist` (`make spark-app-cluster` builds it first)."""
-    wheels = sorted((paths.home / "dist").glob("*.whl"), key=lambda p: p.stat().st_mtime)
-    if not wheels:
-        raise ServiceError(f"no wheel in {paths.home / 'dist'}: `make spark-app-cluster` builds it")
+    """Build the project's wheel into `paths.home/dist`, start the standalone cluster (unless running)
+    and spark-submit the job to it in client mode with that wheel."""
+    wheel = build_wheel(paths.home / "dist")
     cluster = spark_cluster(paths, stack)
     cluster.start(stack.start_timeout_s)
     print(
         f"spark master {cluster.master_url}, its UI at {cluster.ui}; the job's UI at http://{stack.host}:4040"
     )
-    cmd = submit_command(cluster, paths.jars / "spark", wheels[-1], job_args)
+    cmd = submit_command(cluster, paths.jars / "spark", wheel, job_args)
     # the driver binds and advertises loopback too (the executors reach it there)
     env = {**os.environ, "LOANS_SPARK_MASTER": cluster.master_url, "SPARK_LOCAL_IP": stack.host}
     return subprocess.run(cmd, env=env, check=False).returncode  # noqa: S603 - our own command line

@@ -230,7 +230,7 @@ class KafkaBroker:
 
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        replicas = min(3, self.size)  # of internal topics and the default for new ones
+        replicas = replication(self.size)  # of internal topics and the default for new ones
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
@@ -346,6 +346,11 @@ class KafkaBroker:
         self._quorum_marker().write_text(self.voters)
 
 
+def replication(brokers: int) -> int:
+    """Replicas per partition on a cluster of `brokers`: each broker's, up to three."""
+    return min(3, brokers)
+
+
 def min_insync(replicas: int) -> int:
     """How many in-sync replicas an acks=all write needs: two of three (one node may be down and
     nothing acknowledged lives on one disk only), one where there are fewer replicas."""
@@ -363,11 +368,9 @@ class KafkaCluster:
     @classmethod
     def local(cls, home: Path, jar_dir: Path, host: str, port: int, controller_port: int, heap: str,
               admin_password: str, size: int = 1) -> KafkaCluster:  # fmt: skip
-        if size == 1:
-            return cls(
-                (KafkaBroker(home / "kafka", jar_dir, host, port, controller_port, heap, admin_password),)
-            )
-        voters = ",".join(f"{i}@{host}:{controller_port + 2 * (i - 1)}" for i in range(1, size + 1))
+        # one node is standalone (as every single-broker storage is); more form one static quorum
+        quorum = [f"{i}@{host}:{controller_port + 2 * (i - 1)}" for i in range(1, size + 1)]
+        voters = ",".join(quorum) if size > 1 else ""
         return cls(tuple(
             KafkaBroker(home / ("kafka" if i == 1 else f"kafka-{i}"), jar_dir, host, port + 2 * (i - 1),
                         controller_port + 2 * (i - 1), heap, admin_password, node_id=i, voters=voters)

@@ -1,6 +1,6 @@
 """A Spark standalone cluster on this machine (`make spark-app-cluster`): one master and N workers
-from pyspark's own `spark-class`, on loopback, state and logs under `home`; and the `spark-submit`
-command that sends the job to it in client mode with the project's code as a wheel and the
+from pyspark's own `spark-class`, on loopback, state and logs under `home`; the project's wheel; and
+the `spark-submit` command that sends the job to it in client mode with that wheel and the
 connector jars from the local cache.
 """
 
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import shutil
+import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from core.stack import jars
 from core.stack.process import ManagedProcess, check_running, require_free, wait_until
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]  # the project: sparky/cli.py, pyproject.toml
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,23 @@ class SparkStandalone:
         return {"SPARK_LOCAL_IP": self.host, "SPARK_LOG_DIR": str(self.home.resolve())}
 
 
+def build_wheel(dist: Path) -> Path:
+    """The project's wheel, built afresh into `dist` with uv (`UV`: how the Makefile runs uv)."""
+    uv = shlex.split(os.environ.get("UV", "")) or [shutil.which("uv") or "uv"]
+    shutil.rmtree(dist, ignore_errors=True)
+    cmd = [*uv, "build", "--wheel", "--quiet", "--out-dir", str(dist)]
+    if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:  # noqa: S603 - uv, our own arguments
+        raise ServiceError(f"building the project's wheel failed: {' '.join(cmd)}")
+    return next(dist.glob("*.whl"))
+
+
 def submit_command(cluster: SparkStandalone, jar_dir: Path, wheel: Path, args: list[str]) -> list[str]:
     """`spark-submit` of the job (sparky/cli.py) to `cluster` in client mode: the project's code goes
     to the executors as the wheel (on their Python path as a zip), the connector jars from the cache;
     executors run this environment's Python (on one machine, or an image every node shares)."""
     code = wheel.with_suffix(".zip")  # pyspark puts .zip/.egg on the executors' path, not .whl
     shutil.copyfile(wheel, code)
-    entry = Path(__file__).resolve().parents[2] / "sparky" / "cli.py"
+    entry = ROOT / "sparky" / "cli.py"
     return [
         str(_bin("spark-submit")),
         "--master", cluster.master_url,

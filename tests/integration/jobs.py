@@ -1,5 +1,5 @@
-"""What the tests that run `loans-stream` as a process share: the running job, and reading which
-applications reached an output topic."""
+"""What the tests that run `loans-stream` as a process share: the running job, a steady stream of
+applications from the project's producer, and reading which applications reached an output topic."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core.settings import KafkaSettings
+from core.settings import KafkaSettings, TopicSettings
+from generator.applications import ApplicationGenerator
 from kafka_consumer.read import read_topic
+from kafka_producer.encode import json_lines
+from kafka_producer.producer import EventProducer
 
 
 @dataclass
@@ -58,3 +64,42 @@ def wait_for(kafka: KafkaSettings, topic: str, ids: list[str], timeout_s: float)
     while not set(ids) <= set(got := keys(kafka, topic)) and time.monotonic() < deadline:
         time.sleep(3)
     return got
+
+
+@contextlib.contextmanager
+def steady_applications(
+    kafka: KafkaSettings, topic: str, seed: int, per_second: int = 10
+) -> Iterator[list[str]]:
+    """The project's producer sends `per_second` applications a second to `topic` on a thread while
+    the block runs; yields the ids sent so far. Leaving the block closes the producer, which raises
+    if anything was not delivered."""
+    gen, producer, stop = ApplicationGenerator(seed=seed), EventProducer(kafka), threading.Event()
+    sent: list[str] = []
+
+    def send_every_second() -> None:
+        while not stop.is_set():
+            apps = gen.batch(per_second, datetime.now(UTC), 0.01).applications
+            producer.send(topic, [a.encode() for a in apps["application_id"]], json_lines(apps))
+            sent.extend(apps["application_id"])
+            stop.wait(1)
+
+    sender = threading.Thread(target=send_every_second)
+    sender.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        sender.join()
+    producer.close()
+
+
+def assert_risked_and_scored_once(
+    kafka: KafkaSettings, topics: TopicSettings, sent: list[str], job: RunningJob
+) -> None:
+    """Every application in `sent` reached loan.risk and loan.scores, none scored twice."""
+    for stream in ("risk", "scores"):
+        got = wait_for(kafka, topics.output(stream), sent, 300)
+        missing = len(set(sent) - set(got))
+        assert not missing, f"{stream}: {missing} of {len(sent)} missing; log: {job}"
+        if stream == "scores":
+            assert max(got[i] for i in sent) == 1, "an application was scored twice"

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
 from models.registry import promote
 from models.train import TrainingSource, TrainOptions, train
-from tests.integration.jobs import RunningJob, wait_for
+from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -125,32 +124,10 @@ def test_mlflow_outage_scores_wait_and_resume_risk_flows(stack: Stack, job: Runn
 def test_broker_down_30_s_then_back_loses_nothing(stack: Stack, job: RunningJob) -> None:
     """The project's producer sends 10 applications a second throughout; the broker stops for 30 s."""
     kafka, topics = stack.kafka, stack.topics
-    gen, producer, stop = ApplicationGenerator(seed=3), EventProducer(kafka), threading.Event()
-    sent: list[str] = []
-
-    def send_every_second() -> None:
-        while not stop.is_set():
-            apps = gen.batch(10, datetime.now(UTC), 0.01).applications
-            producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
-            sent.extend(apps["application_id"])
-            stop.wait(1)
-
-    sender = threading.Thread(target=send_every_second)
-    sender.start()
-    try:
+    with steady_applications(kafka, topics.applications, seed=3) as sent:
         time.sleep(10)
         stack.broker.stop()
         time.sleep(30)
         stack.broker.start(timeout_s=90)
         time.sleep(10)
-    finally:
-        stop.set()
-        sender.join()
-    producer.close()  # raises if anything was not delivered
-    for stream in ("risk", "scores"):
-        got = wait_for(kafka, topics.output(stream), sent, 300)
-        assert set(sent) <= set(got), (
-            f"{stream}: {len(set(sent) - set(got))} of {len(sent)} missing; log: {job}"
-        )
-        if stream == "scores":
-            assert max(got[i] for i in sent) == 1, "an application was scored twice"
+    assert_risked_and_scored_once(kafka, topics, sent, job)

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import ConfigResource
@@ -30,16 +26,12 @@ from core.stack.kafka import KafkaCluster
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port, port_free
 from core.stack.spark import SparkStandalone
-from generator.applications import ApplicationGenerator
-from kafka_producer.encode import json_lines
-from kafka_producer.producer import EventProducer
 from kafka_producer.topics import admin_client, ensure_topics
 from models.registry import promote
 from models.train import TrainingSource, TrainOptions, train
-from tests.integration.jobs import RunningJob, wait_for
+from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port_pairs(nodes: int) -> int:
@@ -97,19 +89,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kafka.stop()
 
 
-def build_wheel(out: Path) -> Path:
-    """The project's wheel, as `make spark-app-cluster` builds it (uv build)."""
-    uv = [found] if (found := shutil.which("uv")) else [shutil.which("python3") or "python3", "-m", "uv"]
-    subprocess.run([*uv, "build", "--wheel", "--quiet", "--out-dir", str(out)], cwd=ROOT, check=True)  # noqa: S603
-    return next(out.glob("*.whl"))
-
-
 @pytest.fixture(scope="module")
 def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJob]:
     """`make spark-app-cluster` against the 3 nodes: a standalone master + 2 workers (3 slots each)."""
     work = tmp_path_factory.mktemp("cluster-job")
     (work / "jars").symlink_to(PathSettings().jars.resolve())
-    build_wheel(work / "dist")
     standalone = SparkStandalone(work / "spark", port=free_port(), ui_port=free_port_pairs(2))
     env = os.environ | {
         "LOANS_PATHS_HOME": str(work),
@@ -169,22 +153,10 @@ def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Cluster) ->
 
 def test_broker_sigkilled_mid_stream_loses_nothing(cluster: Cluster, job: RunningJob) -> None:
     kafka, topics = cluster.settings, cluster.topics
-    gen, producer, stop = ApplicationGenerator(seed=3), EventProducer(kafka), threading.Event()
-    sent: list[str] = []
-
-    def send_every_second() -> None:
-        while not stop.is_set():
-            apps = gen.batch(10, datetime.now(UTC), 0.01).applications
-            producer.send(topics.applications, [a.encode() for a in apps["application_id"]], json_lines(apps))
-            sent.extend(apps["application_id"])
-            stop.wait(1)
-
     meta = admin_client(kafka).list_topics(topics.applications, timeout=10)
     leader = meta.topics[topics.applications].partitions[0].leader
     victim = next(n for n in cluster.kafka.nodes if n.node_id == leader)
-    sender = threading.Thread(target=send_every_second)
-    sender.start()
-    try:
+    with steady_applications(kafka, topics.applications, seed=3) as sent:
         time.sleep(15)
         pid = victim.process.pid()
         assert pid is not None
@@ -198,18 +170,9 @@ def test_broker_sigkilled_mid_stream_loses_nothing(cluster: Cluster, job: Runnin
         assert f"kafka node {victim.node_id}   stopped" in status.stdout
         victim.start(timeout_s=120)
         time.sleep(10)
-    finally:
-        stop.set()
-        sender.join()
-    producer.close()  # raises if anything was not delivered
     assert len(sent) >= 300
-    for stream in ("risk", "scores"):
-        got = wait_for(kafka, topics.output(stream), sent, 300)
-        missing = len(set(sent) - set(got))
-        assert not missing, f"{stream}: {missing} of {len(sent)} missing; log: {job}"
-        if stream == "scores":
-            assert max(got[i] for i in sent) == 1, "an application was scored twice"
+    assert_risked_and_scored_once(kafka, topics, sent, job)
     deadline = time.monotonic() + 90
-    while cluster.kafka.under_replicated():  # the restarted node catches up
+    while cluster.kafka.under_replicated() != 0:  # the restarted node catches up (None: no metadata)
         assert time.monotonic() < deadline, "replicas never caught up"
         time.sleep(3)

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException, Producer
 from core.settings import KafkaSettings, TopicSettings
 from core.stack import secrets
 from core.stack.kafka import KafkaBroker
+from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
 from kafka_producer.topics import admin_client, ensure_topics
 
@@ -228,9 +229,10 @@ def test_up_secures_the_compose_stack(
     ]
     admin = KafkaBroker(compose / "kafka", home / "jars" / "kafka", port=int(kafka_port),
                         admin_password=broker_env["LOANS_KAFKA_PASSWORD_ADMIN"])  # fmt: skip
+    compose_mlflow = MlflowServer(compose / "mlflow", port=int(mlflow_port))  # answering, not ours
     try:
         deadline = time.monotonic() + 180
-        while not (admin.admin_answers() and _health(f"http://127.0.0.1:{mlflow_port}")):
+        while not (admin.admin_answers() and compose_mlflow.serves_elsewhere()):
             assert all(p.poll() is None for p in started), (compose / "kafka.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "the compose broker and MLflow did not start"
             time.sleep(1)
@@ -250,11 +252,3 @@ def test_up_secures_the_compose_stack(
         for process in started:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
-
-
-def _health(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:  # noqa: S310 - our http URI
-            return int(resp.status) == 200
-    except OSError:
-        return False
