@@ -5,6 +5,8 @@ streams, scores by a champion from a private MLflow), warmed up, then `loans-pro
 live applications at the rate for --duration seconds. Afterwards every input and output record is
 read back with its Kafka timestamp:
 - per-application streams (risk, scores, fraud): latency = output time - input time, per id;
+  `risk seen`: when a read_committed reader, reading on during the run, first got the id - input
+  time (what a transaction's commit adds, which the output's Kafka timestamp does not show);
 - windowed streams (stats, segment, channel): per window (and group), the time from the window's
   last input to the first update that counts all of it.
 A run keeps up when the producer held its rate, the job drained within --drain seconds, every
@@ -37,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -70,6 +73,8 @@ DESIGNS = {  # this tree's job, by its settings
     # or through Spark's Kafka writer (at least once)
     "exactly-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "true"},
     "at-least-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "false"},
+    # ... and in real time: risk through Spark's Kafka sink (JVM only) instead of transactions
+    "realtime-at-least-once": {"LOANS_SPARK_RISK_MODE": "realtime", "LOANS_SPARK_EXACTLY_ONCE": "false"},
 }
 
 
@@ -125,24 +130,38 @@ def reader(kafka: KafkaSettings) -> Consumer:
     return Consumer(kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False}))
 
 
-class Tally:
+class Tally(threading.Thread):
     """The committed records of an output topic so far, counted by one read_committed consumer that
-    reads on (offsets would over-count: each Kafka transaction's commit marker takes one)."""
+    reads on in its own thread (offsets would over-count: each Kafka transaction's commit marker
+    takes one), and when each key was first seen here: what a read_committed reader waits, commit
+    included (a record's Kafka timestamp is when it was written, before its transaction committed)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        super().__init__(name=f"tally-{topic}", daemon=True)
         self.consumer = Consumer(
             kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False})
         )
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        self.n = 0
+        self.n, self.done = 0, threading.Event()
+        self.seen: dict[str, float] = {}  # key -> when first read here
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            messages = self.consumer.consume(10_000, 0.02)
+            now = time.time()
+            for m in messages:
+                if m.error() is None:
+                    self.n += 1
+                    self.seen.setdefault((m.key() or b"").decode(), now)
 
     def count(self) -> int:
-        while messages := self.consumer.consume(10_000, 0.2):
-            self.n += sum(1 for m in messages if m.error() is None)
         return self.n
 
     def close(self) -> None:
+        self.done.set()
+        self.join()
         self.consumer.close()
 
 
@@ -192,7 +211,12 @@ def window_latency(
 
 
 def measure(
-    kafka: KafkaSettings, topics: TopicSettings, outcome: Outcome, skip: set[str], window_s: int
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    outcome: Outcome,
+    skip: set[str],
+    window_s: int,
+    seen: dict[str, dict[str, float]],
 ) -> None:
     apps = read_all(kafka, topics.applications)
     sent = {key: at for key, at, _ in apps if key not in skip}
@@ -215,6 +239,9 @@ def measure(
                 if key in sent:
                     first[key] = min(at, first.get(key, at))
             outcome.latency[stream] = percentiles(at - sent[key] for key, at in first.items())
+            if stream in seen:  # seen by a live read_committed reader
+                live = seen[stream]
+                outcome.latency[f"{stream} seen"] = percentiles(live[k] - sent[k] for k in sent if k in live)
             continue
         updates: dict[tuple[str, ...], list[tuple[float, int]]] = defaultdict(list)
         for _, at, raw in records:
@@ -331,7 +358,7 @@ def run_rate(
         log.close()
         for tally in tallies.values():
             tally.close()
-    measure(kafka, topics, outcome, skip, args.window)
+    measure(kafka, topics, outcome, skip, args.window, {s: t.seen for s, t in tallies.items()})
     outcome.batches = batch_costs(events)
     return outcome
 
@@ -413,7 +440,7 @@ def batch_costs(events: Path) -> dict[str, str]:
 
 
 def report(outcomes: list[Outcome], p99_limit: float) -> None:
-    streams = [*PER_APPLICATION, *WINDOWED]
+    streams = ["risk", "risk seen", *PER_APPLICATION[1:], *WINDOWED]
     print(f"\n{'design':<22}{'rate/s':>8}{'held/s':>8}{'drain s':>8}  "
           + "".join(f"{s + ' p50/p95/p99 s':>24}" for s in streams) + "  kept up")  # fmt: skip
     for o in outcomes:

@@ -304,6 +304,12 @@ class SparkJobSettings(BaseSettings):
         pattern=TRIGGER,
         description="real-time risk: how often its offsets are checkpointed (what a crash replays)",
     )
+    realtime_commit_ms: int = Field(
+        100,
+        ge=10,
+        description="real-time risk, exactly once: how often (ms) its transactions commit: what a "
+        "read_committed reader waits at most, beyond the write",
+    )
     exactly_once: bool = Field(
         True,
         description="micro-batch outputs in Kafka transactions (read_committed consumers see each once)",

@@ -2,7 +2,8 @@
 fixed per-micro-batch cost (planning, offset and commit logs, state commits), so the job has few,
 and only JVM expressions stand between Kafka and the latency-critical `risk` output.
 
-- risk (risk): stateless, JVM only; real-time mode by default (LOANS_SPARK_RISK_MODE).
+- risk (risk): stateless, JVM only; real-time mode by default (LOANS_SPARK_RISK_MODE), in Kafka
+  transactions.
 - scores (scores): stateless micro-batches, one Python (Arrow) task each; starts once a champion exists;
   a `challenger` alias is scored beside it (records flagged `shadow`).
 - windows (stats, segment, channel): ONE event-time aggregation, each row routed to its stream's topic.
@@ -43,6 +44,7 @@ from sparky.analyses import channel, fraud, monitor, risk, scores, segment, stat
 from sparky.metrics import DEAD_LETTERS
 from sparky.sink import kafka_columns, message, start_batches, start_kafka
 from sparky.source import PAYLOAD_KEEP, Parser, read_kafka, valid_events
+from sparky.transactional import start_rows
 
 if TYPE_CHECKING:
     from sparky.job import Job
@@ -53,12 +55,17 @@ WINDOWED = (stats.DIMENSION, segment.DIMENSION, channel.DIMENSION)
 
 
 def start_risk(job: Job) -> StreamingQuery:
-    """Kafka -> parse, validity, points rules -> loan.risk; no Python, no state. Real time and async
-    write through Spark's Kafka sink (at least once); micro-batches, with LOANS_SPARK_EXACTLY_ONCE,
-    in transactions."""
+    """Kafka -> parse, validity, points rules -> loan.risk; no Python, no state. With
+    LOANS_SPARK_EXACTLY_ONCE (the default), real time writes each record in Kafka transactions
+    committed every LOANS_SPARK_REALTIME_COMMIT_MS (`sparky.transactional.start_rows`), micro-batches
+    one transaction per batch; without it, or in async mode, Spark's Kafka sink (at least once)."""
     settings, realtime = job.settings, job.settings.risk_mode == "realtime"
-    out = job.applications(realtime=realtime).select(*risk.columns(settings))
-    rows = out.select(*kafka_columns(BY_NAME["risk"], job.topics))
+    where = ["source_partition", "source_offset"] if realtime and settings.exactly_once else []
+    apps = job.applications(realtime=realtime, provenance=bool(where))
+    out = apps.select(*risk.columns(settings), *where)
+    rows = out.select(*kafka_columns(BY_NAME["risk"], job.topics), *where)
+    if realtime and where:
+        return start_rows(rows, "risk", job.kafka, job.topics.applications, settings)
     if realtime:
         return start_kafka(rows, "risk", job.kafka, settings, {"realTime": settings.realtime_batch})
     trigger = {"processingTime": settings.trigger}

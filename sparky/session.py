@@ -26,8 +26,8 @@ ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvi
 
 def connector_jars(paths: PathSettings) -> list[Path]:
     """spark-sql-kafka (pyspark's version) and what pyspark does not ship, from .loans/jars/spark, as
-    `make install` resolved them (a job start never calls Maven)."""
-    return jars.jar_list(jars.cached(jars.SPARK_POM, paths.jars / "spark"))
+    `make install` resolved them (a job start never calls Maven), and the job's own writer."""
+    return jars.spark_jars(paths.jars / "spark")
 
 
 # the Kafka options carry the SASL password (kafka.sasl.jaas.config): never in plans or the UI

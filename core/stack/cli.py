@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "jars":
             jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
             jars.ensure(jars.SPARK_POM, paths.jars / "spark", provided=jars.spark_provided())
+            jars.ensure_writer(paths.jars / "spark")
         else:
             return status(paths, stack)
         return 0

@@ -18,6 +18,9 @@ INFRA = Path(__file__).resolve().parents[2] / "infra"
 MAVEN_SETTINGS = INFRA / "maven-settings.xml"
 KAFKA_POM = INFRA / "kafka" / "pom.xml"
 SPARK_POM = INFRA / "spark" / "pom.xml"
+# the job's own JVM code: real-time risk's exactly-once writer (sparky/transactional.py builds it)
+WRITER_SOURCE = INFRA.parent / "sparky" / "jvm" / "TransactionalRows.java"
+WRITER_PREFIX = "loanstream-writer-"
 _STAMP = ".pom.sha256"
 
 
@@ -69,6 +72,48 @@ def cached(pom: Path, dest: Path) -> Path:
             "(it resolves them from Maven Central)"
         )
     return dest
+
+
+def spark_jars(dest: Path) -> list[Path]:
+    """Every jar the job's JVM needs beyond pyspark's: the Kafka connector's from `dest` (`ensure`d
+    with SPARK_POM) and the job's own writer, compiled there once per version of its source."""
+    ensure_writer(cached(SPARK_POM, dest))
+    return jar_list(dest)
+
+
+def ensure_writer(dest: Path) -> Path | None:
+    """Compile WRITER_SOURCE against pyspark's and the connector's jars into
+    `dest/loanstream-writer-<digest>.jar` unless there (older versions removed). Code running from a
+    wheel has no source: the jar `make install` built is used as it is."""
+    if not WRITER_SOURCE.is_file():
+        return next(iter(sorted(dest.glob(f"{WRITER_PREFIX}*.jar"))), None)
+    source = WRITER_SOURCE.read_bytes()
+    jar = dest / f"{WRITER_PREFIX}{hashlib.sha256(source).hexdigest()[:12]}.jar"
+    if jar.exists():
+        return jar
+    javac, tool = shutil.which("javac"), shutil.which("jar")
+    if javac is None or tool is None:
+        raise ServiceError(
+            "a JDK (javac, jar) is needed once to build the job's Kafka writer (sparky/jvm): install one "
+            "(apt-get install openjdk-17-jdk-headless), or run with LOANS_SPARK_EXACTLY_ONCE=false"
+        )
+    log.info("compiling %s into %s (once per version)", WRITER_SOURCE.name, jar)
+    for old in dest.glob(f"{WRITER_PREFIX}*.jar"):  # earlier versions: not on the classpath either
+        old.unlink()
+    classes = dest / ".writer-classes"
+    shutil.rmtree(classes, ignore_errors=True)
+    path = f"{spark_provided()}/*:{dest.resolve()}/*"
+    for cmd in (
+        [javac, "-nowarn", "--release", "17", "-cp", path, "-d", str(classes), str(WRITER_SOURCE)],
+        [tool, "cf", str(jar), "-C", str(classes), "."],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise ServiceError(
+                f"building {jar.name} failed: {(result.stdout + result.stderr).strip()[-500:]}"
+            )
+    shutil.rmtree(classes, ignore_errors=True)
+    return jar
 
 
 def spark_provided() -> Path:

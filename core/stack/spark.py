@@ -140,7 +140,7 @@ def submit_command(cluster: SparkStandalone, jar_dir: Path, wheel: Path, args: l
         str(_bin("spark-submit")),
         "--master", cluster.master_url,
         "--deploy-mode", "client",
-        "--jars", ",".join(str(j) for j in jars.jar_list(jars.cached(jars.SPARK_POM, jar_dir))),
+        "--jars", ",".join(str(j) for j in jars.spark_jars(jar_dir)),
         "--py-files", str(code),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.log.level=WARN",  # the job sets its own level once up; spark-submit's is INFO

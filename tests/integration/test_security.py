@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
@@ -132,7 +132,7 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
     assert sender.close(30).failed == 0
     settings = SparkJobSettings(
         checkpoint_dir=f"{tmp_path}/chk", lake_dir=f"{tmp_path}/lake", starting_offsets="earliest",
-        queries="risk,windows,fraud", risk_mode="microbatch", window_trigger="2 seconds",
+        queries="risk,windows,fraud", realtime_batch="10 seconds", window_trigger="2 seconds",
     )  # fmt: skip
     job = Job(spark, secured.as_("spark"), TOPICS, settings)
     job.start()
@@ -144,9 +144,19 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
         job.queries["risk"].explain(extended=True)  # what the UI's SQL tab shows of the query
         plan = capsys.readouterr().out
         assert "KafkaSourceProvider" in plan and secured.passwords["spark"] not in plan
-        # what a restarted query reads first: its last committed marker, as the job's principal
-        marker = f"risk.{job.run_id('risk')}"
-        last = last_committed(secured.as_("spark"), TOPICS.commits, marker)
-        assert last is not None and last >= 0
+        # what a restarted query reads first, as the job's principal: a micro-batch query its last
+        # committed marker, real-time risk the input offsets its transactions committed
+        marker, deadline = f"fraud.{job.run_id('fraud')}", time.monotonic() + 120
+        while (last := last_committed(secured.as_("spark"), TOPICS.commits, marker)) is None:
+            assert time.monotonic() < deadline, "fraud committed no micro-batch in 120 s"
+            time.sleep(2)
+        assert last >= 0
+        group = f"{secured.as_('spark').client_id}-risk-{job.run_id('risk')}"
+        offsets = Consumer(secured.as_("spark").consumer_config(group, {"enable.auto.commit": False}))
+        try:
+            done = offsets.committed([TopicPartition(TOPICS.applications, 0)], timeout=30)[0].offset
+        finally:
+            offsets.close()
+        assert done >= 100, f"risk committed input offsets up to {done}"
     finally:
         job.stop()

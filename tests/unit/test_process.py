@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -73,3 +75,28 @@ def test_a_job_start_never_resolves_jars(tmp_path: Path) -> None:
 
     with pytest.raises(ServiceError, match="run `make install` once"):
         jars.cached(jars.SPARK_POM, tmp_path / "spark")
+
+
+def test_the_writer_jar_is_built_once_per_source_version(tmp_path: Path) -> None:
+    """sparky/jvm compiled against the connector's jars (from `make install`), named by its source's
+    digest: built once, older versions removed, and no JDK is a one-line error saying what to do."""
+    from core.errors import ServiceError
+    from core.settings import PathSettings
+    from core.stack import jars
+
+    cache = jars.cached(jars.SPARK_POM, PathSettings().jars / "spark")
+    dest = tmp_path / "spark"
+    dest.mkdir()
+    for jar in cache.glob("*.jar"):
+        if not jar.name.startswith(jars.WRITER_PREFIX):
+            (dest / jar.name).symlink_to(jar.resolve())
+    (dest / f"{jars.WRITER_PREFIX}0ld.jar").write_bytes(b"")
+    with patch("shutil.which", return_value=None), pytest.raises(ServiceError, match="install one"):
+        jars.ensure_writer(dest)
+    built = jars.ensure_writer(dest)
+    assert built is not None and built.name.startswith(jars.WRITER_PREFIX) and built.stat().st_size > 1000
+    with zipfile.ZipFile(built) as archive:
+        assert "loanstream/TransactionalRows.class" in archive.namelist()
+    assert [p.name for p in dest.glob(f"{jars.WRITER_PREFIX}*.jar")] == [built.name]
+    mtime = built.stat().st_mtime_ns
+    assert jars.ensure_writer(dest) == built and built.stat().st_mtime_ns == mtime  # not rebuilt

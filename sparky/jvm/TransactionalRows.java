@@ -1,0 +1,213 @@
+package loanstream;
+
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.spark.TaskContext;
+import org.apache.spark.sql.ForeachWriter;
+import org.apache.spark.sql.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A real-time query's Kafka output, exactly once for read_committed consumers: Spark's foreach
+ * writer in the JVM, so each row is written as it arrives (pyspark's Python foreach pickles rows in
+ * growing batches, seconds at this job's rates). See sparky/transactional.py, which builds it.
+ *
+ * <p>Each task (one per input partition in real-time mode) writes through a transactional producer
+ * ({@code <client id>.<query>.<query id>.<task partition>}: a retried task fences its zombie) and a
+ * timer commits every {@code commitEveryMs}: the records so far and, in the SAME transaction, the
+ * input offsets they came from (Kafka's consume-transform-produce commit, to the group
+ * {@code <client id>-<query>-<query id>}). Spark replays up to a real-time batch after a crash; a
+ * replayed row whose input offset is below the group's committed one was written before: skipped.
+ * Rows carry {@code key}, {@code value}, {@code topic}, {@code source_partition} and
+ * {@code source_offset} (of the {@code source} topic).
+ */
+public class TransactionalRows extends ForeachWriter<Row> {
+  private static final long serialVersionUID = 1L;
+  private static final Logger LOG = LoggerFactory.getLogger(TransactionalRows.class);
+  private static final Duration TIMEOUT = Duration.ofSeconds(60);
+
+  private final HashMap<String, String> client; // Java client settings: servers, security
+  private final String clientId;
+  private final String query;
+  private final String source;
+  private final long commitEveryMs;
+  private final String failpoint; // tests only: "<query>:after-commit" kills the job there
+  private final long driverPid;
+
+  private transient KafkaProducer<String, String> producer;
+  private transient KafkaConsumer<byte[], byte[]> offsets;
+  private transient ConsumerGroupMetadata group;
+  private transient Map<Integer, Long> committed; // input partition -> next offset to write
+  private transient Map<Integer, Long> pending; // ... once the open transaction commits
+  private transient ScheduledExecutorService timer;
+  private transient volatile Exception error;
+  private transient long skipped;
+
+  public TransactionalRows(
+      Map<String, String> client,
+      String clientId,
+      String query,
+      String source,
+      long commitEveryMs,
+      String failpoint,
+      long driverPid) {
+    this.client = new HashMap<>(client);
+    this.clientId = clientId;
+    this.query = query;
+    this.source = source;
+    this.commitEveryMs = commitEveryMs;
+    this.failpoint = failpoint;
+    this.driverPid = driverPid;
+  }
+
+  @Override
+  public boolean open(long partitionId, long epochId) {
+    String id = TaskContext.get().getLocalProperty("sql.streaming.queryId");
+    String queryId = id == null ? "none" : id.substring(0, Math.min(8, id.length()));
+    String groupId = clientId + "-" + query + "-" + queryId;
+    Map<String, Object> p = new HashMap<>(client);
+    p.put("client.id", clientId + "-" + query + "-tx");
+    p.put("transactional.id", clientId + "." + query + "." + queryId + "." + partitionId);
+    p.put("transaction.timeout.ms", "60000");
+    p.put("enable.idempotence", "true");
+    p.put("acks", "all");
+    p.put("linger.ms", "0");
+    producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
+    producer.initTransactions(); // fences a zombie of this task; its open transaction aborts
+    Map<String, Object> c = new HashMap<>(client);
+    c.put("client.id", clientId + "-" + query + "-offsets");
+    c.put("group.id", groupId);
+    c.put("isolation.level", "read_committed"); // committed() waits for pending transactions
+    c.put("enable.auto.commit", "false");
+    offsets = new KafkaConsumer<>(c, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+    group = new ConsumerGroupMetadata(groupId);
+    committed = new HashMap<>();
+    pending = new HashMap<>();
+    skipped = 0;
+    error = null;
+    producer.beginTransaction();
+    timer =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, query + "-commits");
+              t.setDaemon(true);
+              return t;
+            });
+    timer.scheduleWithFixedDelay(this::tick, commitEveryMs, commitEveryMs, TimeUnit.MILLISECONDS);
+    return true;
+  }
+
+  @Override
+  public void process(Row row) {
+    if (error != null) {
+      throw new IllegalStateException(query + ": a transaction failed", error);
+    }
+    int partition = row.<Integer>getAs("source_partition");
+    long offset = row.<Long>getAs("source_offset");
+    synchronized (this) {
+      Long next = committed.get(partition);
+      if (next == null) {
+        TopicPartition tp = new TopicPartition(source, partition);
+        OffsetAndMetadata found = offsets.committed(Set.of(tp), TIMEOUT).get(tp);
+        next = found == null ? 0L : found.offset();
+        committed.put(partition, next);
+        LOG.info("{}: {} committed up to offset {}", query, tp, next);
+      }
+      if (offset < next) {
+        skipped++;
+        return;
+      }
+      ProducerRecord<String, String> record =
+          new ProducerRecord<>(row.<String>getAs("topic"), row.<String>getAs("key"), row.<String>getAs("value"));
+      producer.send(record);
+      pending.put(partition, offset + 1);
+    }
+  }
+
+  /**
+   * Commit the open transaction (records and input offsets) and, if {@code again}, begin the next;
+   * an empty one is kept open, or aborted (no request: it holds nothing) when not {@code again}. A
+   * producer closed with a transaction open waits out its close timeout.
+   */
+  private synchronized void commit(boolean again) {
+    if (pending.isEmpty()) {
+      if (!again) {
+        producer.abortTransaction();
+      }
+      return;
+    }
+    Map<TopicPartition, OffsetAndMetadata> done = new HashMap<>();
+    pending.forEach((p, o) -> done.put(new TopicPartition(source, p), new OffsetAndMetadata(o)));
+    producer.sendOffsetsToTransaction(done, group);
+    producer.commitTransaction(); // flushes the records; fails if any failed
+    committed.putAll(pending);
+    pending.clear();
+    if (failpoint.equals(query + ":after-commit")) {
+      LOG.warn("{}: failpoint after-commit: killing the job", query);
+      ProcessHandle.of(driverPid).ifPresent(ProcessHandle::destroyForcibly);
+      Runtime.getRuntime().halt(137);
+    }
+    if (again) {
+      producer.beginTransaction();
+    }
+  }
+
+  private void tick() {
+    if (error != null) {
+      return;
+    }
+    try {
+      commit(true);
+    } catch (Exception e) {
+      LOG.warn("{}: commit failed: {}", query, e.toString());
+      error = e;
+    }
+  }
+
+  @Override
+  public void close(Throwable errorOrNull) {
+    timer.shutdown(); // no interrupt: a commit under way completes; no more are scheduled
+    try {
+      timer.awaitTermination(60, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    synchronized (this) {
+      try {
+        if (errorOrNull == null && error == null) {
+          commit(false);
+        } else {
+          producer.abortTransaction();
+        }
+      } catch (Exception e) {
+        if (error == null) {
+          error = e;
+        }
+      } finally {
+        producer.close(Duration.ofSeconds(10));
+        offsets.close(Duration.ofSeconds(5));
+        if (skipped > 0) {
+          LOG.info("{}: {} replayed rows skipped (written before)", query, skipped);
+        }
+      }
+    }
+    if (error != null && errorOrNull == null) {
+      throw new IllegalStateException(query + ": a transaction failed", error);
+    }
+  }
+}
