@@ -4,6 +4,7 @@ import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -33,7 +34,8 @@ import org.slf4j.LoggerFactory;
  * input offsets they came from (Kafka's consume-transform-produce commit, to the group
  * {@code <client id>-<query>-<query id>}). Spark replays up to a real-time batch after a crash; a
  * replayed row whose input offset is below the group's committed one was written before: skipped.
- * Rows carry {@code key}, {@code value}, {@code topic}, {@code source_partition} and
+ * A task that ends cleanly leaves its producer to the same task of the next real-time batch in
+ * this JVM. Rows carry {@code key}, {@code value}, {@code topic}, {@code source_partition} and
  * {@code source_offset} (of the {@code source} topic).
  */
 public class TransactionalRows extends ForeachWriter<Row> {
@@ -49,12 +51,16 @@ public class TransactionalRows extends ForeachWriter<Row> {
   private final String failpoint; // tests only: "<query>:after-commit" kills the job there
   private final long driverPid;
 
+  /** Producers (with their offsets reader) kept between real-time batches, by transactional id. */
+  private static final ConcurrentHashMap<String, TransactionalRows> IDLE = new ConcurrentHashMap<>();
+
   private transient KafkaProducer<String, String> producer;
   private transient KafkaConsumer<byte[], byte[]> offsets;
   private transient ConsumerGroupMetadata group;
   private transient Map<Integer, Long> committed; // input partition -> next offset to write
   private transient Map<Integer, Long> pending; // ... once the open transaction commits
   private transient ScheduledExecutorService timer;
+  private transient String transactionalId;
   private transient volatile Exception error;
   private transient long skipped;
 
@@ -80,9 +86,38 @@ public class TransactionalRows extends ForeachWriter<Row> {
     String id = TaskContext.get().getLocalProperty("sql.streaming.queryId");
     String queryId = id == null ? "none" : id.substring(0, Math.min(8, id.length()));
     String groupId = clientId + "-" + query + "-" + queryId;
+    String transactionalId = clientId + "." + query + "." + queryId + "." + partitionId;
+    skipped = 0;
+    error = null;
+    // the last batch's producer in this JVM, if it ended cleanly: no new client, no initTransactions
+    // (if another instance fenced it since, its first commit fails and the task is retried afresh)
+    TransactionalRows idle = IDLE.remove(transactionalId);
+    if (idle != null) {
+      producer = idle.producer;
+      offsets = idle.offsets;
+      group = idle.group;
+      committed = idle.committed;
+    } else {
+      connect(transactionalId, groupId);
+    }
+    this.transactionalId = transactionalId;
+    pending = new HashMap<>();
+    producer.beginTransaction();
+    timer =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, query + "-commits");
+              t.setDaemon(true);
+              return t;
+            });
+    timer.scheduleWithFixedDelay(this::tick, commitEveryMs, commitEveryMs, TimeUnit.MILLISECONDS);
+    return true;
+  }
+
+  private void connect(String transactionalId, String groupId) {
     Map<String, Object> p = new HashMap<>(client);
     p.put("client.id", clientId + "-" + query + "-tx");
-    p.put("transactional.id", clientId + "." + query + "." + queryId + "." + partitionId);
+    p.put("transactional.id", transactionalId);
     p.put("transaction.timeout.ms", "60000");
     p.put("enable.idempotence", "true");
     p.put("acks", "all");
@@ -97,19 +132,6 @@ public class TransactionalRows extends ForeachWriter<Row> {
     offsets = new KafkaConsumer<>(c, new ByteArrayDeserializer(), new ByteArrayDeserializer());
     group = new ConsumerGroupMetadata(groupId);
     committed = new HashMap<>();
-    pending = new HashMap<>();
-    skipped = 0;
-    error = null;
-    producer.beginTransaction();
-    timer =
-        Executors.newSingleThreadScheduledExecutor(
-            r -> {
-              Thread t = new Thread(r, query + "-commits");
-              t.setDaemon(true);
-              return t;
-            });
-    timer.scheduleWithFixedDelay(this::tick, commitEveryMs, commitEveryMs, TimeUnit.MILLISECONDS);
-    return true;
   }
 
   @Override
@@ -188,9 +210,11 @@ public class TransactionalRows extends ForeachWriter<Row> {
       Thread.currentThread().interrupt();
     }
     synchronized (this) {
+      boolean clean = false;
       try {
         if (errorOrNull == null && error == null) {
           commit(false);
+          clean = true;
         } else {
           producer.abortTransaction();
         }
@@ -199,8 +223,12 @@ public class TransactionalRows extends ForeachWriter<Row> {
           error = e;
         }
       } finally {
-        producer.close(Duration.ofSeconds(10));
-        offsets.close(Duration.ofSeconds(5));
+        if (clean) {
+          IDLE.put(transactionalId, this); // for the next real-time batch of this task
+        } else {
+          producer.close(Duration.ofSeconds(10));
+          offsets.close(Duration.ofSeconds(5));
+        }
         if (skipped > 0) {
           LOG.info("{}: {} replayed rows skipped (written before)", query, skipped);
         }
