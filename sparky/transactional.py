@@ -12,6 +12,10 @@ micro-batch query (foreachBatch) writes through `TransactionalSink` instead:
   is skipped (Spark replays a batch with the same offsets, so skipping it loses nothing).
 The records are collected to the driver as Arrow and produced by confluent-kafka: a micro-batch of
 this job is thousands of small records, not millions.
+
+Real-time risk has no micro-batches to commit: `start_rows` writes it through the JVM writer
+`loanstream.TransactionalRows` (sparky/jvm), which commits every LOANS_SPARK_REALTIME_COMMIT_MS the
+records and the input offsets they came from in one transaction, and skips replayed input below them.
 """
 
 from __future__ import annotations
