@@ -113,22 +113,26 @@ class KafkaSettings(BaseSettings):
             out["ssl.ca.location"] = self.ssl_ca_location
         return out
 
-    def spark_options(self) -> dict[str, str]:
-        """The same, as options of Spark's Kafka source and sink (`kafka.`-prefixed Java client keys)."""
-        out = {"kafka.bootstrap.servers": self.bootstrap_servers}
+    def java_config(self) -> dict[str, str]:
+        """The same, as Java Kafka client properties (the broker's tools, the job's JVM writer)."""
+        out = {"bootstrap.servers": self.bootstrap_servers}
         if self.security_protocol != "PLAINTEXT":
-            out["kafka.security.protocol"] = self.security_protocol
+            out["security.protocol"] = self.security_protocol
         if self.security_protocol.startswith("SASL"):
             module = "plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN" else "scram.ScramLoginModule"
             secret = self.password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
             out |= {
-                "kafka.sasl.mechanism": self.sasl_mechanism,
-                "kafka.sasl.jaas.config": f"org.apache.kafka.common.security.{module} required "
+                "sasl.mechanism": self.sasl_mechanism,
+                "sasl.jaas.config": f"org.apache.kafka.common.security.{module} required "
                 f'username="{self.username}" password="{secret}";',
             }
         if self.ssl_ca_location:
-            out |= {"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": self.ssl_ca_location}
+            out |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": self.ssl_ca_location}
         return out
+
+    def spark_options(self) -> dict[str, str]:
+        """The same, as options of Spark's Kafka source and sink (`kafka.`-prefixed Java client keys)."""
+        return {f"kafka.{key}": value for key, value in self.java_config().items()}
 
     def client_config(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """What every confluent-kafka client of the project takes: where the brokers are, who it is
@@ -312,7 +316,8 @@ class SparkJobSettings(BaseSettings):
     )
     exactly_once: bool = Field(
         True,
-        description="micro-batch outputs in Kafka transactions (read_committed consumers see each once)",
+        description="every per-application output in Kafka transactions (read_committed consumers see "
+        "each once); false: Spark's Kafka sink (at least once)",
     )
     trigger: str = Field(
         "1 second",

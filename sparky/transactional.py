@@ -154,9 +154,8 @@ def start_rows(
     batches that grow to ~1 MB: seconds of delay at this job's rates, measured."""
     jvm = df.sparkSession._jvm  # noqa: SLF001 (the writer is a JVM object)
     assert jvm is not None  # noqa: S101 (a classic session)
-    client = {key.removeprefix("kafka."): value for key, value in kafka.spark_options().items()}
     writer = jvm.loanstream.TransactionalRows(
-        client, kafka.client_id, name, source, job.realtime_commit_ms, job.failpoint, os.getpid()
+        kafka.java_config(), kafka.client_id, name, source, job.realtime_commit_ms, job.failpoint, os.getpid()
     )
     with pool(df, name):
         out = (

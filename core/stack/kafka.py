@@ -216,9 +216,8 @@ class KafkaBroker:
         return result.stdout.strip()
 
     def _client_props(self) -> dict[str, str]:
-        """The admin's Java client properties: Spark's Kafka options without their `kafka.` prefix."""
-        options = self.admin_settings().spark_options()
-        return {k.removeprefix("kafka."): v for k, v in options.items() if k != "kafka.bootstrap.servers"}
+        """The admin's Java client properties (the servers are given on the command line)."""
+        return {k: v for k, v in self.admin_settings().java_config().items() if k != "bootstrap.servers"}
 
     def _ready(self) -> bool:
         if self.process.exited():
