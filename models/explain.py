@@ -5,10 +5,9 @@ A factor is what an applicant recognises (their DTI, their FICO, their credit hi
 every model feature made from it (`FACTORS`: the credit grade is `sub_grade_rank` and the `sub_grade`
 category). Its contribution is exact for this network, not sampled: the logit minus the logit with
 the factor's features at the reference (numbers at the training mean, a category at the mean of its
-values), in logit units (`models.nets.Ensemble.removal_effects`). So the top factor is by definition
-the one whose removal lowers the probability most; the wide (linear) part's shares add up to the
-wide logit minus the reference's. One batched pass over the small head of the network per factor, no
-gradient, no sampling; `bench/scoring.py` states what it costs.
+values), in logit units: the exported network's second output (`models.nets.Explaining`), so every
+runtime that scores also explains, in the same pass. So the top factor is by definition the one whose
+removal lowers the probability most. No gradient, no sampling; `bench/scoring.py` states what it costs.
 
     [{"code": "DTI_HIGH", "text": "debt-to-income 38.2 % is high", "feature": "dti", "value": "38.2",
       "contribution": 0.4123}, ...]
@@ -25,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from models.features import Features, FeatureSpec
+from models.features import FeatureSpec
 from models.inputs import Parsed
-from models.nets import Ensemble
 
 TOP = 4
 
@@ -160,16 +158,10 @@ class Explainer:
         ]
         return cls(factors, groups)
 
-    def effects(self, ensemble: Ensemble, features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logit [n], contribution per factor [n, G], the wide part's share [n, G])."""
-        return ensemble.removal_effects(features, self.groups)
-
-    def reasons(
-        self, ensemble: Ensemble, features: Features, parsed: Parsed, decline: np.ndarray
-    ) -> list[list[dict[str, Any]]]:
-        """Per row, its reasons (see the module docstring); none for an invalid row. Vectorised per
-        factor: the only per-reason Python is the text and the dict."""
-        _, effect, _ = self.effects(ensemble, features)
+    def reasons(self, effect: np.ndarray, parsed: Parsed, decline: np.ndarray) -> list[list[dict[str, Any]]]:
+        """Per row, its reasons (see the module docstring) from its effect per factor [n, G] (the
+        network's second output); none for an invalid row. Vectorised per factor: the only per-reason
+        Python is the text and the dict."""
         top = np.argsort(-effect, axis=1, kind="stable")[:, :TOP]
         ranked = np.take_along_axis(effect, top, axis=1)
         keep = (ranked > 0) | ((np.arange(top.shape[1]) == 0) & decline[:, None])

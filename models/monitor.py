@@ -23,10 +23,8 @@ from typing import Any
 import numpy as np
 
 from models.explain import Explainer
-from models.features import Features
 from models.inputs import Parsed
 from models.metrics import auc, ece
-from models.nets import Ensemble
 
 BINS = 10
 ALARM_PSI = 0.25
@@ -59,10 +57,10 @@ def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def reference(
-    ensemble: Ensemble, features: Features, parsed: Parsed, probability: np.ndarray, explainer: Explainer
+    effect: np.ndarray, parsed: Parsed, probability: np.ndarray, explainer: Explainer
 ) -> dict[str, Any]:
-    """The distributions monitoring compares live traffic with, from the validation part."""
-    effect = explainer.effects(ensemble, features)[1]
+    """The distributions monitoring compares live traffic with, from the validation part (`effect`:
+    its factors' effects, the network's second output)."""
     ranked = np.argsort(-np.abs(effect).mean(axis=0))
     top = [explainer.factors[g].field for g in ranked if explainer.factors[g].field in parsed.numbers]
     fields = list(dict.fromkeys([*top, *parsed.numbers]))  # every numeric field, most important first

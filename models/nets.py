@@ -19,9 +19,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +32,9 @@ from torch import nn
 
 from models.features import Features
 from models.metrics import auc
+from models.network import INPUTS, OUTPUTS
 
 log = logging.getLogger(__name__)
-CHUNK = 1024  # rows per step of `removal_effects`
 CLAMP = 6.0  # standardised inputs beyond 6 sigma carry no more information, only leverage
 
 
@@ -264,63 +267,12 @@ class Ensemble(nn.Module):
         deep = torch.baddbmm(self.b3, h, self.w3).squeeze(2)  # [K, m]
         return (deep + z[:, :, self.hidden]).mean(dim=0) - self.offset
 
-    def removal_effects(
-        self, features: Features, groups: list[tuple[list[int], list[int]]]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logit [n], effect [n, G], wide [n, G]) for groups of (numeric, categorical) feature indices:
-        effect = the logit minus the logit with the group's features at the reference (numbers at the
-        training mean, each category at the mean of its known values' rows); wide = the wide part's
-        share of it, exact and additive (the wide logit is linear), so over groups that cover every
-        feature it sums to the wide logit minus the reference's. Exact, not sampled: the first layer
-        is linear in the inputs, so removing a group subtracts its part of that layer and reruns only
-        the head."""
-        if len(features.numeric) == 0:
-            return np.empty(0, np.float32), np.empty((0, len(groups)), np.float32), np.empty((0, len(groups)))
-        with torch.inference_mode():
-            reference = self.category_reference()
-            numeric, codes = torch.from_numpy(features.numeric), torch.from_numpy(features.codes)
-            tensors = [
-                (torch.tensor(nums), self.numeric_w[nums], torch.tensor(cats) if cats else None)
-                for nums, cats in groups
-            ]
-            chunks = [
-                self._removal_chunk(numeric[i : i + CHUNK], codes[i : i + CHUNK], reference, tensors)
-                for i in range(0, len(numeric), CHUNK)
-            ]  # a chunk's [rows, groups, layer] tensors stay in cache
-            logit, effect, wide = (torch.cat(parts) for parts in zip(*chunks, strict=True))
-        return logit.numpy(), effect.numpy(), wide.numpy()
-
     def category_reference(self) -> torch.Tensor:
         """Each category's reference row of the folded table: the mean of its known values' rows
         (row 0 of each is missing or unseen): [C, K * (hidden + 1)]."""
         ends = [*self.starts.tolist()[1:], self.table.shape[0]]
         spans = zip(self.starts.tolist(), ends, strict=True)
         return torch.stack([self.table[a + 1 if b - a > 1 else a : b].mean(0) for a, b in spans])
-
-    def _removal_chunk(
-        self,
-        numeric: torch.Tensor,
-        codes: torch.Tensor,
-        reference: torch.Tensor,
-        groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.standardised(numeric)
-        z = self.first_layer(x, codes)
-        categories = self.table[codes + self.starts] - reference  # [m, C, D]
-        delta = torch.empty(len(x), len(groups), z.shape[1])  # each group's part of the first layer
-        for i, (nums, weights, cats) in enumerate(groups):  # against the reference
-            part = delta[:, i]
-            torch.mm(x.index_select(1, nums), weights, out=part) if len(nums) else part.zero_()
-            if cats is not None:
-                part += categories.index_select(1, cats).sum(1)
-        m, g, k, h = len(x), len(groups), self.members, self.hidden
-        d, zz = delta.view(m, g, k, h + 1), z.view(m, k, h + 1)
-        hidden = torch.relu(zz[:, None, :, :h] - d[..., :h]).permute(2, 0, 1, 3).reshape(k, m * g, h)
-        deep = torch.baddbmm(self.b3, torch.relu(torch.baddbmm(self.b2, hidden, self.w2)), self.w3)
-        wide_removed = (zz[:, None, :, h] - d[..., h]).permute(2, 0, 1)  # [K, m, G]
-        removed = (deep.view(k, m, g) + wide_removed).mean(0) - self.offset
-        logit = self.head(z)
-        return logit, logit.unsqueeze(1) - removed, d[..., h].mean(-1)
 
     def state(self) -> dict[str, np.ndarray]:
         """Every buffer as a numpy array, for `np.savez` (no pickle in the logged model)."""
@@ -341,6 +293,63 @@ class Ensemble(nn.Module):
         with torch.inference_mode():
             logit = self(torch.from_numpy(features.numeric), torch.from_numpy(features.codes))
         return 1.0 / (1.0 + np.exp(-logit.numpy().astype(np.float64)))
+
+
+class Explaining(nn.Module):
+    """The ensemble as it is exported (`to_onnx`): probability and each factor group's removal effect,
+    in float64, so every runtime that runs the export agrees to rounding noise whatever its batch size.
+
+    A group's effect is the logit minus the logit with the group's features at the reference (numbers
+    at the training mean, i.e. 0 once standardised; each category at the mean of its known values'
+    rows of the folded table). The first layer is linear in the inputs, so removing a group subtracts
+    its part of that layer and reruns only the head: for all groups at once, as [n, G, D] matmuls
+    with 0/1 masks (`models.explain` defines the groups)."""
+
+    reference: torch.Tensor
+    numeric_mask: torch.Tensor
+    category_mask: torch.Tensor
+
+    def __init__(self, ensemble: Ensemble, groups: list[tuple[list[int], list[int]]]) -> None:
+        super().__init__()
+        self.ensemble = copy.deepcopy(ensemble).double()
+        numbers, categories = len(ensemble.mean), len(ensemble.starts)
+        numeric_mask = torch.zeros(len(groups), numbers, dtype=torch.float64)
+        category_mask = torch.zeros(len(groups), categories, dtype=torch.float64)
+        for g, (nums, cats) in enumerate(groups):
+            numeric_mask[g, nums], category_mask[g, cats] = 1.0, 1.0
+        self.register_buffer("numeric_mask", numeric_mask)  # [G, F]
+        self.register_buffer("category_mask", category_mask)  # [G, C]
+        self.register_buffer("reference", self.ensemble.category_reference())  # [C, D]
+
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.ensemble
+        x = e.standardised(numeric.double())  # [n, F]
+        rows = e.table[codes + e.starts]  # [n, C, D]: each category's folded first-layer row
+        z = torch.addmm(e.bias, x, e.numeric_w) + rows.sum(1)  # [n, D]
+        logit = e.head(z)
+        delta = (x.unsqueeze(1) * self.numeric_mask) @ e.numeric_w  # [n, G, D]
+        delta = delta + torch.matmul(self.category_mask, rows - self.reference)
+        n, g = delta.shape[0], delta.shape[1]
+        removed = e.head((z.unsqueeze(1) - delta).reshape(n * g, -1)).reshape(n, g)
+        return torch.sigmoid(logit), logit.unsqueeze(1) - removed
+
+
+def to_onnx(ensemble: Ensemble, groups: list[tuple[list[int], list[int]]]) -> bytes:
+    """`Explaining(ensemble, groups)` as an ONNX model (opset 17, batch size free): inputs `numeric`
+    float32 [n, F] and `codes` int64 [n, C], outputs `probability` float64 [n] and `effects` float64
+    [n, G]. `models.network` runs it in Python, sparky/jvm/ModelScorer.java in Spark's JVM."""
+    module = Explaining(ensemble, groups).eval()
+    example = (torch.zeros(2, len(ensemble.mean)), torch.zeros(2, len(ensemble.starts), dtype=torch.int64))
+    batch = {name: {0: "n"} for name in (*INPUTS, *OUTPUTS)}
+    # the TorchScript exporter: deprecated, not gone, and it needs no onnxscript
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            module, example, path, input_names=list(INPUTS), output_names=list(OUTPUTS),
+            dynamic_axes=batch, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        return path.read_bytes()
 
 
 def _cpu(tensor: torch.Tensor) -> torch.Tensor:

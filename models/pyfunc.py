@@ -4,11 +4,11 @@
     loaded.predict(frame)                         # DataFrame: probability, decision, error
     loaded.unwrap_python_model().scorer           # the models.scoring.Scorer itself (fast path)
 
-The scorer travels as an artifact (`scorer/`: JSON + npz, no pickle of our classes), so the preprocessing
+The scorer travels as an artifact (`scorer/`: JSON + the ONNX network, no pickle of our classes), so the preprocessing
 and the thresholds always come with the weights; its SHA-256 (`models.scoring.digest`) is the
 training run's param `scorer_sha256`. The model is logged as code (MLflow models-from-code,
 `models/pyfunc_model.py`), so the registry holds no pickle either. The project itself never loads the
-pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the digest, and reads JSON + npz.
+pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the digest, and reads JSON + ONNX.
 
 The signature lists every CreditFields column with the contract's optionality, plus the optional
 as-of columns `event_time` and `issue_d`.
@@ -22,9 +22,9 @@ from typing import Any, cast
 
 import mlflow
 import numpy as np
+import onnxruntime
 import pandas as pd
 import sklearn
-import torch
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
@@ -95,7 +95,7 @@ def requirements() -> list[str]:
     """Pinned to what trained the model, so the environment is not inferred (slow, and guesses)."""
     return [
         f"mlflow=={mlflow.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
+        f"onnxruntime=={onnxruntime.__version__}",  # scores the exported network; torch only trains it
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
         f"scikit-learn=={sklearn.__version__}",

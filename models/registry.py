@@ -87,7 +87,7 @@ def resolve(settings: MlflowSettings, alias: str = CHAMPION) -> ModelRef | None:
 
 def load_scorer(settings: MlflowSettings, ref: ModelRef) -> Scorer:
     """The scorer of `ref`'s version (cached per process): its `scorer/` artifact downloaded, checked
-    against the SHA-256 its training run recorded, then read as JSON + npz. Nothing is unpickled; a
+    against the SHA-256 its training run recorded, then read as JSON + ONNX. Nothing is unpickled; a
     version without the artifact or the digest, or whose files do not match it, is a RegistryError."""
     key = (settings.tracking_uri, ref.name, ref.version)
     with _cache_lock:

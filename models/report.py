@@ -222,8 +222,8 @@ def run_report(
     """Every figure of one training run, and the importance table; the data figures cover all its loans."""
     everything = pd.concat([part.frame for part in prepared.parts().values()], ignore_index=True)
     valid = prepared.valid
-    importance = permutation_importance(scorer.ensemble.probability, valid.features, valid.y, seed)
-    p_valid = scorer.ensemble.probability(valid.features)
+    importance = permutation_importance(scorer.network.probability, valid.features, valid.y, seed)
+    p_valid = scorer.network.probability(valid.features)
     figures = {
         "data": data_figure(everything),
         "correlations": correlation_figure(everything),

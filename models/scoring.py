@@ -12,9 +12,10 @@ Output: same length, order and index; `probability` (float, NaN for an invalid r
 ("approve" | "review" | "decline", None for an invalid row), `error` (None, or e.g.
 "fico_range_low: missing; dti: -3 is below 0"). A bad row never raises for the batch.
 
-The path is numpy and one fused torch forward pass (`models.nets.Ensemble`), no per-row Python, so it
-handles 10k-row batches and single-row API calls alike. The scorer is saved as JSON plus an `.npz` of
-arrays, never a pickle.
+The path is numpy (`models.features`) and one ONNX Runtime call (`models.network`: the exported
+network gives the probability and every factor's effect at once), no per-row Python, so it handles
+10k-row batches and single-row API calls alike. The scorer is saved as JSON plus the ONNX file,
+never a pickle; Spark's JVM scorer reads the same two files.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from models.explain import Explainer
 from models.features import FeatureSpec, build
 from models.inputs import Frame, parse
 from models.metrics import Thresholds
-from models.nets import Ensemble
+from models.network import Network
 
 DECISIONS = np.array(["approve", "review", "decline", None], dtype=object)
 OUTPUT_COLUMNS = ("probability", "decision", "error")
-STATE_FILE, WEIGHTS_FILE = "scorer.json", "weights.npz"
+STATE_FILE, MODEL_FILE = "scorer.json", "model.onnx"
 ARTIFACT = "scorer"  # the folder of the logged model that holds the two files
 DIGEST_PARAM = "scorer_sha256"  # the training run's (immutable) param: `digest` of that folder
 
@@ -46,7 +47,7 @@ def digest(directory: Path) -> str:
     """SHA-256 over the scorer's two files (each named, then hashed): what training recorded and what
     a loader checks before it reads them."""
     total = hashlib.sha256()
-    for name in (STATE_FILE, WEIGHTS_FILE):
+    for name in (STATE_FILE, MODEL_FILE):
         path = directory / name
         if not path.is_file():
             raise FileNotFoundError(f"{name} is missing from {directory}")
@@ -56,10 +57,10 @@ def digest(directory: Path) -> str:
 
 @dataclass
 class Scorer:
-    """Feature spec + fused ensemble + thresholds; `info` says what trained it (run, data, metrics)."""
+    """Feature spec + the exported network + thresholds; `info` says what trained it (run, data, metrics)."""
 
     spec: FeatureSpec
-    ensemble: Ensemble
+    network: Network
     thresholds: Thresholds
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class Scorer:
         parsed = parse(frame)
         if parsed.n == 0:
             return np.empty(0), []
-        p = self.ensemble.probability(build(parsed, self.spec))
+        p = self.network.probability(build(parsed, self.spec))
         return np.where(parsed.valid, p, np.nan), parsed.errors
 
     @cached_property
@@ -81,10 +82,10 @@ class Scorer:
         parsed = parse(frame)
         if parsed.n == 0:
             return np.empty(0), DECISIONS[:0], [], []
-        features = build(parsed, self.spec)
-        p = np.where(parsed.valid, self.ensemble.probability(features), np.nan)
+        p, effects = self.network.run(build(parsed, self.spec))
+        p = np.where(parsed.valid, p, np.nan)
         decision = self.decide(p)
-        reasons = self.explainer.reasons(self.ensemble, features, parsed, decision == "decline")
+        reasons = self.explainer.reasons(effects, parsed, decision == "decline")
         return p, decision, parsed.errors, reasons
 
     def decide(self, p: np.ndarray) -> np.ndarray:
@@ -115,19 +116,17 @@ class Scorer:
     __call__ = score
 
     def save(self, directory: Path) -> Path:
-        """Write scorer.json (spec, thresholds, info) and weights.npz into `directory`."""
+        """Write scorer.json (spec, thresholds, info) and model.onnx into `directory`."""
         directory.mkdir(parents=True, exist_ok=True)
         state = {"spec": self.spec.to_dict(), "thresholds": asdict(self.thresholds), "info": self.info}
         (directory / STATE_FILE).write_text(json.dumps(state, indent=1, default=str))
-        arrays: dict[str, Any] = self.ensemble.state()
-        np.savez(directory / WEIGHTS_FILE, **arrays)
+        (directory / MODEL_FILE).write_bytes(self.network.model)
         return directory
 
     @classmethod
     def load(cls, directory: Path) -> Scorer:
         state = json.loads((directory / STATE_FILE).read_text())
-        with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as arrays:
-            ensemble = Ensemble.from_state({k: arrays[k] for k in arrays.files})
+        network = Network((directory / MODEL_FILE).read_bytes())
         return cls(
-            FeatureSpec.from_dict(state["spec"]), ensemble, Thresholds(**state["thresholds"]), state["info"]
+            FeatureSpec.from_dict(state["spec"]), network, Thresholds(**state["thresholds"]), state["info"]
         )

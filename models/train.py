@@ -44,8 +44,10 @@ from models import report as reports
 from models.baselines import BOOSTING_DEFAULTS
 from models.data import TrainingSource, fingerprint, load, temporal_split
 from models.explain import Explainer
+from models.features import Features
 from models.metrics import Costs, Thresholds, evaluate, tune_threshold
-from models.nets import NetConfig
+from models.nets import Ensemble, NetConfig, to_onnx
+from models.network import Network
 from models.prepare import Prepared, prepare
 from models.pyfunc import input_example, log_model
 from models.scoring import Scorer
@@ -182,7 +184,9 @@ def fit_scorer(
     cfg = fit.search_network(prepared, options.net, options.budget(2 / 3), device, options.seed)
     searched = time.monotonic() - started
     network = fit.fit_network(prepared, cfg, device, options.seed)
-    p = {part: network.ensemble.probability(getattr(prepared, part).features) for part in ("valid", "test")}
+    explainer = Explainer.of(prepared.spec)
+    exported = export(network.ensemble, explainer, prepared.valid.features)
+    p = {part: exported.probability(getattr(prepared, part).features) for part in ("valid", "test")}
     valid = prepared.valid
     thresholds = tune_threshold(
         valid.y, p["valid"], valid.amount, options.objective, options.costs, options.review_share
@@ -195,9 +199,19 @@ def fit_scorer(
     }
     info = {"run_id": run_id, "valid_auc": metrics["valid_auc"], "test_auc": metrics["test_auc"]}
     info["reference"] = monitor.reference(  # what live monitoring compares with
-        network.ensemble, valid.features, valid.parsed, p["valid"], Explainer.of(prepared.spec)
+        exported.run(valid.features)[1], valid.parsed, p["valid"], explainer
     )
-    return Scorer(prepared.spec, network.ensemble, thresholds, info), network, metrics, p
+    return Scorer(prepared.spec, exported, thresholds, info), network, metrics, p
+
+
+def export(ensemble: Ensemble, explainer: Explainer, check: Features) -> Network:
+    """The trained ensemble as the ONNX network every scorer runs (`models.nets.to_onnx`), checked
+    against the torch ensemble on `check` (validation) rows: the export must not change a score."""
+    exported = Network(to_onnx(ensemble, explainer.groups))
+    gap = float(np.max(np.abs(exported.probability(check) - ensemble.probability(check)), initial=0.0))
+    if gap > 1e-5:
+        raise RuntimeError(f"the exported network differs from the trained one by {gap:.2e} in probability")
+    return exported
 
 
 def _params(

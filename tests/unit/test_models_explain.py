@@ -19,13 +19,15 @@ from models.scoring import Scorer
 
 
 @pytest.fixture(scope="module")
-def trained(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> tuple[Scorer, Prepared]:
-    return trained_model(22, max_epochs=4)
+def trained(
+    trained_fit: Callable[..., tuple[Scorer, Ensemble, Prepared]],
+) -> tuple[Scorer, Ensemble, Prepared]:
+    return trained_fit(22, max_epochs=4)
 
 
 @pytest.fixture(scope="module")
-def features(trained: tuple[Scorer, Prepared]) -> Features:
-    scorer, prepared = trained
+def features(trained: tuple[Scorer, Ensemble, Prepared]) -> Features:
+    scorer, _, prepared = trained
     return build(parse(prepared.test.frame.head(60).reset_index(drop=True)), scorer.spec)
 
 
@@ -33,25 +35,6 @@ def test_every_feature_belongs_to_exactly_one_factor_and_codes_are_unique() -> N
     covered = [f for factor in FACTORS for f in factor.features]
     assert sorted(covered) == sorted((*NUMERIC, *CATEGORICAL))
     assert len({f.code for f in FACTORS}) == len(FACTORS)
-
-
-def wide_logit(ensemble: Ensemble, z: torch.Tensor) -> torch.Tensor:
-    return z.view(len(z), ensemble.members, ensemble.hidden + 1)[:, :, ensemble.hidden].mean(1)
-
-
-def test_the_wide_parts_contributions_sum_to_the_wide_logit_minus_the_reference(
-    trained: tuple[Scorer, Prepared], features: Features
-) -> None:
-    scorer = trained[0]
-    ensemble, explainer = scorer.ensemble, scorer.explainer
-    _, _, wide = explainer.effects(ensemble, features)
-    with torch.no_grad():
-        x = ensemble.standardised(torch.from_numpy(features.numeric))
-        z = ensemble.first_layer(x, torch.from_numpy(features.codes))
-        z_ref = ensemble.bias + sum(mean_rows(ensemble))
-    expected = (wide_logit(ensemble, z) - wide_logit(ensemble, z_ref.unsqueeze(0))).numpy()
-    np.testing.assert_allclose(wide.sum(axis=1), expected, atol=1e-5)
-    assert np.abs(wide).max() > 0.01  # not trivially zero
 
 
 def mean_rows(ensemble: Ensemble) -> list[torch.Tensor]:
@@ -76,14 +59,20 @@ def removed_logit(
 
 
 def test_each_contribution_is_the_logit_change_when_the_factor_is_removed_and_the_top_one_moves_most(
-    trained: tuple[Scorer, Prepared], features: Features
+    trained: tuple[Scorer, Ensemble, Prepared], features: Features
 ) -> None:
-    scorer = trained[0]
-    ensemble, explainer = scorer.ensemble, scorer.explainer
-    logit, effect, _ = explainer.effects(ensemble, features)
+    """The exported network's effects against the torch ensemble's plain forward pass with each
+    factor's features at the reference."""
+    scorer, ensemble, prepared = trained
+    explainer = scorer.explainer
+    probability, effect = scorer.network.run(features)
+    with torch.no_grad():
+        logit = ensemble(torch.from_numpy(features.numeric), torch.from_numpy(features.codes)).numpy()
+    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), atol=1e-6)
     removed = np.column_stack([removed_logit(ensemble, features, *group) for group in explainer.groups])
     np.testing.assert_allclose(effect, logit[:, None] - removed, atol=1e-4)
-    frame = trained[1].test.frame.head(60).reset_index(drop=True)
+    assert np.abs(effect).max() > 0.01  # not trivially zero
+    frame = prepared.test.frame.head(60).reset_index(drop=True)
     p, decision, _, reasons = scorer.explain(frame)
     moves_most = np.argmax(1 / (1 + np.exp(-logit))[:, None] - 1 / (1 + np.exp(-removed)), axis=1)
     listed = [(i, r[0]["code"]) for i, r in enumerate(reasons) if r]
@@ -93,9 +82,11 @@ def test_each_contribution_is_the_logit_change_when_the_factor_is_removed_and_th
     assert all(len(r) <= TOP for r in reasons)
 
 
-def test_every_decline_has_a_reason_and_an_invalid_row_has_none(trained: tuple[Scorer, Prepared]) -> None:
-    scorer = trained[0]
-    frame = trained[1].test.frame.reset_index(drop=True)
+def test_every_decline_has_a_reason_and_an_invalid_row_has_none(
+    trained: tuple[Scorer, Ensemble, Prepared],
+) -> None:
+    scorer, _, prepared = trained
+    frame = prepared.test.frame.reset_index(drop=True)
     p, decision, errors, reasons = scorer.explain(frame)
     assert (decision == "decline").sum() > 0
     assert all(reasons[i] for i in np.flatnonzero(decision == "decline"))

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from models.inputs import FIELDS
 from models.prepare import Prepared
-from models.scoring import STATE_FILE, WEIGHTS_FILE, Scorer, digest
+from models.scoring import MODEL_FILE, STATE_FILE, Scorer, digest
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +126,6 @@ def test_save_and_load_give_the_same_answers(scorer: Scorer, rows: pd.DataFrame,
     assert not list(tmp_path.glob("**/*.pkl"))
 
 
-def test_scoring_does_not_track_gradients(scorer: Scorer, rows: pd.DataFrame) -> None:
-    with torch.enable_grad():
-        scorer.score(rows)
-    assert all(not b.requires_grad for b in scorer.ensemble.buffers())
-
-
 def test_numpy_columns_score_exactly_as_the_dataframe(scorer: Scorer, rows: pd.DataFrame) -> None:
     """The API's path (a mapping of numpy arrays, no pandas) gives the DataFrame path's answers, bad
     rows and their messages included."""
@@ -159,9 +152,9 @@ def test_the_digest_covers_both_files_and_changes_with_either(scorer: Scorer, tm
     state.write_text(state.read_text().replace('"decline"', '"decline" ', 1))  # one byte more
     assert digest(folder) != first
     scorer.save(folder)
-    with (folder / WEIGHTS_FILE).open("ab") as weights:
-        weights.write(b"\0")
+    with (folder / MODEL_FILE).open("ab") as model:
+        model.write(b"\0")
     assert digest(folder) != first
-    (folder / WEIGHTS_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE):
+    (folder / MODEL_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=MODEL_FILE):
         digest(folder)
