@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.expr import BLANK
+
 SMALL = 256  # below this many rows, plain Python beats pandas' per-call overhead
 Column = pd.Series | np.ndarray
 
@@ -83,7 +85,7 @@ def to_text(values: Column) -> Text:
     """Strings as `Text`; blank strings count as missing, non-strings are written with str()."""
     codes, distinct = factorize(values)
     texts = [v if isinstance(v, str) else str(v) for v in distinct]
-    blank = [i for i, v in enumerate(texts) if not v.strip()]
+    blank = [i for i, v in enumerate(texts) if not v.strip(BLANK)]
     if blank:
         codes = np.where(np.isin(codes, blank), -1, codes)
     return Text(codes, texts)

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from models.expr import evaluate
 from models.features import FeatureSpec
-from models.inputs import Parsed
+from models.inputs import CREDIT_HISTORY, Parsed
 
 TOP = 4
 
@@ -192,7 +193,7 @@ def _values(factor: Factor, parsed: Parsed, rows: np.ndarray) -> tuple[list[str]
         shown = ["missing" if v is None else factor.shown(v) for v in raw]
     else:
         if factor.field == "earliest_cr_line":
-            numbers = parsed.history_months[rows]
+            numbers = evaluate(CREDIT_HISTORY, parsed)[rows]
         elif factor.field in parsed.numbers:
             numbers = parsed.numbers[factor.field][rows]
         else:

@@ -12,7 +12,6 @@ outcome never feeds its own feature.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +20,21 @@ import numpy as np
 
 from core.errors import LoanAnalyticsError
 from models.columns import Text
-from models.inputs import FIELDS, SUB_GRADES, Parsed
+from models.expr import (
+    Apply,
+    Arith,
+    Clip,
+    Const,
+    Equals,
+    Expr,
+    Fill,
+    Lookup,
+    Missing,
+    Number,
+    evaluate,
+    normalise_title,
+)
+from models.inputs import CREDIT_HISTORY, FIELDS, SUB_GRADES, Parsed
 
 LEAKAGE_EXACT = frozenset(
     {
@@ -49,34 +62,52 @@ TARGET_ENCODED = ("zip_code", "addr_state", "emp_title")
 CATEGORICAL = ("sub_grade", "purpose", "home_ownership", "addr_state", "verification_status", "emp_length")
 EMP_LENGTHS = ("< 1 year", *(f"{i} year{'s' if i > 1 else ''}" for i in range(1, 10)), "10+ years")
 VERIFICATION = {"Not Verified": 0.0, "Source Verified": 1.0, "Verified": 2.0}
-NUMERIC = (
-    "sub_grade_rank",
-    "int_rate",
-    "term_60",
-    "log_annual_inc",
-    "payment_to_income",
-    "loan_to_income",
-    "log_loan_amnt",
-    "revol_util",
-    "revol_util_missing",
-    "log_revol_bal",
-    "revol_bal_to_income",
-    "fico",
-    "dti",
-    "inq_last_6mths",
-    "delinq_2yrs",
-    "pub_rec",
-    "open_acc",
-    "total_acc",
-    "open_to_total_acc",
-    "emp_years",
-    "emp_length_missing",
-    "emp_title_missing",
-    "history_months",
-    "log_history_months",
-    "verification_level",
-    *(f"default_rate_{name}" for name in TARGET_ENCODED),
+INCOME = Clip(Fill(Number("annual_inc"), "annual_inc"), low=1_000.0)
+AMOUNT = Clip(Number("loan_amnt"), 500.0, 40_000.0)
+REVOLVING = Clip(Number("revol_bal"), low=0.0)
+OPEN_ACC = Clip(Fill(Number("open_acc"), "open_acc"), 0, 60)
+TOTAL_ACC = Clip(Fill(Number("total_acc"), "total_acc"), 0, 120)
+EMP_YEARS = Lookup("emp_length", {v: float(min(i, 10)) for i, v in enumerate(EMP_LENGTHS)}, np.nan)
+HISTORY = Clip(Fill(CREDIT_HISTORY, "history_months"), 0, 900)
+
+
+def _capped(name: str, high: float) -> Expr:
+    return Clip(Fill(Number(name), name), 0, high)
+
+
+NUMERIC_FEATURES: tuple[tuple[str, Expr], ...] = (  # the model's numeric inputs, in order
+    ("sub_grade_rank", Lookup("sub_grade", {s: float(i) for i, s in enumerate(SUB_GRADES)}, np.nan)),
+    ("int_rate", Number("int_rate")),
+    ("term_60", Equals(Number("term"), 60)),
+    ("log_annual_inc", Apply("log", INCOME)),
+    ("payment_to_income", Clip(Arith("/", Arith("*", Number("installment"), Const(12)), INCOME), high=1.0)),
+    ("loan_to_income", Clip(Arith("/", AMOUNT, INCOME), high=3.0)),
+    ("log_loan_amnt", Apply("log", AMOUNT)),
+    ("revol_util", Clip(Fill(Number("revol_util"), "revol_util"), 0, 1.5)),
+    ("revol_util_missing", Missing(Number("revol_util"))),
+    ("log_revol_bal", Apply("log1p", REVOLVING)),
+    ("revol_bal_to_income", Clip(Arith("/", REVOLVING, INCOME), high=3.0)),
+    ("fico", Arith("/", Arith("+", Number("fico_range_low"), Number("fico_range_high")), Const(2))),
+    ("dti", Clip(Number("dti"), 0, 60)),
+    ("inq_last_6mths", _capped("inq_last_6mths", 10)),
+    ("delinq_2yrs", _capped("delinq_2yrs", 10)),
+    ("pub_rec", _capped("pub_rec", 5)),
+    ("open_acc", OPEN_ACC),
+    ("total_acc", TOTAL_ACC),
+    ("open_to_total_acc", Arith("/", OPEN_ACC, Clip(TOTAL_ACC, low=1.0))),
+    ("emp_years", Fill(EMP_YEARS, 0.0)),
+    ("emp_length_missing", Missing(EMP_YEARS)),
+    ("emp_title_missing", Missing("emp_title")),
+    ("history_months", HISTORY),
+    ("log_history_months", Apply("log1p", HISTORY)),
+    ("verification_level", Lookup("verification_status", VERIFICATION)),
+    *(
+        (f"default_rate_{name}", Lookup(name, "rates", 0.0, title=name == "emp_title"))
+        for name in TARGET_ENCODED
+    ),
 )
+NUMERIC = tuple(name for name, _ in NUMERIC_FEATURES)
+CATEGORY_CODES: tuple[tuple[str, Expr], ...] = tuple((name, Lookup(name, "vocab")) for name in CATEGORICAL)
 FILLED = ("annual_inc", "revol_util", "open_acc", "total_acc", "inq_last_6mths", "delinq_2yrs", "pub_rec")
 MIN_KEY_COUNT = 2  # keys seen fewer times carry no usable rate; dropping them keeps the tables small
 
@@ -140,11 +171,6 @@ class Features:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def normalise_title(value: str) -> str:
-    """Employer titles as keys: lower case, letters, digits, single spaces ('U.S. Army' -> 'us army')."""
-    return " ".join(re.sub(r"[^a-z0-9 ]+", "", value.lower()).split())
-
-
 def _key_column(parsed: Parsed, name: str) -> Text:
     text = parsed.texts[name]
     return text.transform(normalise_title) if name == "emp_title" else text
@@ -174,7 +200,7 @@ def fit_spec(
     guard(NUMERIC)
     prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
     fills = {name: float(np.nanmedian(parsed.numbers[name])) for name in FILLED}
-    fills["history_months"] = float(np.nanmedian(parsed.history_months))
+    fills["history_months"] = float(np.nanmedian(evaluate(CREDIT_HISTORY, parsed)))
     fills = {k: (v if np.isfinite(v) else 0.0) for k, v in fills.items()}
     vocab = {name: _vocabulary(name, parsed.texts[name]) for name in CATEGORICAL}
     rates = {
@@ -209,64 +235,18 @@ def out_of_fold(
     return out
 
 
-def _fill(values: np.ndarray, fill: float) -> np.ndarray:
-    return np.where(np.isnan(values), fill, values)
-
-
-def _emp_years(text: Text) -> np.ndarray:
-    years = {v: float(i) if i < 10 else 10.0 for i, v in enumerate(EMP_LENGTHS)}
-    return text.lookup(years, np.nan, np.float64)
-
-
 def build(parsed: Parsed, spec: FeatureSpec, rates: dict[str, np.ndarray] | None = None) -> Features:
-    """The features of every row (invalid rows get numbers too; the caller masks them).
+    """The features of every row (invalid rows get numbers too; the caller masks them): each of
+    NUMERIC_FEATURES and of the categories' codes, evaluated with numpy (`models.expr`).
 
     `rates` replaces the rate features (the out-of-fold ones while training); otherwise they are
     looked up in `spec.rates`.
     """
-    num, txt = parsed.numbers, parsed.texts
-    income = np.maximum(_fill(num["annual_inc"], spec.fills["annual_inc"]), 1_000.0)
-    amount = np.clip(num["loan_amnt"], 500.0, 40_000.0)
-    util = _fill(num["revol_util"], spec.fills["revol_util"])
-    revol = np.maximum(num["revol_bal"], 0.0)
-    open_acc = np.clip(_fill(num["open_acc"], spec.fills["open_acc"]), 0, 60)
-    total_acc = np.clip(_fill(num["total_acc"], spec.fills["total_acc"]), 0, 120)
-    emp_years = _emp_years(txt["emp_length"])
-    history = np.clip(_fill(parsed.history_months, spec.fills["history_months"]), 0, 900)
-    rank = txt["sub_grade"].lookup({s: float(i) for i, s in enumerate(SUB_GRADES)}, np.nan, np.float64)
-    looked = rates or {
-        name: _key_column(parsed, name).lookup(spec.rates[name], 0.0, np.float64) for name in TARGET_ENCODED
-    }
-    columns = [
-        rank,
-        num["int_rate"],
-        (num["term"] == 60).astype(np.float64),
-        np.log(income),
-        np.minimum(num["installment"] * 12 / income, 1.0),
-        np.minimum(amount / income, 3.0),
-        np.log(amount),
-        np.clip(util, 0, 1.5),
-        np.isnan(num["revol_util"]),
-        np.log1p(revol),
-        np.minimum(revol / income, 3.0),
-        (num["fico_range_low"] + num["fico_range_high"]) / 2,
-        np.clip(num["dti"], 0, 60),
-        np.clip(_fill(num["inq_last_6mths"], spec.fills["inq_last_6mths"]), 0, 10),
-        np.clip(_fill(num["delinq_2yrs"], spec.fills["delinq_2yrs"]), 0, 10),
-        np.clip(_fill(num["pub_rec"], spec.fills["pub_rec"]), 0, 5),
-        open_acc,
-        total_acc,
-        open_acc / np.maximum(total_acc, 1.0),
-        _fill(emp_years, 0.0),
-        np.isnan(emp_years),
-        txt["emp_title"].missing,
-        history,
-        np.log1p(history),
-        txt["verification_status"].lookup(VERIFICATION, 0.0, np.float64),
-        *(looked[name] for name in TARGET_ENCODED),
-    ]
-    numeric = np.column_stack(columns).astype(np.float32)
-    codes = np.column_stack([txt[name].lookup(spec.vocab[name], 0) for name in spec.categorical])
+    numeric = np.column_stack([evaluate(e, parsed, spec, rates) for _, e in NUMERIC_FEATURES])
+    codes = np.column_stack([evaluate(Lookup(name, "vocab"), parsed, spec) for name in spec.categorical])
     return Features(
-        np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0), codes, spec.numeric, spec.categorical
+        np.nan_to_num(numeric.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0),
+        codes.astype(np.int64),
+        spec.numeric,
+        spec.categorical,
     )

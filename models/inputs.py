@@ -30,6 +30,21 @@ import pandas as pd
 
 from core.events import CreditFields
 from models.columns import Column, Text, reader, to_months, to_numbers, to_text, today_months
+from models.expr import (
+    Below,
+    Clip,
+    Const,
+    Differ,
+    Expr,
+    HistoryMonths,
+    Lookup,
+    Missing,
+    NotIn,
+    Number,
+    Unless,
+    evaluate,
+    normalise_title,
+)
 
 FIELDS: tuple[str, ...] = tuple(CreditFields.model_fields)
 AS_OF_COLUMNS = ("event_time", "issue_d")
@@ -86,7 +101,8 @@ REQUIRED = tuple(n for n, r in RULES.items() if r.required)
 @dataclass
 class Parsed:
     """Checked columns of one batch: numbers as float64 (NaN = missing), texts as `Text`,
-    `history_months` = months from earliest_cr_line to the as-of date; `errors[i]` None for a good row."""
+    `history_months` = months from earliest_cr_line to the as-of date (as given: CREDIT_HISTORY is
+    what the features use); `errors[i]` None for a good row."""
 
     n: int
     numbers: dict[str, np.ndarray]
@@ -94,6 +110,12 @@ class Parsed:
     history_months: np.ndarray
     errors: list[str | None]
     valid: np.ndarray
+
+    def text(self, name: str, title: bool = False) -> tuple[np.ndarray, list[str]]:
+        """A text field as (codes per row, -1 = missing; its distinct values), normalised as an
+        employer title with `title` (`models.expr`)."""
+        text = self.texts[name].transform(normalise_title) if title else self.texts[name]
+        return text.codes, text.values
 
 
 Problem = tuple[np.ndarray, str, str, Callable[[int], object]]
@@ -121,17 +143,11 @@ def _bounds(rule: FieldRule) -> list[tuple[Callable[[np.ndarray], np.ndarray], s
         out.append((partial(_compare, np.greater, rule.high), f"{{v}} is above {_fmt(rule.high)}"))
     if rule.above is not None:
         out.append((partial(_compare, np.less_equal, rule.above), f"{{v}} must be above {_fmt(rule.above)}"))
-    if rule.name == "term":
-        out.append((_not_a_term, "{v} is not 36 or 60 (months)"))
     return out
 
 
 def _compare(op: np.ufunc, bound: float, values: np.ndarray) -> np.ndarray:
     return np.asarray(op(values, bound))
-
-
-def _not_a_term(values: np.ndarray) -> np.ndarray:
-    return ~np.isnan(values) & ~np.isin(values, TERMS)
 
 
 BOUNDS = {name: _bounds(RULES[name]) for name in NUMBER_FIELDS}
@@ -141,7 +157,6 @@ LOW = np.array([-np.inf if RULES[n].low is None else RULES[n].low for n in NUMBE
 HIGH = np.array([np.inf if RULES[n].high is None else RULES[n].high for n in NUMBER_FIELDS])
 ABOVE = np.array([-np.inf if RULES[n].above is None else RULES[n].above for n in NUMBER_FIELDS])
 REQUIRED_NUMBER = np.array([RULES[n].required for n in NUMBER_FIELDS])
-TERM = NUMBER_FIELDS.index("term")
 
 
 def _number_columns(frame: Frame, n: int, problems: list[Problem]) -> dict[str, np.ndarray]:
@@ -159,7 +174,6 @@ def _number_columns(frame: Frame, n: int, problems: list[Problem]) -> dict[str, 
         | (matrix > HIGH)
         | (matrix <= ABOVE)
     )
-    bad[:, TERM] |= _not_a_term(matrix[:, TERM])
     numbers = {name: matrix[:, j] for j, name in enumerate(NUMBER_FIELDS)}
     for j in np.flatnonzero(bad.any(axis=0)).tolist():
         name = NUMBER_FIELDS[j]
@@ -175,8 +189,6 @@ def _number_columns(frame: Frame, n: int, problems: list[Problem]) -> dict[str, 
 def _text_column(frame: Frame, n: int, rule: FieldRule, problems: list[Problem]) -> Text:
     text = to_text(frame[rule.name]) if rule.name in frame else Text(np.full(n, -1), [])
     shown = text.read
-    if rule.required:
-        problems.append((text.missing, rule.name, "missing", shown))
     if rule.pattern is not None:
         pattern = re.compile(rule.pattern)
         bad = [i for i, v in enumerate(text.values) if not pattern.match(v)]
@@ -198,30 +210,66 @@ def _as_of(frame: Frame, n: int) -> np.ndarray:
 
 
 def _history(frame: Frame, n: int, problems: list[Problem]) -> np.ndarray:
-    """Months of credit history at the as-of date; unreadable or future dates are errors."""
+    """Months from earliest_cr_line to the as-of date (NaN where missing); unreadable dates are
+    errors (a date after the application's is one of CHECKS)."""
     if "earliest_cr_line" not in frame:
         return np.full(n, np.nan)
     column = frame["earliest_cr_line"]
     opened, unreadable = to_months(column)
-    shown = reader(column)
     if unreadable.any():
-        problems.append((unreadable, "earliest_cr_line", "{v} is not a date (e.g. 2004-05-01)", shown))
-    months = _as_of(frame, n) - opened
-    future = months < -1.0  # a month's slack: the as-of date may fall early in the same month
-    problems.append((future, "earliest_cr_line", "{v} is after the application date", shown))
-    return np.where(future, np.nan, np.maximum(months, 0.0))
+        problems.append(
+            (unreadable, "earliest_cr_line", "{v} is not a date (e.g. 2004-05-01)", reader(column))
+        )
+    return _as_of(frame, n) - opened
 
 
-def _consistency(numbers: dict[str, np.ndarray], texts: dict[str, Text]) -> list[Problem]:
-    """Cross-field rules: the grade is the sub_grade's letter; fico_range_low <= fico_range_high."""
-    grade = texts["grade"].lookup({g: i for i, g in enumerate(GRADES)}, -1)
-    sub = texts["sub_grade"].lookup({s: i for i, s in enumerate(SUB_GRADES)}, -1)
-    clash = (grade >= 0) & (sub >= 0) & (sub // 5 != grade)
-    fico = numbers["fico_range_low"] > numbers["fico_range_high"]
-    return [
-        (clash, "grade", "{v} is not the letter of sub_grade", texts["grade"].read),
-        (fico, "fico_range_low", "{v} is above fico_range_high", _reader(numbers["fico_range_low"])),
-    ]
+@dataclass(frozen=True)
+class Check:
+    """A rule beyond the fields' own types, bounds and patterns: `broken` (a `models.expr`
+    expression, 1 where the row breaks it) and the message, `{v}` the field's value."""
+
+    field: str
+    broken: Expr
+    message: str
+
+
+FUTURE_HISTORY = Below(HistoryMonths(), Const(-1.0))  # a month's slack: the as-of date may be early in it
+CREDIT_HISTORY = Clip(Unless(HistoryMonths(), FUTURE_HISTORY), low=0.0)  # months, as the features use it
+CHECKS: tuple[Check, ...] = (  # in this order in the error message; the streaming scorer runs them too
+    Check("term", NotIn(Number("term"), TERMS), "{v} is not 36 or 60 (months)"),
+    *(Check(name, Missing(name), "missing") for name in TEXT_FIELDS if RULES[name].required),
+    Check("earliest_cr_line", FUTURE_HISTORY, "{v} is after the application date"),
+    Check(
+        "grade",
+        Differ(
+            Lookup("grade", {g: i for i, g in enumerate(GRADES)}, np.nan),
+            Lookup("sub_grade", {s: i // 5 for i, s in enumerate(SUB_GRADES)}, np.nan),
+        ),
+        "{v} is not the letter of sub_grade",
+    ),
+    Check(
+        "fico_range_low",
+        Below(Number("fico_range_high"), Number("fico_range_low")),
+        "{v} is above fico_range_high",
+    ),
+)
+
+
+def _checked(parsed: Parsed, frame: Frame) -> list[Problem]:
+    """The CHECKS that rows of `parsed` break, each with how to show the field's value."""
+    problems: list[Problem] = []
+    for check in CHECKS:
+        broken = evaluate(check.broken, parsed) == 1.0
+        if not broken.any():
+            continue
+        if check.field in parsed.numbers:
+            shown = _reader(parsed.numbers[check.field])
+        elif check.field in parsed.texts:
+            shown = parsed.texts[check.field].read
+        else:
+            shown = reader(frame[check.field])
+        problems.append((broken, check.field, check.message, shown))
+    return problems
 
 
 def _messages(n: int, problems: list[Problem]) -> tuple[list[str | None], np.ndarray]:
@@ -255,6 +303,7 @@ def parse(frame: Frame) -> Parsed:
     numbers = _number_columns(frame, n, problems)
     texts = {name: _text_column(frame, n, RULES[name], problems) for name in TEXT_FIELDS}
     history = _history(frame, n, problems)
-    problems.extend(_consistency(numbers, texts))
-    errors, valid = _messages(n, problems)
-    return Parsed(n, numbers, texts, history, errors, valid)
+    parsed = Parsed(n, numbers, texts, history, [None] * n, np.ones(n, dtype=bool))
+    problems.extend(_checked(parsed, frame))
+    parsed.errors, parsed.valid = _messages(n, problems)
+    return parsed

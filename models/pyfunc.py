@@ -4,11 +4,12 @@
     loaded.predict(frame)                         # DataFrame: probability, decision, error
     loaded.unwrap_python_model().scorer           # the models.scoring.Scorer itself (fast path)
 
-The scorer travels as an artifact (`scorer/`: JSON + the ONNX network, no pickle of our classes), so the preprocessing
-and the thresholds always come with the weights; its SHA-256 (`models.scoring.digest`) is the
-training run's param `scorer_sha256`. The model is logged as code (MLflow models-from-code,
-`models/pyfunc_model.py`), so the registry holds no pickle either. The project itself never loads the
-pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the digest, and reads JSON + ONNX.
+The scorer travels as an artifact (`scorer/`: JSON + the ONNX network, no pickle of our classes),
+so the preprocessing and the thresholds always come with the weights; its SHA-256
+(`models.scoring.digest`) is the training run's param `scorer_sha256`. The model is logged as code
+(MLflow models-from-code, `models/pyfunc_model.py`), so the registry holds no pickle either. The
+project itself never loads the pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the
+digest, and reads JSON + ONNX.
 
 The signature lists every CreditFields column with the contract's optionality, plus the optional
 as-of columns `event_time` and `issue_d`.
