@@ -9,7 +9,7 @@ export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-jvm test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -34,8 +34,10 @@ test-tools: ## Chromium (dashboard browser test) and Prometheus (Grafana dashboa
 	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
 	  || (apt-get update -qq && apt-get install -y -qq chromium prometheus >/dev/null) \
 	  || echo "not installed: 'sudo apt-get install chromium prometheus' (the tests that need them skip, saying so)"
-test: install test-tools lint typecheck ## the whole suite: lint, types, unit and integration tests (starts its own Kafka + MLflow)
+test: install test-tools lint typecheck test-jvm ## the whole suite: lint, types, JUnit, unit and integration tests (starts its own Kafka + MLflow)
 	$(RUN) pytest $(PYTEST_ARGS)
+test-jvm: jars ## JUnit tests of the job's Java classes (sparky/jvm/test; JUnit's launcher resolved once by Maven)
+	@$(RUN) loans-stack test-jvm
 test-unit: .venv/.installed ## unit tests only (no services)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
 test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-once kills)

@@ -43,9 +43,10 @@ from kafka_producer.topics import admin_client, ensure_topics, partitions
 from models.registry import promote, resolve
 from models.tracking import connect
 from models.train import TrainingSource, TrainOptions, train
-from sparky.job import Job, resolve_master
+from sparky.context import Context
 from sparky.queries import QUERIES
-from sparky.session import build_session, stop_session
+from sparky.session import build_session, resolve_master, stop_session
+from sparky.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def ensure_champion(ml: MlflowSettings) -> str:
     return f"model  {result.reason}"
 
 
-def drain(job: Job, kafka: KafkaSettings, topic: str, most_s: float) -> None:
+def drain(job: Supervisor, kafka: KafkaSettings, topic: str, most_s: float) -> None:
     """Run the job until every query has read `topic` to its current end, or `most_s` passes."""
     consumer = Consumer(kafka.consumer_config(f"demo-{uuid.uuid4()}"))
     try:
@@ -190,7 +191,7 @@ def run_demo(
     )
     settings = resolve_master(settings, partitions(kafka, topics.applications))
     spark = build_session(settings, paths)
-    job = Job(spark, kafka, topics, settings, ml)
+    job = Supervisor(Context(spark, kafka, topics, settings, ml))
     job.start()
     since_ms = int(time.time() * 1000)
     try:

@@ -43,8 +43,9 @@ from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
 from models.registry import load_scorer, promote, resolve
 from models.train import TrainingSource, TrainOptions, train
-from sparky.job import Job
+from sparky.context import Context
 from sparky.session import build_session, stop_session
+from sparky.supervisor import Supervisor
 
 
 def windows(count: int, per_window: int) -> list[tuple[datetime, pd.DataFrame, pd.DataFrame]]:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             master="local[2]",
         )  # fmt: skip
         spark = build_session(settings, PathSettings(), "bench-monitor", ui=False)
-        job = Job(spark, kafka, topics, settings, ml)
+        job = Supervisor(Context(spark, kafka, topics, settings, ml))
         started = time.monotonic()
         job.start()
         found: dict[str, dict] = {}

@@ -32,8 +32,9 @@ from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import admin_client, ensure_topics
-from sparky.job import Job
+from sparky.context import Context
 from sparky.session import build_session, stop_session
+from sparky.supervisor import Supervisor
 
 
 @dataclass
@@ -98,12 +99,12 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
 def job_seconds(setup: Setup, run: int, work: Path, topics: TopicSettings) -> float:
     kafka = setup.as_("spark")
     settings = SparkJobSettings(
-        checkpoint_dir=work / f"chk-{setup.name}-{run}", lake_dir=work / "lake", queries="risk",
-        risk_mode="microbatch", trigger="0 seconds", starting_offsets="earliest", master="local[2]",
+        checkpoint_dir=work / f"chk-{setup.name}-{run}", lake_dir=work / "lake", queries="realtime",
+        realtime_batch="5 seconds", starting_offsets="earliest", master="local[3]",
     )  # fmt: skip
     spark = build_session(settings, PathSettings(), "bench-security", ui=False)
     target = end_offsets(kafka, topics.applications)
-    job = Job(spark, kafka, topics, settings)
+    job = Supervisor(Context(spark, kafka, topics, settings))
     began = time.perf_counter()
     job.start()
     try:

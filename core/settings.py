@@ -14,7 +14,15 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar
 
 from dotenv import dotenv_values
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -272,7 +280,7 @@ class MlflowSettings(BaseSettings):
 
 
 TRIGGER = r"^\d+(\.\d+)? (second|seconds|minute|minutes)$"
-DURATION = r"^\d+ (second|seconds|minute|minutes|hour|hours)$"
+DURATION = r"^\d+ (second|seconds|minute|minutes|hour|hours|day|days)$"
 
 
 def duration(text: str) -> timedelta:
@@ -299,30 +307,17 @@ class SparkJobSettings(BaseSettings):
     )
     checkpoint_dir: Location = ".loans/checkpoints"
     lake_dir: Location = ".loans/lake"
-    risk_mode: Literal["realtime", "async", "microbatch"] = Field(
-        "realtime",
-        description="risk query: real-time mode, micro-batches with async progress tracking, or plain ones",
-    )
     realtime_batch: str = Field(
         "30 seconds",
         pattern=TRIGGER,
-        description="real-time risk: how often its offsets are checkpointed (what a crash replays)",
+        description="the real-time query (risk, scores): how long each of its batches runs before Spark "
+        "plans the next (its tasks hold a slot meanwhile)",
     )
     realtime_commit_ms: int = Field(
         100,
         ge=10,
-        description="real-time risk, exactly once: how often (ms) its transactions commit: what a "
+        description="the real-time query: how often (ms) its transactions commit: what a "
         "read_committed reader waits at most, beyond the write",
-    )
-    exactly_once: bool = Field(
-        True,
-        description="every per-application output in Kafka transactions (read_committed consumers see "
-        "each once); false: Spark's Kafka sink (at least once)",
-    )
-    trigger: str = Field(
-        "1 second",
-        pattern=TRIGGER,
-        description="scores, and risk when not real time (0 = back to back: polls Kafka without pause)",
     )
     fraud_trigger: str = Field("2 seconds", pattern=TRIGGER, description="the fraud query")
     window_trigger: str = Field("5 seconds", pattern=TRIGGER, description="stats, segment, channel")
@@ -338,7 +333,7 @@ class SparkJobSettings(BaseSettings):
     )
     alarm_psi: float = Field(0.25, gt=0, description="monitoring: a PSI above this raises the drift alarm")
     queries: str = Field(
-        "risk,scores,windows,fraud,archive",
+        "realtime,windows,fraud,archive",
         pattern=r"^[a-z]+(,[a-z]+)*$",
         description="which of the job's queries run (comma-separated); outcomes,monitor read loan.truth "
         "and run as their own principal (`make spark-monitor`)",
@@ -382,16 +377,29 @@ class SparkJobSettings(BaseSettings):
         pattern=DURATION,
         description="an application_id seen again within this event time of its first is a dead letter",
     )
+    fraud_horizon: str = Field(
+        "24 hours",
+        pattern=DURATION,
+        description="fraud: how much event time each device, IP, SSN and phone remembers (at least the "
+        "longest window, 24 hours; up to 30 days for rings that spread over weeks)",
+    )
     oldest_event: datetime = Field(
         OLDEST_EVENT, description="applications whose event_time is earlier go to the DLQ"
     )
     failpoint: str = Field(
         "",
-        pattern=r"^$|^(risk|scores|fraud|archive|outcomes):(mid-write|after-commit)$",
+        pattern=r"^$|^(realtime|fraud|archive|outcomes):(mid-write|after-commit)$",
         description="fault-injection tests only: SIGKILL the job at this point of a query's first write",
     )
     risk_alert_threshold: float = Field(0.6, ge=0, le=1)
     fraud_score_threshold: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("fraud_horizon")
+    @classmethod
+    def _fraud_horizon(cls, value: str) -> str:
+        if not timedelta(hours=24) <= duration(value) <= timedelta(days=30):
+            raise ValueError("must be between 24 hours (the longest window) and 30 days")
+        return value
 
     def time_bounds(self) -> dict[str, Any]:
         """The validation context of `core.events.LoanApplication`'s event_time rule, from settings."""

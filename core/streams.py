@@ -2,7 +2,7 @@
 
 Everything else derives from `STREAMS`: the topic list (`TopicSettings.all`), `loans-consume`'s
 stream names and line layouts, the dashboard's topics, the docker-compose check and the Spark job's
-wiring (`sparky/job.py` names the streams each query writes). A new output stream is one analysis
+wiring (`sparky/queries.py` names the streams each query writes). A new output stream is one analysis
 module plus one line here.
 
 A layout is `str.format` over a record: `{field:kind,align}`, the kinds are in

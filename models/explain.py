@@ -18,33 +18,41 @@ at least one (its largest). An invalid row lists none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from models.expr import evaluate
+from models.expr import Expr, Number, evaluate
 from models.features import FeatureSpec
-from models.inputs import CREDIT_HISTORY, Parsed
+from models.inputs import CREDIT_HISTORY, NUMBER_FIELDS, TEXT_FIELDS, Parsed
 
 TOP = 4
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.1f} %"
+@dataclass(frozen=True)
+class Shown:
+    """How a reason writes its field's value: `prefix + format(value * multiply / divide, spec) +
+    suffix` for a number, `prefix + value + suffix` for a text (spec ""). Data, not code: the JVM
+    scorer writes it the same way (sparky/jvm/PythonFormat.java knows these specs)."""
+
+    spec: str = ""
+    multiply: float = 1.0
+    divide: float = 1.0
+    prefix: str = ""
+    suffix: str = ""
+
+    def __call__(self, value: Any) -> str:
+        if not self.spec:
+            return f"{self.prefix}{value}{self.suffix}"
+        return f"{self.prefix}{format(value * self.multiply / self.divide, self.spec)}{self.suffix}"
 
 
-def _money(amount: float) -> str:
-    return f"${amount:,.0f}"
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _years(months: float) -> str:
-    return f"{months / 12:.1f} years"
+PERCENT = Shown(".1f", multiply=100, suffix=" %")
+MONEY = Shown(",.0f", prefix="$")
+COUNT = Shown("g")
+WHOLE = Shown(".0f")
+YEARS = Shown(".1f", divide=12, suffix=" years")
 
 
 @dataclass(frozen=True)
@@ -53,53 +61,53 @@ class Factor:
     field: str  # the application field whose value the reason shows
     features: tuple[str, ...]  # the model features made from it (numeric or categorical)
     text: str  # with {value}: the field's value as `shown` gives it
-    shown: Callable[[Any], str] = str
+    shown: Shown = Shown()
 
 
 FACTORS: tuple[Factor, ...] = (
     Factor("CREDIT_GRADE_LOW", "sub_grade", ("sub_grade_rank", "sub_grade"), "credit grade {value} is low"),
-    Factor("INTEREST_RATE_HIGH", "int_rate", ("int_rate",), "interest rate {value} is high", _percent),
-    Factor("TERM_LONG", "term", ("term_60",), "a {value}-month term", lambda v: f"{v:.0f}"),
-    Factor("INCOME_LOW", "annual_inc", ("log_annual_inc",), "annual income {value} is low", _money),
+    Factor("INTEREST_RATE_HIGH", "int_rate", ("int_rate",), "interest rate {value} is high", PERCENT),
+    Factor("TERM_LONG", "term", ("term_60",), "a {value}-month term", WHOLE),
+    Factor("INCOME_LOW", "annual_inc", ("log_annual_inc",), "annual income {value} is low", MONEY),
     Factor(
         "PAYMENT_HIGH",
         "installment",
         ("payment_to_income",),
         "instalment {value} a month is high",
-        _money,
+        MONEY,
     ),
     Factor(
         "AMOUNT_HIGH",
         "loan_amnt",
         ("loan_to_income", "log_loan_amnt"),
         "loan amount {value} is high",
-        _money,
+        MONEY,
     ),
     Factor(
         "REVOLVING_UTILISATION_HIGH",
         "revol_util",
         ("revol_util", "revol_util_missing"),
         "revolving utilisation {value} is high",
-        _percent,
+        PERCENT,
     ),
     Factor(
         "REVOLVING_BALANCE_HIGH",
         "revol_bal",
         ("log_revol_bal", "revol_bal_to_income"),
         "revolving balance {value} is high",
-        _money,
+        MONEY,
     ),
-    Factor("FICO_LOW", "fico_range_low", ("fico",), "FICO {value} is low", lambda v: f"{v:.0f}"),
-    Factor("DTI_HIGH", "dti", ("dti",), "debt-to-income {value} % is high", lambda v: f"{v:.1f}"),
-    Factor("INQUIRIES", "inq_last_6mths", ("inq_last_6mths",), "{value} inquiries in 6 months", _number),
-    Factor("DELINQUENCIES", "delinq_2yrs", ("delinq_2yrs",), "{value} delinquencies in 2 years", _number),
-    Factor("PUBLIC_RECORDS", "pub_rec", ("pub_rec",), "{value} derogatory public records", _number),
+    Factor("FICO_LOW", "fico_range_low", ("fico",), "FICO {value} is low", WHOLE),
+    Factor("DTI_HIGH", "dti", ("dti",), "debt-to-income {value} % is high", Shown(".1f")),
+    Factor("INQUIRIES", "inq_last_6mths", ("inq_last_6mths",), "{value} inquiries in 6 months", COUNT),
+    Factor("DELINQUENCIES", "delinq_2yrs", ("delinq_2yrs",), "{value} delinquencies in 2 years", COUNT),
+    Factor("PUBLIC_RECORDS", "pub_rec", ("pub_rec",), "{value} derogatory public records", COUNT),
     Factor(
         "ACCOUNTS",
         "open_acc",
         ("open_acc", "total_acc", "open_to_total_acc"),
         "{value} open accounts",
-        _number,
+        COUNT,
     ),
     Factor(
         "EMPLOYMENT_SHORT",
@@ -118,7 +126,7 @@ FACTORS: tuple[Factor, ...] = (
         "earliest_cr_line",
         ("history_months", "log_history_months"),
         "credit history of {value} is short",
-        _years,
+        YEARS,
     ),
     Factor(
         "INCOME_NOT_VERIFIED",
@@ -183,21 +191,29 @@ class Explainer:
         return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def value_of(factor: Factor) -> str | Expr | None:
+    """What `factor`'s reason shows: a text field (its name), a number (an expression: the credit
+    history in months for earliest_cr_line), or nothing (OTHER)."""
+    if factor.field in TEXT_FIELDS:
+        return factor.field
+    if factor.field == "earliest_cr_line":
+        return CREDIT_HISTORY
+    return Number(factor.field) if factor.field in NUMBER_FIELDS else None
+
+
 def _values(factor: Factor, parsed: Parsed, rows: np.ndarray) -> tuple[list[str], list[str | None]]:
     """(the reason's text, the value as the record carries it) of `factor`'s field at `rows`."""
-    if factor.field in parsed.texts:  # each distinct value formatted once
+    value = value_of(factor)
+    if isinstance(value, str):  # a text: each distinct value formatted once
         text = parsed.texts[factor.field]
         values = [*text.values, None]
         distinct, at = np.unique(text.codes[rows], return_inverse=True)
         raw = [values[c] for c in distinct.tolist()]
         shown = ["missing" if v is None else factor.shown(v) for v in raw]
     else:
-        if factor.field == "earliest_cr_line":
-            numbers = evaluate(CREDIT_HISTORY, parsed)[rows]
-        elif factor.field in parsed.numbers:
-            numbers = parsed.numbers[factor.field][rows]
-        else:
+        if value is None:
             return [factor.text.format(value="-")] * len(rows), [None] * len(rows)
+        numbers = evaluate(value, parsed)[rows]
         distinct, at = np.unique(numbers, return_inverse=True)  # NaNs last
         raw = [None if v != v else _plain(v) for v in distinct.tolist()]
         shown = ["missing" if v != v else factor.shown(v) for v in distinct.tolist()]

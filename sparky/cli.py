@@ -28,9 +28,10 @@ from core.settings import (
 from kafka_producer.topics import ensure_topics, partitions
 from models.tracking import quiet_mlflow
 from sparky import metrics
-from sparky.job import Job, resolve_master
+from sparky.context import Context
 from sparky.queries import JOB, MONITORING, QUERIES
-from sparky.session import build_session, stop_session
+from sparky.session import build_session, resolve_master, stop_session
+from sparky.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ def kafka_for(settings: SparkJobSettings) -> KafkaSettings:
     return kafka
 
 
-def serve_metrics(job: Job, where: MetricsSettings) -> Callable[[], None] | None:
+def serve_metrics(job: Supervisor, where: MetricsSettings) -> Callable[[], None] | None:
     """The job's Prometheus metrics (`sparky.metrics`) on LOANS_METRICS_JOB_PORT, or _MONITOR_PORT for
     the monitoring process (the `outcomes` principal's), unless 0."""
-    port = where.monitor_port if job.kafka.service == "outcomes" else where.job_port
+    port = where.monitor_port if job.ctx.kafka.service == "outcomes" else where.job_port
     if not port:
         return None
     stop = metrics.serve(lambda: dict(job.queries), where.host, port)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_master(settings, partitions(kafka, topics.applications))
         quiet_mlflow()  # before the JVM starts: its Python workers inherit the environment
         spark = build_session(settings, load(PathSettings))
-        job = Job(spark, kafka, topics, settings, load(MlflowSettings, service="serving"))
+        job = Supervisor(Context(spark, kafka, topics, settings, load(MlflowSettings, service="serving")))
         stop = stop_requested()  # after the session: Spark installs a Ctrl-C handler of its own
         job.start()
         stop_metrics = serve_metrics(job, load(MetricsSettings))

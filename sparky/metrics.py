@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -63,6 +64,23 @@ def read_offsets(progress: dict[str, Any], topic: str) -> dict[int, int]:
 def late_rows(progress: dict[str, Any]) -> int:
     """Rows dropped so far by a query's watermark, as its progress report says."""
     return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
+
+
+def read_through(query: StreamingQuery, rows: int, timeout_s: float = 600) -> None:
+    """Wait until `query` has read `rows` input rows in all, and run one batch more (so what they
+    caused is written), or raise. For queries whose state lives for a processing time, which run a
+    batch every trigger, data or not, so that `processAllAvailable` never returns."""
+    deadline, after = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        if (error := query.exception()) is not None:
+            raise RuntimeError(f"query {query.name} failed: {error}")
+        progress = query.recentProgress
+        if after is None and sum(p["numInputRows"] for p in progress) >= rows:
+            after = progress[-1]["batchId"] if progress else -1
+        if after is not None and progress and progress[-1]["batchId"] > after:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"query {query.name} did not read {rows} rows in {timeout_s:.0f} s")
 
 
 def _offsets(value: object) -> dict[str, dict[str, int]]:

@@ -8,13 +8,18 @@ Python workers it starts (they would die mid-task and log it).
 from __future__ import annotations
 
 import logging
+import os
+import re
+import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
+from core.errors import ConfigError
 from core.settings import PathSettings, SparkJobSettings
 from core.stack import jars
 
@@ -97,6 +102,65 @@ def stop_session(spark: SparkSession) -> None:
 
 def exists(spark: SparkSession, location: str) -> bool:
     """Whether `location` (a path or URI) exists, asked of Hadoop's file system for its scheme."""
+    fs, path = _fs(spark, location)
+    return bool(fs.exists(path))
+
+
+def _fs(spark: SparkSession, location: str) -> tuple[Any, Any]:
+    """(Hadoop file system, Path) of `location` (a path or URI)."""
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     path = jvm.org.apache.hadoop.fs.Path(location)  # type: ignore[union-attr]
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # noqa: SLF001
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path  # noqa: SLF001
+
+
+def stable_id(spark: SparkSession, folder: str) -> str:
+    """The id kept in `folder/writer-id` (a query's checkpoint folder), made on first use: it names
+    the query's Kafka transactions and offsets for as long as its checkpoint lives, and a new (or
+    reset) checkpoint gets a new one."""
+    fs, path = _fs(spark, f"{folder.rstrip('/')}/writer-id")
+    if fs.exists(path):
+        jvm: Any = spark.sparkContext._jvm  # noqa: SLF001
+        stream = fs.open(path)
+        try:
+            return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")).strip()
+        finally:
+            stream.close()
+    made = uuid.uuid4().hex[:8]
+    stream = fs.create(path, False)
+    try:
+        stream.write(made.encode())
+    finally:
+        stream.close()
+    return made
+
+
+def remove(spark: SparkSession, location: str) -> None:
+    """Delete `location` (a folder, recursively) if it exists."""
+    fs, path = _fs(spark, location)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
+LOCAL = re.compile(r"^local\[(\d+|\*)(,\d+)?\]$")
+
+
+def resolve_master(settings: SparkJobSettings, partitions: int) -> SparkJobSettings:
+    """`settings` with a master that has a task slot for every partition the real-time query holds
+    and some for the other queries: `local[*]` becomes cores + partitions; a smaller `local[N]` is a
+    ConfigError saying what to set."""
+    match = LOCAL.match(settings.master)
+    if match is None or "realtime" not in settings.queries.split(","):
+        return settings
+    cores = os.cpu_count() or 2
+    needed = partitions + 2
+    if match.group(1) == "*":
+        master = f"local[{max(cores + partitions, needed)}{match.group(2) or ''}]"
+        log.info("master %s: %d cores + %d real-time slots -> %s", settings.master, cores, partitions, master)
+        return settings.model_copy(update={"master": master})
+    if int(match.group(1)) < needed:
+        raise ConfigError(
+            f"LOANS_SPARK_MASTER={settings.master} has {match.group(1)} task slots, but the real-time query "
+            f"holds one per partition of the input topic ({partitions}) and the other queries need 2 more: "
+            f"use local[{needed}] or more (threads, not cores)"
+        )
+    return settings

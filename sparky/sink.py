@@ -12,9 +12,6 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import reduce
-from typing import Protocol
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -37,38 +34,6 @@ def kafka_columns(stream: Stream, topics: TopicSettings) -> list[Column]:
     """`key`, `value` and `topic` of a DataFrame whose columns include the stream's record fields."""
     key, value = message(stream, [F.col(name) for name in stream.fields])
     return [key.alias("key"), value.alias("value"), F.lit(stream.topic(topics)).alias("topic")]
-
-
-def write_frames(frames: Sequence[DataFrame], kafka: KafkaSettings) -> None:
-    """Write batch DataFrames of `key`, `value`, `topic` to Kafka in ONE Spark job (the sink reads
-    each row's topic)."""
-    (
-        reduce(DataFrame.union, frames)
-        .write.format("kafka")
-        .options(**kafka.spark_options())
-        .option("kafka.enable.idempotence", "true")
-        .option("kafka.acks", "all")
-        .save()
-    )
-
-
-class Writer(Protocol):
-    def write(self, frames: Sequence[DataFrame], batch_id: int) -> int: ...
-
-
-@dataclass(frozen=True)
-class AtLeastOnce:
-    """Spark's Kafka writer: a micro-batch replayed after a crash is written again."""
-
-    kafka: KafkaSettings
-    query: str = ""
-    failpoint: str = ""  # LOANS_SPARK_FAILPOINT, as `sparky.transactional` has it
-
-    def write(self, frames: Sequence[DataFrame], batch_id: int) -> int:
-        crash_if(self.failpoint, self.query, "mid-write")  # no midpoint inside Spark's writer: before it
-        write_frames(frames, self.kafka)
-        crash_if(self.failpoint, self.query, "after-commit")
-        return -1  # not counted
 
 
 def crash_if(failpoint: str, query: str, point: str) -> None:

@@ -2,9 +2,9 @@
 
 Spark's Kafka sink is at-least-once: a micro-batch replayed after a crash is written again. A
 micro-batch query (foreachBatch) writes through `TransactionalSink` instead:
-- one stable `transactional.id` per query and checkpoint (`<prefix>.<query>.<query id>`; Spark keeps
-  the query id in the checkpoint, so a restart on the same checkpoint reuses it, a new checkpoint
-  gets a new one);
+- one stable `transactional.id` per query and checkpoint (`<prefix>.<query>.<writer id>`; the id is
+  kept in the query's checkpoint folder (`sparky.session.stable_id`), so a restart on the same
+  checkpoint reuses it, a new checkpoint gets a new one);
 - the batch's records and a marker `{query, batch_id, records}` on the commits topic are committed
   in ONE transaction, so a read_committed consumer sees all of a batch or none of it;
 - on start the producer fences any earlier instance of the same query (Kafka aborts its open
@@ -13,9 +13,10 @@ micro-batch query (foreachBatch) writes through `TransactionalSink` instead:
 The records are collected to the driver as Arrow and produced by confluent-kafka: a micro-batch of
 this job is thousands of small records, not millions.
 
-Real-time risk has no micro-batches to commit: `start_rows` writes it through the JVM writer
-`loanstream.TransactionalRows` (sparky/jvm), which commits every LOANS_SPARK_REALTIME_COMMIT_MS the
-records and the input offsets they came from in one transaction, and skips replayed input below them.
+The real-time query (risk and scores) has no micro-batches to commit: `start_rows` writes it through
+the JVM writer `loanstream.TransactionalRows` (sparky/jvm), which commits every
+LOANS_SPARK_REALTIME_COMMIT_MS the records and the input offsets they came from, per output, in one
+transaction, and skips input below them; `resume` starts it from those offsets.
 """
 
 from __future__ import annotations
@@ -24,28 +25,31 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import reduce
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQuery
 
 from core.settings import KafkaSettings, SparkJobSettings
+from sparky.session import remove
 from sparky.sink import crash_if, pool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TransactionalSink:
     """Writes a query's micro-batches (`key`, `value`, `topic` rows) exactly once."""
 
     def __init__(
-        self, kafka: KafkaSettings, commits: str, query: str, query_id: str, failpoint: str = ""
+        self, kafka: KafkaSettings, commits: str, query: str, writer_id: str, failpoint: str = ""
     ) -> None:
         self.kafka, self.commits, self.query = kafka, commits, query
         self.failpoint = failpoint
-        self.marker_key = f"{query}.{query_id}"
+        self.marker_key = f"{query}.{writer_id}"
         self.producer = Producer(
             kafka.producer_config(
                 f"{query}-tx",
@@ -143,25 +147,104 @@ def last_committed(kafka: KafkaSettings, commits: str, marker_key: str, timeout_
         consumer.close()
 
 
+OUTPUTS = ("risk", "scores")  # what the real-time query writes, each output counted in its own group
+
+
+def groups(kafka: KafkaSettings, query: str, writer_id: str) -> dict[str, str]:
+    """Output -> the group whose offsets say how far the JVM writer has written it (as
+    TransactionalRows.group names them)."""
+    return {output: f"{kafka.client_id}-{query}-{writer_id}-{output}" for output in OUTPUTS}
+
+
+def resume(kafka: KafkaSettings, topic: str, named: dict[str, str], outputs: list[str], default: str) -> str:
+    """Where a real-time query starts, as Spark's `startingOffsets` JSON: per partition of `topic`,
+    the lowest offset the groups of `outputs` have committed (`named`: output -> group), so an output
+    that is behind (scores, when a champion appears) catches up and the writer skips what the others
+    already wrote. A group with no offsets at all (a new job) gets the `default` position
+    ("earliest" or "latest") committed first, so an output that starts later starts where the job
+    did; a partition none has seen starts at its beginning."""
+    consumer = Consumer(kafka.consumer_config(f"{kafka.client_id}-resume", {"enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in meta.partitions
+        }
+    finally:
+        consumer.close()
+    start = {p: (low if default == "earliest" else high) for p, (low, high) in ends.items()}
+    lowest: dict[int, int] = {}
+    for output in outputs:
+        found = _committed(kafka, named[output], topic, list(ends), start)
+        for p, offset in found.items():
+            lowest[p] = min(lowest.get(p, offset), offset)
+    return json.dumps({topic: {str(p): lowest.get(p, -2) for p in sorted(ends)}})
+
+
+def _committed(
+    kafka: KafkaSettings, group: str, topic: str, partitions: list[int], start: dict[int, int]
+) -> dict[int, int]:
+    """`group`'s committed offsets of `topic`; for a group with none, `start` committed and returned."""
+    consumer = Consumer(kafka.consumer_config(group, {"enable.auto.commit": False}))
+    try:
+        asked = [TopicPartition(topic, p) for p in partitions]
+        committed = _retried(lambda: consumer.committed(asked, timeout=30))
+        found = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+        if not found:
+            offsets = [TopicPartition(topic, p, o) for p, o in start.items()]
+            _retried(lambda: consumer.commit(offsets=offsets, asynchronous=False))
+            log.info("%s: none written yet; starts at %s", group, start)
+            return dict(start)
+        return found
+    finally:
+        consumer.close()
+
+
+RETRIABLE = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
+def _retried(call: Callable[[], T], timeout_s: float = 60) -> T:
+    """`call()`, again while the group coordinator is still moving or loading (a new broker, a new
+    group), for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def start_rows(
-    df: DataFrame, name: str, kafka: KafkaSettings, source: str, job: SparkJobSettings
+    df: DataFrame, name: str, kafka: KafkaSettings, source: str, writer_id: str, job: SparkJobSettings
 ) -> StreamingQuery:
-    """Real-time query `name` writing `df`'s rows (`key`, `value`, `topic`, and `source_partition`,
-    `source_offset` of the input topic `source`) exactly once for read_committed readers: through
-    the JVM writer `loanstream.TransactionalRows` (sparky/jvm; Spark's foreach in the executors),
-    transactions committed every LOANS_SPARK_REALTIME_COMMIT_MS with the input offsets they cover.
-    pyspark's own foreach would run the writer in Python, but it pickles rows to the worker in
-    batches that grow to ~1 MB: seconds of delay at this job's rates, measured."""
+    """Real-time query `name` writing `df`'s rows (`records`, each `key`, `value`, `topic`, `output`;
+    `source_partition`, `source_offset` of the input topic `source`) exactly once for read_committed
+    readers: through the JVM writer `loanstream.TransactionalRows` (sparky/jvm; Spark's foreach in
+    the executors), transactions committed every LOANS_SPARK_REALTIME_COMMIT_MS with the input
+    offsets they cover, per output. Those offsets, not Spark's, are where it starts again
+    (`resume`), so its Spark checkpoint is a new one each start. pyspark's own foreach would run the
+    writer in Python, but it pickles rows to the worker in batches that grow to ~1 MB: seconds of
+    delay at this job's rates, measured."""
     jvm = df.sparkSession._jvm  # noqa: SLF001 (the writer is a JVM object)
     assert jvm is not None  # noqa: S101 (a classic session)
     writer = jvm.loanstream.TransactionalRows(
-        kafka.java_config(), kafka.client_id, name, source, job.realtime_commit_ms, job.failpoint, os.getpid()
-    )
+        kafka.java_config(), kafka.client_id, name, writer_id, source, job.realtime_commit_ms, job.failpoint,
+        os.getpid(),
+    )  # fmt: skip
+    checkpoint = job.location(name, "spark")
+    remove(df.sparkSession, checkpoint)
     with pool(df, name):
         out = (
             df.writeStream.queryName(name)
             .outputMode("update")
-            .option("checkpointLocation", job.location(name))
+            .option("checkpointLocation", checkpoint)
             .trigger(**{"realTime": job.realtime_batch})  # (not in pyspark's type stubs yet)
         )
         out._jwrite = out._jwrite.foreach(writer)  # noqa: SLF001 (the Scala API takes a JVM writer)

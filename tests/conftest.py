@@ -114,7 +114,7 @@ def spark() -> Iterator[SparkSession]:
     shares them)."""
     from pyspark.sql import SparkSession
 
-    from sparky.session import connector_jars
+    from sparky.session import ROCKSDB, connector_jars
 
     jars.ensure(jars.SPARK_POM, PathSettings().jars / "spark", provided=jars.spark_provided())  # make install
     session = (
@@ -126,6 +126,7 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", "1g")
+        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB)  # as the job's (transformWithState)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("WARN")

@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "down",
             "status",
             "jars",
+            "test-jvm",
             "secrets",
             "rotate-ssn-key",
             "clean",
@@ -255,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "jars":
             jars.ensure(jars.KAFKA_POM, paths.jars / "kafka")
             jars.ensure(jars.SPARK_POM, paths.jars / "spark", provided=jars.spark_provided())
-            jars.ensure_writer(paths.jars / "spark")
+            jars.ensure_classes(paths.jars / "spark")
+        elif args.command == "test-jvm":
+            return jars.test_jvm(paths.jars / "spark", paths.jars / "junit")
         else:
             return status(paths, stack)
         return 0

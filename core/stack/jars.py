@@ -18,9 +18,10 @@ INFRA = Path(__file__).resolve().parents[2] / "infra"
 MAVEN_SETTINGS = INFRA / "maven-settings.xml"
 KAFKA_POM = INFRA / "kafka" / "pom.xml"
 SPARK_POM = INFRA / "spark" / "pom.xml"
-# the job's own JVM code: real-time risk's exactly-once writer (sparky/transactional.py builds it)
-WRITER_SOURCE = INFRA.parent / "sparky" / "jvm" / "TransactionalRows.java"
-WRITER_PREFIX = "loanstream-writer-"
+JUNIT_POM = INFRA / "junit" / "pom.xml"
+# the job's own JVM code (sparky/jvm: the exactly-once writer, the model scorer, ...), compiled once
+JVM_SOURCES = INFRA.parent / "sparky" / "jvm"
+WRITER_PREFIX = "loanstream-"
 _STAMP = ".pom.sha256"
 
 
@@ -75,45 +76,76 @@ def cached(pom: Path, dest: Path) -> Path:
 
 
 def spark_jars(dest: Path) -> list[Path]:
-    """Every jar the job's JVM needs beyond pyspark's: the Kafka connector's from `dest` (`ensure`d
-    with SPARK_POM) and the job's own writer, compiled there once per version of its source."""
-    ensure_writer(cached(SPARK_POM, dest))
+    """Every jar the job's JVM needs beyond pyspark's: the Kafka connector's and ONNX Runtime's from
+    `dest` (`ensure`d with SPARK_POM) and the job's own classes, compiled there once per version of
+    their sources."""
+    ensure_classes(cached(SPARK_POM, dest))
     return jar_list(dest)
 
 
-def ensure_writer(dest: Path) -> Path | None:
-    """Compile WRITER_SOURCE against pyspark's and the connector's jars into
-    `dest/loanstream-writer-<digest>.jar` unless there (older versions removed). Code running from a
-    wheel has no source: the jar `make install` built is used as it is."""
-    if not WRITER_SOURCE.is_file():
+def sources() -> list[Path]:
+    """The job's Java sources (sparky/jvm/*.java; their tests are in sparky/jvm/test)."""
+    return sorted(JVM_SOURCES.glob("*.java"))
+
+
+def ensure_classes(dest: Path) -> Path | None:
+    """Compile the job's Java sources against pyspark's and `dest`'s jars into
+    `dest/loanstream-<digest>.jar` unless there (older versions removed). Code running from a wheel
+    has no sources: the jar `make install` built is used as it is."""
+    if not (files := sources()):
         return next(iter(sorted(dest.glob(f"{WRITER_PREFIX}*.jar"))), None)
-    source = WRITER_SOURCE.read_bytes()
-    jar = dest / f"{WRITER_PREFIX}{hashlib.sha256(source).hexdigest()[:12]}.jar"
+    total = hashlib.sha256()
+    for path in files:
+        total.update(f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    jar = dest / f"{WRITER_PREFIX}{total.hexdigest()[:12]}.jar"
     if jar.exists():
         return jar
-    javac, tool = shutil.which("javac"), shutil.which("jar")
-    if javac is None or tool is None:
-        raise ServiceError(
-            "a JDK (javac, jar) is needed once to build the job's Kafka writer (sparky/jvm): install one "
-            "(apt-get install openjdk-17-jdk-headless), or run with LOANS_SPARK_EXACTLY_ONCE=false"
-        )
-    log.info("compiling %s into %s (once per version)", WRITER_SOURCE.name, jar)
+    log.info("compiling sparky/jvm (%d classes) into %s (once per version)", len(files), jar)
     for old in dest.glob(f"{WRITER_PREFIX}*.jar"):  # earlier versions: not on the classpath either
         old.unlink()
-    classes = dest / ".writer-classes"
-    shutil.rmtree(classes, ignore_errors=True)
-    path = f"{spark_provided()}/*:{dest.resolve()}/*"
-    for cmd in (
-        [javac, "-nowarn", "--release", "17", "-cp", path, "-d", str(classes), str(WRITER_SOURCE)],
-        [tool, "cf", str(jar), "-C", str(classes), "."],
-    ):
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode != 0:
-            raise ServiceError(
-                f"building {jar.name} failed: {(result.stdout + result.stderr).strip()[-500:]}"
-            )
+    classes = dest / ".classes"
+    _javac(files, f"{spark_provided()}/*:{dest.resolve()}/*", classes)
+    _run([_tool("jar"), "cf", str(jar), "-C", str(classes), "."], jar.name)
     shutil.rmtree(classes, ignore_errors=True)
     return jar
+
+
+def test_jvm(spark_dir: Path, junit_dir: Path) -> int:
+    """Compile sparky/jvm/test/*.java against the job's jar and run them with JUnit's console
+    launcher (resolved once by Maven from JUNIT_POM); return its exit status."""
+    ensure_classes(cached(SPARK_POM, spark_dir))
+    console = next(iter(sorted(ensure(JUNIT_POM, junit_dir).glob("junit-platform-console-standalone*.jar"))))
+    tests = sorted((JVM_SOURCES / "test").glob("*.java"))
+    path = f"{spark_provided()}/*:{spark_dir.resolve()}/*"
+    classes = junit_dir / ".test-classes"
+    _javac(tests, f"{path}:{console}", classes)
+    launcher = "org.junit.platform.console.ConsoleLauncher"  # java expands the classpath's wildcards
+    cmd = [_tool("java"), "-cp", f"{classes}:{path}:{console}", launcher, "execute", "--disable-banner"]
+    cmd += ["--disable-ansi-colors"]
+    cmd += ["--details=tree", "--scan-class-path", str(classes)]
+    return subprocess.run(cmd, check=False).returncode  # noqa: S603
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(
+            f"a JDK ({name}) is needed once to build the job's JVM classes (sparky/jvm): install one "
+            "(apt-get install openjdk-17-jdk-headless)"
+        )
+    return found
+
+
+def _javac(files: list[Path], classpath: str, out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [_tool("javac"), "-nowarn", "--release", "17", "-cp", classpath, "-d", str(out)]
+    _run([*cmd, *map(str, files)], ", ".join(f.name for f in files))
+
+
+def _run(cmd: list[str], what: str) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise ServiceError(f"building {what} failed: {(result.stdout + result.stderr).strip()[-800:]}")
 
 
 def spark_provided() -> Path:

@@ -1,78 +1,147 @@
-"""Scores: the champion model's default probability and decision per application, on Arrow batches.
+"""Scores: a model version's default probability, decision and reasons per application, in the JVM.
 
-The driver resolves the registry alias (at most every `champion_poll_s`) and hands the version to
-`mapInPandas`; each Python worker loads a version once and keeps it, so when the alias
-moves the next micro-batch is scored by the new version without a restart, and every record names
-the version that scored it, with its principal reasons (`models.explain`, same pass). A row the
-model cannot score (missing or out-of-range field) gets `error` and no probability; it never fails
-the batch.
+    application fields -> features and checks (`models.features`, `models.inputs.CHECKS`: declared
+    once, compiled to Spark columns by `sparky.expressions`) -> loanstream.ModelScorer (the version's
+    exported ONNX network under ONNX Runtime for Java, its thresholds and reasons, sparky/jvm)
+    -> ScoreRecord columns
+
+No Python runs per application: the real-time query scores each application as it arrives. The
+version is fixed when the query starts (`Model`): when the registry alias moves, the job restarts
+the query with the new one (`sparky.supervisor`), so every record names the version that scored
+it. A row the model cannot score (a check fails: a term of 48 months, a grade that is not its
+sub-grade's letter ...) gets `error` and no probability, as from the Python scorer
+(`models.scoring`), which tests/integration/test_parity.py holds this to.
 
 One output record per application, e.g.
 {"application_id": "app-1", "event_time": "2026-03-01T10:00:00Z", "default_probability": 0.1834,
  "decision": "approve", "model_name": "loan-default", "model_version": "3", "model_alias": "champion",
- "error": null, "reasons": [{"code": "DTI_HIGH", "text": "debt-to-income 38.2 % is high",
- "feature": "dti", "value": "38.2", "contribution": 0.41}], "scored_at": "2026-03-01T10:00:01.2Z"}
+ "reasons": [{"code": "DTI_HIGH", "text": "debt-to-income 38.2 % is high", "feature": "dti",
+ "value": "38.2", "contribution": 0.41}], "scored_at": "2026-03-01T10:00:00.012Z"}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark import SparkContext
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.classic.column import Column as JvmColumn
+from pyspark.sql.classic.column import _to_java_column
 
-from core.events import CreditFields
 from core.records import ScoreRecord
-from core.settings import MlflowSettings
-from models.registry import ModelRef, load_scorer
+from models.explain import TOP, value_of
+from models.expr import Lookup
+from models.features import NUMERIC_FEATURES
+from models.inputs import CHECKS, RULES
+from models.registry import ModelRef
+from models.scoring import Scorer
+from sparky.expressions import column, text
 
-INPUT_COLUMNS = ("application_id", "event_time", "scored_at", *CreditFields.model_fields)
 OUTPUT_COLUMNS = tuple(ScoreRecord.model_fields)  # the contract: core/records.py
-SCHEMA = (
-    "application_id string, event_time timestamp, default_probability double, decision string, "
-    "model_name string, model_version string, model_alias string, error string, "
-    "reasons array<struct<code string, text string, feature string, value string, contribution double>>, "
-    "shadow boolean, scored_at timestamp"
-)
+FLOAT_MAX = 3.4028234663852886e38  # beyond it a float32 is infinite, which the Python scorer zeroes
 
 
-def build(events: DataFrame, ref: ModelRef, mlflow: MlflowSettings, shadow: bool = False) -> DataFrame:
-    """Score `events` (live applications) with model version `ref`, in Arrow batches. `scored_at` is
-    the events' own column when they have one (the streaming query's batch time: a replayed batch
-    gets the same), else now. `shadow`: a challenger's scores, never to be used for decisions."""
-    if "scored_at" not in events.columns:
-        events = events.withColumn("scored_at", F.current_timestamp())
+@dataclass(frozen=True)
+class Model:
+    """A registered version as the stream runs it: its ref, its scorer (spec, thresholds, network)
+    and the ONNX file the executors load (shipped with SparkContext.addFile)."""
 
-    def answers(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
-        try:
-            return load_scorer(mlflow, ref).explain(frame)  # the scorer is cached per worker and version
-        except Exception as exc:
-            if not shadow:
-                raise  # the champion: the query fails and is restarted (Job.run)
-            n = len(frame)  # a broken challenger never stops the champion's scores
-            why = f"challenger v{ref.version} could not score: {str(exc)[:300]}"
-            return np.full(n, np.nan), np.full(n, None, dtype=object), [why] * n, [[] for _ in range(n)]
+    ref: ModelRef
+    scorer: Scorer
+    file: Path
+    shadow: bool = False
 
-    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            p, decision, errors, reasons = answers(frame)
-            yield pd.DataFrame(
-                {
-                    "application_id": frame["application_id"],
-                    "event_time": frame["event_time"],
-                    "default_probability": np.round(p, 6),
-                    "decision": decision,
-                    "model_name": ref.name,
-                    "model_version": ref.version,
-                    "model_alias": ref.alias,
-                    "error": np.array(errors, dtype=object),
-                    "reasons": pd.Series(reasons, dtype=object, index=frame.index),
-                    "shadow": shadow,
-                    "scored_at": frame["scored_at"],
-                }
-            )
 
-    scored = events.select(*INPUT_COLUMNS).mapInPandas(score, SCHEMA)
-    return scored.select(*OUTPUT_COLUMNS)
+def config(model: Model, top: int = TOP) -> str:
+    """What loanstream.ModelScorer is told, as JSON: the file and its digest, the thresholds, and per
+    factor how its reason reads (`models.explain`)."""
+    factors = [
+        {
+            "code": f.code, "field": f.field, "text": f.text,
+            "kind": "none" if (v := value_of(f)) is None else "text" if isinstance(v, str) else "number",
+            "spec": f.shown.spec, "multiply": f.shown.multiply, "divide": f.shown.divide,
+            "prefix": f.shown.prefix, "suffix": f.shown.suffix,
+        }
+        for f in model.scorer.explainer.factors
+    ]  # fmt: skip
+    thresholds = model.scorer.thresholds
+    return json.dumps(
+        {
+            "model": str(model.file),
+            "sha256": model.scorer.network.sha256,
+            "review": thresholds.review,
+            "decline": thresholds.decline,
+            "top": top,
+            "factors": factors,
+        }  # fmt: skip
+    )
+
+
+def _float(value: Column) -> Column:
+    """A feature as the network gets it: missing, NaN or beyond float32 -> 0 (numpy's nan_to_num)."""
+    bad = value.isNull() | F.isnan(value) | (F.abs(value) > FLOAT_MAX)
+    return F.when(bad, F.lit(0.0)).otherwise(value).cast("float")
+
+
+def _shown(field: str) -> Column:
+    """A field's value as the Python scorer's messages write it (`models.inputs._fmt`)."""
+    rule = RULES.get(field)
+    value = F.col(field).cast("string")
+    return F.concat(F.lit("'"), value, F.lit("'")) if rule is not None and rule.kind == "text" else value
+
+
+def error() -> Column:
+    """The CHECKS a row breaks, as the Python scorer words them (`field: what; ...`), else null."""
+    broken = []
+    for check in CHECKS:
+        before, _, after = check.message.partition("{v}")
+        shown = [F.lit(f"{check.field}: {before}")]
+        if "{v}" in check.message:
+            shown += [_shown(check.field), F.lit(after)]
+        broken.append(F.when(column(check.broken) == 1.0, F.concat(*shown)))
+    joined = F.array_join(F.array_compact(F.array(*broken)), "; ")
+    return F.when(joined != "", joined)
+
+
+def inputs(scorer: Scorer) -> Column:
+    """The struct loanstream.ModelScorer takes: the network's inputs, each factor's value, validity."""
+    spec, factors = scorer.spec, scorer.explainer.factors
+    values = [value_of(f) for f in factors]
+    numbers = [column(v, spec) if v is not None and not isinstance(v, str) else F.lit(None) for v in values]
+    texts = [text(v) if isinstance(v, str) else F.lit(None) for v in values]
+    return F.struct(
+        F.array(*(_float(column(e, spec)) for _, e in NUMERIC_FEATURES)).alias("numeric"),
+        F.array(*(column(Lookup(n, "vocab"), spec).cast("long") for n in spec.categorical)).alias("codes"),
+        F.array(*numbers).cast("array<double>").alias("numbers"),
+        F.array(*texts).cast("array<string>").alias("texts"),
+        F.col("error").isNull().alias("valid"),
+    )
+
+
+def scored(model: Model) -> Column:
+    """loanstream.ModelScorer over an application's fields and its `error` column: a struct of
+    probability, decision, reasons and scored_at."""
+    jvm = SparkContext._jvm  # noqa: SLF001 (the UDF is a JVM object)
+    assert jvm is not None  # noqa: S101 (a classic session is running)
+    return JvmColumn(jvm.loanstream.ModelScorer.column(config(model), _to_java_column(inputs(model.scorer))))
+
+
+def columns(model: Model, result: Column) -> list[Column]:
+    """The ScoreRecord columns of `model` from `result` (what `scored` gives) and an application's
+    fields."""
+    ref = model.ref
+    values = {
+        "default_probability": result["probability"], "decision": result["decision"],
+        "model_name": F.lit(ref.name), "model_version": F.lit(ref.version), "model_alias": F.lit(ref.alias),
+        "reasons": result["reasons"], "shadow": F.lit(model.shadow), "scored_at": result["scored_at"],
+    }  # fmt: skip
+    return [values.get(name, F.col(name)).alias(name) for name in OUTPUT_COLUMNS]
+
+
+def build(events: DataFrame, model: Model) -> DataFrame:
+    """ScoreRecord rows of `events` (applications, batch or streaming) scored by `model`."""
+    checked = events.withColumn("error", error())
+    return checked.withColumn("scored", scored(model)).select(*columns(model, F.col("scored")))

@@ -6,7 +6,7 @@ computes every aggregate any of them needs (`aggregates()`): one state store, on
 commit per micro-batch for the three streams, instead of three of each. Each stream's module
 (`stats`, `segment`, `channel`) says how its group is found and which record it makes of an
 aggregated row (a `Dimension`); `records()` gives one stream's records, and the job routes every row
-to its stream's topic (`sparky/job.py`).
+to its stream's topic (`sparky/queries.py`).
 
 Watermark `job.watermark` on `event_time`, windows of `job.window`; in update mode a window's record
 is re-emitted as it fills, keyed by window (and group), so the newest record per key is the answer.

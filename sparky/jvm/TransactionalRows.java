@@ -2,6 +2,7 @@ package loanstream;
 
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -17,7 +18,6 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.spark.TaskContext;
 import org.apache.spark.sql.ForeachWriter;
 import org.apache.spark.sql.Row;
 import org.slf4j.Logger;
@@ -29,14 +29,18 @@ import org.slf4j.LoggerFactory;
  * growing batches, seconds at this job's rates). See sparky/transactional.py, which builds it.
  *
  * <p>Each task (one per input partition in real-time mode) writes through a transactional producer
- * ({@code <client id>.<query>.<query id>.<task partition>}: a retried task fences its zombie) and a
+ * ({@code <client id>.<query>.<writer id>.<task partition>}: a retried task fences its zombie) and a
  * timer commits every {@code commitEveryMs}: the records so far and, in the SAME transaction, the
- * input offsets they came from (Kafka's consume-transform-produce commit, to the group
- * {@code <client id>-<query>-<query id>}). Spark replays up to a real-time batch after a crash; a
- * replayed row whose input offset is below the group's committed one was written before: skipped.
- * A task that ends cleanly leaves its producer to the same task of the next real-time batch in
- * this JVM. Rows carry {@code key}, {@code value}, {@code topic}, {@code source_partition} and
- * {@code source_offset} (of the {@code source} topic).
+ * input offsets they came from (Kafka's consume-transform-produce commit), per output: each row
+ * names the output it belongs to ({@code risk}, {@code scores}), and each output has its own group
+ * {@code <client id>-<query>-<writer id>-<output>}. Those offsets are where the query starts again
+ * (sparky/transactional.py {@code resume}), so a row below its output's committed offset was written
+ * before and is skipped: a replay after a crash writes nothing twice, and a query started again from
+ * an earlier offset (scores catching up once a champion appears) writes only the outputs behind.
+ * A task that ends cleanly leaves its producer to the same task of the next real-time batch in this
+ * JVM. A row is one input record: {@code records} (each a {@code key}, {@code value}, {@code topic}
+ * and {@code output}), {@code source_partition} and {@code source_offset} (of the {@code source}
+ * topic); its records are written in one transaction.
  */
 public class TransactionalRows extends ForeachWriter<Row> {
   private static final long serialVersionUID = 1L;
@@ -46,6 +50,7 @@ public class TransactionalRows extends ForeachWriter<Row> {
   private final HashMap<String, String> client; // Java client settings: servers, security
   private final String clientId;
   private final String query;
+  private final String writerId; // kept in the query's checkpoint folder
   private final String source;
   private final long commitEveryMs;
   private final String failpoint; // tests only: "<query>:after-commit" kills the job there
@@ -55,10 +60,9 @@ public class TransactionalRows extends ForeachWriter<Row> {
   private static final ConcurrentHashMap<String, TransactionalRows> IDLE = new ConcurrentHashMap<>();
 
   private transient KafkaProducer<String, String> producer;
-  private transient KafkaConsumer<byte[], byte[]> offsets;
-  private transient ConsumerGroupMetadata group;
-  private transient Map<Integer, Long> committed; // input partition -> next offset to write
-  private transient Map<Integer, Long> pending; // ... once the open transaction commits
+  private transient Map<String, KafkaConsumer<byte[], byte[]>> offsets; // output -> its group's reader
+  private transient Map<String, Map<Integer, Long>> committed; // output -> input partition -> next offset
+  private transient Map<String, Map<Integer, Long>> pending; // ... once the open transaction commits
   private transient ScheduledExecutorService timer;
   private transient String transactionalId;
   private transient volatile Exception error;
@@ -68,6 +72,7 @@ public class TransactionalRows extends ForeachWriter<Row> {
       Map<String, String> client,
       String clientId,
       String query,
+      String writerId,
       String source,
       long commitEveryMs,
       String failpoint,
@@ -75,18 +80,21 @@ public class TransactionalRows extends ForeachWriter<Row> {
     this.client = new HashMap<>(client);
     this.clientId = clientId;
     this.query = query;
+    this.writerId = writerId;
     this.source = source;
     this.commitEveryMs = commitEveryMs;
     this.failpoint = failpoint;
     this.driverPid = driverPid;
   }
 
+  /** The group whose offsets say how far {@code output} of this query has been written. */
+  String group(String output) {
+    return clientId + "-" + query + "-" + writerId + "-" + output;
+  }
+
   @Override
   public boolean open(long partitionId, long epochId) {
-    String id = TaskContext.get().getLocalProperty("sql.streaming.queryId");
-    String queryId = id == null ? "none" : id.substring(0, Math.min(8, id.length()));
-    String groupId = clientId + "-" + query + "-" + queryId;
-    String transactionalId = clientId + "." + query + "." + queryId + "." + partitionId;
+    String transactionalId = clientId + "." + query + "." + writerId + "." + partitionId;
     skipped = 0;
     error = null;
     // the last batch's producer in this JVM, if it ended cleanly: no new client, no initTransactions
@@ -95,10 +103,9 @@ public class TransactionalRows extends ForeachWriter<Row> {
     if (idle != null) {
       producer = idle.producer;
       offsets = idle.offsets;
-      group = idle.group;
       committed = idle.committed;
     } else {
-      connect(transactionalId, groupId);
+      connect(transactionalId);
     }
     this.transactionalId = transactionalId;
     pending = new HashMap<>();
@@ -114,7 +121,7 @@ public class TransactionalRows extends ForeachWriter<Row> {
     return true;
   }
 
-  private void connect(String transactionalId, String groupId) {
+  private void connect(String transactionalId) {
     Map<String, Object> p = new HashMap<>(client);
     p.put("client.id", clientId + "-" + query + "-tx");
     p.put("transactional.id", transactionalId);
@@ -124,14 +131,32 @@ public class TransactionalRows extends ForeachWriter<Row> {
     p.put("linger.ms", "0");
     producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
     producer.initTransactions(); // fences a zombie of this task; its open transaction aborts
+    offsets = new HashMap<>();
+    committed = new HashMap<>();
+  }
+
+  /** The next offset of {@code partition} that {@code output} has not written (asked once). */
+  private long next(String output, int partition) {
+    Map<Integer, Long> done = committed.computeIfAbsent(output, o -> new HashMap<>());
+    Long next = done.get(partition);
+    if (next == null) {
+      KafkaConsumer<byte[], byte[]> reader = offsets.computeIfAbsent(output, this::reader);
+      TopicPartition tp = new TopicPartition(source, partition);
+      OffsetAndMetadata found = reader.committed(Set.of(tp), TIMEOUT).get(tp);
+      next = found == null ? 0L : found.offset();
+      done.put(partition, next);
+      LOG.info("{}: {} {} written up to offset {}", query, output, tp, next);
+    }
+    return next;
+  }
+
+  private KafkaConsumer<byte[], byte[]> reader(String output) {
     Map<String, Object> c = new HashMap<>(client);
     c.put("client.id", clientId + "-" + query + "-offsets");
-    c.put("group.id", groupId);
+    c.put("group.id", group(output));
     c.put("isolation.level", "read_committed"); // committed() waits for pending transactions
     c.put("enable.auto.commit", "false");
-    offsets = new KafkaConsumer<>(c, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-    group = new ConsumerGroupMetadata(groupId);
-    committed = new HashMap<>();
+    return new KafkaConsumer<>(c, new ByteArrayDeserializer(), new ByteArrayDeserializer());
   }
 
   @Override
@@ -141,23 +166,17 @@ public class TransactionalRows extends ForeachWriter<Row> {
     }
     int partition = row.<Integer>getAs("source_partition");
     long offset = row.<Long>getAs("source_offset");
-    synchronized (this) {
-      Long next = committed.get(partition);
-      if (next == null) {
-        TopicPartition tp = new TopicPartition(source, partition);
-        OffsetAndMetadata found = offsets.committed(Set.of(tp), TIMEOUT).get(tp);
-        next = found == null ? 0L : found.offset();
-        committed.put(partition, next);
-        LOG.info("{}: {} committed up to offset {}", query, tp, next);
+    List<Row> records = row.getList(row.fieldIndex("records"));
+    synchronized (this) { // all of one input's records in the same transaction: a commit never splits them
+      for (Row r : records) {
+        String output = r.<String>getAs("output");
+        if (offset < next(output, partition)) {
+          skipped++;
+          continue;
+        }
+        producer.send(new ProducerRecord<>(r.<String>getAs("topic"), r.<String>getAs("key"), r.<String>getAs("value")));
+        pending.computeIfAbsent(output, o -> new HashMap<>()).put(partition, offset + 1);
       }
-      if (offset < next) {
-        skipped++;
-        return;
-      }
-      ProducerRecord<String, String> record =
-          new ProducerRecord<>(row.<String>getAs("topic"), row.<String>getAs("key"), row.<String>getAs("value"));
-      producer.send(record);
-      pending.put(partition, offset + 1);
     }
   }
 
@@ -173,11 +192,13 @@ public class TransactionalRows extends ForeachWriter<Row> {
       }
       return;
     }
-    Map<TopicPartition, OffsetAndMetadata> done = new HashMap<>();
-    pending.forEach((p, o) -> done.put(new TopicPartition(source, p), new OffsetAndMetadata(o)));
-    producer.sendOffsetsToTransaction(done, group);
+    for (Map.Entry<String, Map<Integer, Long>> output : pending.entrySet()) {
+      Map<TopicPartition, OffsetAndMetadata> done = new HashMap<>();
+      output.getValue().forEach((p, o) -> done.put(new TopicPartition(source, p), new OffsetAndMetadata(o)));
+      producer.sendOffsetsToTransaction(done, new ConsumerGroupMetadata(group(output.getKey())));
+    }
     producer.commitTransaction(); // flushes the records; fails if any failed
-    committed.putAll(pending);
+    pending.forEach((o, done) -> committed.computeIfAbsent(o, k -> new HashMap<>()).putAll(done));
     pending.clear();
     if (failpoint.equals(query + ":after-commit")) {
       LOG.warn("{}: failpoint after-commit: killing the job", query);
@@ -227,7 +248,7 @@ public class TransactionalRows extends ForeachWriter<Row> {
           IDLE.put(transactionalId, this); // for the next real-time batch of this task
         } else {
           producer.close(Duration.ofSeconds(10));
-          offsets.close(Duration.ofSeconds(5));
+          offsets.values().forEach(reader -> reader.close(Duration.ofSeconds(5)));
         }
         if (skipped > 0) {
           LOG.info("{}: {} replayed rows skipped (written before)", query, skipped);

@@ -30,7 +30,8 @@ from serving.dashboard import ApiWatcher, TopicFeed, create_app
 from serving.live import LiveState
 from serving.server import running
 from serving.settings import ServingSettings
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,7 @@ def pipeline(
         starting_offsets="earliest",
         watermark="10 minutes",
     )
-    job = Job(spark, kafka, topics, settings, champion[0])
+    job = Supervisor(Context(spark, kafka, topics, settings, champion[0]))
     job.start()
     sent = [0]
     errors: list[BaseException] = []

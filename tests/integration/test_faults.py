@@ -72,7 +72,7 @@ def job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
         "LOANS_MLFLOW_MODEL_NAME": stack.ml.model_name,
         "LOANS_TOPICS_PARTITIONS": "1",
         "LOANS_SPARK_MASTER": "local[3]",
-        "LOANS_SPARK_QUERIES": "risk,scores",
+        "LOANS_SPARK_QUERIES": "realtime",
         "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
         "LOANS_SPARK_RESTART_BACKOFF_S": "3",
         "LOANS_SPARK_CHAMPION_POLL_S": "1",

@@ -23,7 +23,8 @@ from generator.applications import ApplicationGenerator
 from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 def hostile_job(
     spark: SparkSession, kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory,
     fresh_topics: Callable[..., TopicSettings],
-) -> Iterator[Job]:  # fmt: skip
+) -> Iterator[Supervisor]:  # fmt: skip
     topics = fresh_topics("h")
     ensure_topics(kafka, topics)
     work = tmp_path_factory.mktemp("hostile")
@@ -40,7 +41,7 @@ def hostile_job(
         checkpoint_dir=work / "chk", lake_dir=work / "lake", starting_offsets="earliest",
         archive_trigger="1 second", window_trigger="5 seconds", realtime_batch="10 seconds",
     )  # fmt: skip
-    job = Job(spark, kafka, topics, job_settings)
+    job = Supervisor(Context(spark, kafka, topics, job_settings))
     job.start()
     try:
         yield job
@@ -55,12 +56,14 @@ def send(kafka: KafkaSettings, topic: str, messages: dict[str, bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def dead_letters(job: Job, keys: set[str], timeout_s: float = 90) -> list[dict]:
+def dead_letters(job: Supervisor, keys: set[str], timeout_s: float = 90) -> list[dict]:
     """The dead letters of `keys`, read until every key has one or the deadline passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         records = [
-            json.loads(v) for m in read_topic(job.kafka, job.topics.dlq, 10**9, 3, 0) if (v := m.value())
+            json.loads(v)
+            for m in read_topic(job.ctx.kafka, job.ctx.topics.dlq, 10**9, 3, 0)
+            if (v := m.value())
         ]
         mine = [r for r in records if r.get("key") in keys]
         if {r["key"] for r in mine} >= keys or time.monotonic() > deadline:
@@ -103,12 +106,12 @@ def POISON_PILLS(event: dict) -> dict[str, bytes]:  # noqa: N802 (a table)
     return {name: json.dumps(event | change).encode() for name, change in pills.items()}
 
 
-def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: Job) -> None:
+def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: Supervisor) -> None:
     job = hostile_job
     apps = ApplicationGenerator(seed=3).batch(2, datetime(2026, 5, 1, 9, 0, tzinfo=UTC), 1).applications
     good, template = json_lines(apps)
     messages = {f"kind-{name}": payload for name, payload in hostile(template).items()}
-    send(job.kafka, job.topics.applications, {**messages, "good": good})
+    send(job.ctx.kafka, job.ctx.topics.applications, {**messages, "good": good})
     letters = dead_letters(job, set(messages))
     reasons = {r["key"]: r["reason"] for r in letters}
     assert Counter(r["key"] for r in letters) == Counter(set(messages))  # each exactly once
@@ -124,24 +127,26 @@ def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: 
     for kind, field in named.items():
         assert f"field {field}" in reasons[f"kind-{kind}"], reasons[f"kind-{kind}"]
     assert all(reason for reason in reasons.values())
-    risk = {(m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 1, 60, 2)}
+    risk = {
+        (m.key() or b"").decode() for m in read_topic(job.ctx.kafka, job.ctx.topics.output("risk"), 1, 60, 2)
+    }
     assert risk == {apps["application_id"][0]}  # only the good one
     assert all(q.isActive for q in job.queries.values())
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads=st.lists(st.binary(min_size=1, max_size=3_000), min_size=10, max_size=30))
-def test_arbitrary_bytes_each_land_in_the_dlq_once(hostile_job: Job, payloads: list[bytes]) -> None:
+def test_arbitrary_bytes_each_land_in_the_dlq_once(hostile_job: Supervisor, payloads: list[bytes]) -> None:
     job = hostile_job
     tag = uuid.uuid4().hex[:8]
     messages = {f"fuzz-{tag}-{i}": payload for i, payload in enumerate(payloads)}
-    send(job.kafka, job.topics.applications, messages)
+    send(job.ctx.kafka, job.ctx.topics.applications, messages)
     letters = dead_letters(job, set(messages))
     assert Counter(r["key"] for r in letters) == Counter(set(messages))
     for letter in letters:
         raw = messages[letter["key"]]
         assert letter["reason"] and letter["payload_bytes"] == len(raw)
-        assert letter["source_topic"] == job.topics.applications and letter["source_offset"] >= 0
+        assert letter["source_topic"] == job.ctx.topics.applications and letter["source_offset"] >= 0
         if "payload_base64" in letter:  # bytes that are not UTF-8 travel as base64, exactly
             assert base64.b64decode(letter["payload_base64"]) == raw
         else:
@@ -149,20 +154,21 @@ def test_arbitrary_bytes_each_land_in_the_dlq_once(hostile_job: Job, payloads: l
     assert all(q.isActive for q in job.queries.values())
 
 
-def test_the_job_reads_on_after_the_fuzz(hostile_job: Job) -> None:
+def test_the_job_reads_on_after_the_fuzz(hostile_job: Supervisor) -> None:
     """After everything above, a valid application still goes all the way through."""
     job = hostile_job
     apps = ApplicationGenerator(seed=4).batch(1, datetime(2026, 5, 1, 10, 0, tzinfo=UTC), 1).applications
-    send(job.kafka, job.topics.applications, {apps["application_id"][0]: json_lines(apps)[0]})
+    send(job.ctx.kafka, job.ctx.topics.applications, {apps["application_id"][0]: json_lines(apps)[0]})
     deadline, keys = time.monotonic() + 60, set()
     while apps["application_id"][0] not in keys and time.monotonic() < deadline:
         keys = {
-            (m.key() or b"").decode() for m in read_topic(job.kafka, job.topics.output("risk"), 10**9, 3, 0)
+            (m.key() or b"").decode()
+            for m in read_topic(job.ctx.kafka, job.ctx.topics.output("risk"), 10**9, 3, 0)
         }
     assert apps["application_id"][0] in keys
 
 
-def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_job: Job) -> None:
+def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_job: Supervisor) -> None:
     """The pills above did not move the watermark or the fraud horizon: 200 applications of now are
     all counted in loan.stats, and a fraud ring among them is flagged. 10 of them sent again (a
     duplicate application_id, the last pill) are dead letters naming the field, and counted once."""
@@ -172,9 +178,9 @@ def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_
     batch = gen.batch(200, start, 0.01)
     apps, truth = batch.applications, batch.truth
     lines = dict(zip(apps["application_id"], json_lines(apps), strict=True))
-    send(job.kafka, job.topics.applications, lines)
+    send(job.ctx.kafka, job.ctx.topics.applications, lines)
     again = {f"again-{key}": line for key, line in list(lines.items())[::20]}
-    send(job.kafka, job.topics.applications, again)
+    send(job.ctx.kafka, job.ctx.topics.applications, again)
     letters = dead_letters(job, set(again))
     assert sorted(r["key"] for r in letters) == sorted(again)
     for letter in letters:
@@ -186,11 +192,11 @@ def test_after_the_poison_pills_the_windows_count_and_a_ring_is_flagged(hostile_
         time.sleep(3)
         windows = [
             json.loads(m.value() or b"{}")
-            for m in read_topic(job.kafka, job.topics.output("stats"), 10**9, 3, 0)
+            for m in read_topic(job.ctx.kafka, job.ctx.topics.output("stats"), 10**9, 3, 0)
         ]
         latest = {w["window_start"]: w["applications"] for w in windows if w["window_start"] >= "2026-12"}
         counted = sum(latest.values())
-        fraud = read_topic(job.kafka, job.topics.output("fraud"), 10**9, 3, 0)
+        fraud = read_topic(job.ctx.kafka, job.ctx.topics.output("fraud"), 10**9, 3, 0)
         flagged = {(m.key() or b"").decode() for m in fraud} & ring
     assert counted == len(ids), f"loan.stats counted {counted} of {len(ids)}"
     assert flagged, f"none of the {len(ring)} ring applications was flagged"

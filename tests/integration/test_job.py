@@ -19,7 +19,8 @@ from generator.history import synthetic_history
 from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ MALFORMED = {
 @pytest.fixture
 def job_run(
     spark: SparkSession, kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
-) -> Iterator[tuple[Job, Batch]]:
+) -> Iterator[tuple[Supervisor, Batch]]:
     ensure_topics(kafka, topics)
     batch = ApplicationGenerator(seed=31, customers=3_000).batch(N_APPS, START, 0.5)
     lines = json_lines(batch.applications)
@@ -81,7 +82,7 @@ def job_run(
         watermark="10 minutes",
         realtime_batch="10 seconds",
     )
-    job = Job(spark, kafka, topics, settings)
+    job = Supervisor(Context(spark, kafka, topics, settings))
     job.start()
     try:
         yield job, batch
@@ -90,7 +91,7 @@ def job_run(
 
 
 def test_every_output_of_the_job(
-    job_run: tuple[Job, Batch], kafka: KafkaSettings, topics: TopicSettings, spark: SparkSession
+    job_run: tuple[Supervisor, Batch], kafka: KafkaSettings, topics: TopicSettings, spark: SparkSession
 ) -> None:
     job, batch = job_run
     risk = read_all(kafka, topics.output("risk"), N_APPS)
@@ -120,11 +121,11 @@ def test_every_output_of_the_job(
     channels = read_all(kafka, topics.output("channel"), 1, timeout_s=60)
     assert {r["channel"] for r in channels} == set(batch.applications["channel"])
 
-    lake = job.settings.lake("applications")
+    lake = job.ctx.settings.lake("applications")
     deadline = time.monotonic() + 60
     while not Path(lake).exists() or spark.read.parquet(lake).count() < N_APPS:
         assert time.monotonic() < deadline, "the lake did not receive every application within 60 s"
         time.sleep(2)
     assert spark.read.parquet(lake).count() == N_APPS
-    assert spark.read.parquet(job.settings.lake("history")).count() == 50
+    assert spark.read.parquet(job.ctx.settings.lake("history")).count() == 50
     assert all(q.isActive for q in job.queries.values())  # no message stopped the job

@@ -102,7 +102,7 @@ def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "LOANS_KAFKA_BOOTSTRAP_SERVERS": cluster.kafka.bootstrap,  # every node: any one may be down
         "LOANS_MLFLOW_TRACKING_URI": cluster.ml.tracking_uri,
         "LOANS_MLFLOW_MODEL_NAME": cluster.ml.model_name,
-        "LOANS_SPARK_QUERIES": "risk,scores",
+        "LOANS_SPARK_QUERIES": "realtime",
         "LOANS_SPARK_REALTIME_BATCH": "5 seconds",
         "LOANS_SPARK_RESTART_BACKOFF_S": "3",
         "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),

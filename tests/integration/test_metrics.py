@@ -34,7 +34,8 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import ensure_topics
 from sparky import metrics as job_metrics
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 RATE = 200  # applications a second
@@ -53,7 +54,7 @@ def scrape(port: int) -> Samples:
 
 @dataclass(frozen=True)
 class Pipeline:
-    job: Job
+    job: Supervisor
     topics: TopicSettings
     job_port: int
     producer_port: int
@@ -64,14 +65,14 @@ def pipeline(
     kafka: KafkaSettings, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory,
     fresh_topics: Callable[..., TopicSettings],
 ) -> Iterator[Pipeline]:  # fmt: skip
-    """Producer at RATE/s -> job (risk in micro-batches, windows), both serving their metrics."""
+    """Producer at RATE/s -> job (the real-time query, windows), both serving their metrics."""
     topics, work = fresh_topics("m"), tmp_path_factory.mktemp("metrics")
     ensure_topics(kafka, topics)
     settings = SparkJobSettings(
-        checkpoint_dir=f"{work}/chk", lake_dir=f"{work}/lake", queries="risk,windows",
-        risk_mode="microbatch", trigger="1 second", window_trigger="2 seconds", exactly_once=False,
+        checkpoint_dir=f"{work}/chk", lake_dir=f"{work}/lake", queries="realtime,windows",
+        realtime_batch="5 seconds", window_trigger="2 seconds",
     )  # fmt: skip
-    job = Job(spark, kafka, topics, settings)
+    job = Supervisor(Context(spark, kafka, topics, settings))
     job.start()
     ports = free_port(), free_port()
     stop_job_metrics = job_metrics.serve(lambda: dict(job.queries), "127.0.0.1", ports[0])
@@ -106,17 +107,17 @@ def test_job_and_producer_metrics_while_the_pipeline_runs(pipeline: Pipeline) ->
     rates = []
     for _ in range(10):
         time.sleep(2)
-        rates.append(scrape(pipeline.job_port)[("loans_job_input_rows_per_second", (("query", "risk"),))])
+        rates.append(scrape(pipeline.job_port)[("loans_job_input_rows_per_second", (("query", "realtime"),))])
     now = scrape(pipeline.producer_port)[("loans_producer_delivered_total", ())]
     produced = (now - delivered) / (time.monotonic() - started)
     seen = scrape(pipeline.job_port)
     applications = produced / 2  # each application goes with its outcome (loan.truth)
     assert applications == pytest.approx(RATE, rel=0.2)
     assert mean(rates) == pytest.approx(applications, rel=0.2), rates  # the job's input rate, the producer's
-    assert seen[("loans_job_query_active", (("query", "risk"),))] == 1
+    assert seen[("loans_job_query_active", (("query", "realtime"),))] == 1
     assert seen[("loans_job_query_active", (("query", "windows"),))] == 1
-    assert time.time() - seen[("loans_job_last_batch_timestamp_seconds", (("query", "risk"),))] < 30
-    lag = seen[("loans_job_lag_records", (("query", "risk"), ("topic", pipeline.topics.applications)))]
+    assert time.time() - seen[("loans_job_last_batch_timestamp_seconds", (("query", "realtime"),))] < 30
+    lag = seen[("loans_job_lag_records", (("query", "realtime"), ("topic", pipeline.topics.applications)))]
     assert 0 <= lag < 10 * RATE  # keeping up: well under ten seconds of input behind
     assert seen[("loans_job_batch_duration_seconds", (("query", "windows"),))] > 0
     assert ("loans_job_late_rows_total", (("query", "windows"),)) in seen

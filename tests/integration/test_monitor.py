@@ -25,7 +25,8 @@ from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
 from models.registry import load_scorer, promote, resolve
 from models.train import TrainingSource, TrainOptions, train
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +44,13 @@ def ml(mlflow_uri: str) -> MlflowSettings:
 @pytest.fixture
 def running(
     spark: SparkSession, kafka: KafkaSettings, topics: TopicSettings, ml: MlflowSettings, tmp_path: Path
-) -> Iterator[Job]:
+) -> Iterator[Supervisor]:
     ensure_topics(kafka, topics)
     settings = SparkJobSettings(
         checkpoint_dir=tmp_path / "chk", lake_dir=tmp_path / "lake", starting_offsets="earliest",
         queries="monitor", monitor_window="1 minute", monitor_trigger="2 seconds", champion_poll_s=1,
     )  # fmt: skip
-    job = Job(spark, kafka, topics, settings, ml)
+    job = Supervisor(Context(spark, kafka, topics, settings, ml))
     job.start()
     try:
         yield job
@@ -67,7 +68,7 @@ def population(seed: int, start: datetime, fico_shift: int = 0) -> tuple[pd.Data
 
 
 def test_monitor_drift_alarm_and_auc_against_outcomes(
-    running: Job, kafka: KafkaSettings, topics: TopicSettings, ml: MlflowSettings
+    running: Supervisor, kafka: KafkaSettings, topics: TopicSettings, ml: MlflowSettings
 ) -> None:
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     calm = population(11, minute + timedelta(seconds=5))

@@ -1,9 +1,6 @@
 """Restart safety: `loans-stream` killed with SIGKILL mid-stream (input still arriving, at no chosen
-point) and restarted on the same checkpoints: loan.risk, written in real time in Kafka transactions
-(the default), has every application exactly once for a read_committed reader. `-m fault` adds the
-at-least-once baseline (LOANS_SPARK_EXACTLY_ONCE=false: Spark's Kafka sink): nothing missing, and
-duplicates only from the real-time batch that was in flight (what it wrote since its last
-checkpoint, LOANS_SPARK_REALTIME_BATCH)."""
+point) and restarted on the same checkpoints: loan.risk, written in real time in Kafka transactions,
+has every application exactly once for a read_committed reader."""
 
 from __future__ import annotations
 
@@ -59,7 +56,7 @@ def all_risk_keys(kafka: KafkaSettings, topics: TopicSettings, ids: set[str], ti
 
 
 def kill_mid_stream(
-    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path, exactly_once: bool
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> tuple[list[str], Counter[str]]:
     """Applications sent at PER_ROUND a second, the job killed once risk answers and restarted;
     returns the ids sent and the count of each key on loan.risk (read_committed)."""
@@ -72,12 +69,11 @@ def kill_mid_stream(
         "LOANS_TOPICS_DLQ": topics.dlq,
         "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
         "LOANS_TOPICS_PARTITIONS": "1",
-        "LOANS_SPARK_MASTER": "local[4]",  # real-time risk holds 1 slot (1 partition), 3 for the rest
+        "LOANS_SPARK_MASTER": "local[4]",  # the real-time query holds 1 slot (1 partition), 3 for the rest
         "LOANS_SPARK_REALTIME_BATCH": f"{REALTIME_BATCH_S} seconds",
         "LOANS_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
         "LOANS_SPARK_LAKE_DIR": str(tmp_path / "lake"),
         "LOANS_SPARK_MAX_OFFSETS_PER_TRIGGER": "300",  # several batches, so the kill lands mid-stream
-        "LOANS_SPARK_EXACTLY_ONCE": str(exactly_once).lower(),
     }
     log = tmp_path / "job.log"
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
@@ -109,10 +105,7 @@ def kill_mid_stream(
     counts = Counter(keys)
     missing = set(ids) - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
-    print(
-        f"\nrestart ({'exactly once' if exactly_once else 'at least once'}): {len(ids)} applications, "
-        f"{len(missing)} missing, {duplicates} duplicates in loan.risk"
-    )
+    print(f"\nrestart: {len(ids)} applications, {len(missing)} missing, {duplicates} duplicates in loan.risk")
     assert not missing, f"{len(missing)} applications missing from loan.risk after the restart; log: {log}"
     assert set(counts) == set(ids)
     return ids, counts
@@ -121,14 +114,5 @@ def kill_mid_stream(
 def test_sigkill_mid_stream_then_restart_gives_each_application_once(
     kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> None:
-    _, counts = kill_mid_stream(kafka, topics, tmp_path, exactly_once=True)
+    _, counts = kill_mid_stream(kafka, topics, tmp_path)
     assert max(counts.values()) == 1, f"duplicates: {sum(n - 1 for n in counts.values())}"
-
-
-@pytest.mark.fault
-def test_at_least_once_baseline_duplicates_only_the_batch_in_flight(
-    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
-) -> None:
-    _, counts = kill_mid_stream(kafka, topics, tmp_path, exactly_once=False)
-    # at most the real-time batch in flight: what was sent since its last checkpoint, plus a round
-    assert sum(n - 1 for n in counts.values()) <= PER_ROUND * (REALTIME_BATCH_S + 1)

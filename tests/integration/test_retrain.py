@@ -24,7 +24,8 @@ from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
 from models.cli import retrain_main
 from models.data import TrainingSource, load
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 HISTORY, LIVE = 3_000, 800
@@ -56,7 +57,7 @@ def written_lake(
         checkpoint_dir=work / "chk", lake_dir=work / "lake", queries="archive,outcomes",
         archive_trigger="1 second", starting_offsets="earliest",
     )  # fmt: skip
-    job = Job(spark, kafka, topics, settings)
+    job = Supervisor(Context(spark, kafka, topics, settings))
     job.start()
     root, deadline = work / "lake", time.monotonic() + 180
     wanted = {

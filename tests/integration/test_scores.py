@@ -1,7 +1,7 @@
-"""The scores stream through real Kafka, Spark and MLflow: with no champion the scores query is not
-started (the other streams run); once one is promoted it starts and the waiting applications are
-scored; when the alias moves, later applications are scored by the new version, without a restart,
-and each record says which."""
+"""The scores stream through real Kafka, Spark and MLflow: with no champion the real-time query writes
+risk alone; once one is promoted the waiting applications are scored (from where the job started);
+when the alias moves, later applications are scored by the new version (the real-time query starts
+again from its writer's offsets), and each record says which; a challenger scores in shadow."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from models.registry import load_scorer, promote, resolve
 from models.train import TrainingSource, TrainOptions, train
-from sparky.job import Job
+from sparky.context import Context
+from sparky.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +41,13 @@ def send(kafka: KafkaSettings, topic: str, apps: pd.DataFrame) -> None:
     assert producer.flush(30) == 0
 
 
-def scored(job: Job, ids: set[str], timeout_s: float) -> dict[str, dict]:
+def scored(job: Supervisor, ids: set[str], timeout_s: float) -> dict[str, dict]:
     """The latest loan.scores record of each of `ids`, read until all are there or the deadline; the
-    job starts its scores query once a champion exists, as `Job.run` does between its checks."""
-    kafka, topics = job.kafka, job.topics
+    job follows the registry as `Supervisor.run` does between its checks."""
+    kafka, topics = job.ctx.kafka, job.ctx.topics
     deadline = time.monotonic() + timeout_s
     while True:
-        job.start_scores_when_ready()
+        job.follow_models()
         records = keyed_json(read_topic(kafka, topics.output("scores"), 10**9, timeout_s=3, settle_s=0))
         found = {k: v for k, v in records.items() if k in ids}
         if len(found) == len(ids) or time.monotonic() > deadline:
@@ -66,14 +67,14 @@ def champion(settings: MlflowSettings, seed: int) -> str:
 @pytest.fixture
 def running(
     spark: SparkSession, kafka: KafkaSettings, topics: TopicSettings, mlflow_uri: str, tmp_path: Path
-) -> Iterator[Job]:
+) -> Iterator[Supervisor]:
     ensure_topics(kafka, topics)
     settings = SparkJobSettings(
         checkpoint_dir=tmp_path / "chk", lake_dir=tmp_path / "lake", starting_offsets="earliest",
-        window_trigger="10 seconds", archive_trigger="60 seconds", champion_poll_s=1,
+        queries="realtime", realtime_batch="10 seconds", champion_poll_s=1,
     )  # fmt: skip
     ml = MlflowSettings(tracking_uri=mlflow_uri, model_name=f"t-{uuid.uuid4().hex[:8]}")
-    job = Job(spark, kafka, topics, settings, ml)
+    job = Supervisor(Context(spark, kafka, topics, settings, ml))
     job.start()
     try:
         yield job
@@ -82,26 +83,26 @@ def running(
 
 
 def test_scores_wait_for_a_champion_then_follow_the_alias(
-    running: Job, kafka: KafkaSettings, topics: TopicSettings
+    running: Supervisor, kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
     job = running
-    assert job.mlflow is not None
+    mlflow = job.ctx.mlflow
+    assert mlflow is not None
     gen = ApplicationGenerator(seed=5)
     first = gen.batch(N, datetime(2026, 4, 1, 9, 0, tzinfo=UTC), 0.5).applications
     send(kafka, topics.applications, first)
     risk = keyed_json(read_topic(kafka, topics.output("risk"), N, timeout_s=180, settle_s=1))
     assert set(first["application_id"]) <= set(risk)  # the rest of the job runs without a champion
     assert not read_topic(kafka, topics.output("scores"), 1, timeout_s=2, settle_s=0)  # ... scores wait
-    assert "scores" not in job.queries
-    job.start_scores_when_ready()
-    assert "scores" not in job.queries
+    job.follow_models()
+    assert job.ctx.models.champion is None
     assert job.champion is not None and "has no 'champion' alias" in job.champion.why_not
 
-    v1 = champion(job.mlflow, seed=1)
+    v1 = champion(mlflow, seed=1)
     before = scored(job, set(first["application_id"]), timeout_s=180)
     assert len(before) == N, f"only {len(before)} of {N} waiting applications were scored"
     assert {r["model_version"] for r in before.values()} == {v1}
-    scorer = load_scorer(job.mlflow, resolve(job.mlflow, "champion"))  # type: ignore[arg-type]
+    scorer = load_scorer(mlflow, resolve(mlflow, "champion"))  # type: ignore[arg-type]
     p, decisions, _, reasons = scorer.explain(first)
     own = dict(zip(first["application_id"], zip(p, decisions, reasons, strict=True), strict=True))
     for app_id, record in before.items():  # the stream gives the model's own answer and reasons
@@ -114,17 +115,21 @@ def test_scores_wait_for_a_champion_then_follow_the_alias(
             assert record["reasons"], f"a decline without a reason: {record}"
     assert any(r["decision"] == "decline" for r in before.values())
 
-    v2 = champion(job.mlflow, seed=2)
+    v2 = champion(mlflow, seed=2)
     assert v2 != v1
+    job.follow_models()  # what the job's loop does every LOANS_SPARK_CHAMPION_POLL_S
+    assert job.ctx.models.champion is not None and job.ctx.models.champion.ref.version == v2
     second = gen.batch(N, datetime(2026, 4, 1, 10, 0, tzinfo=UTC), 0.5).applications
     send(kafka, topics.applications, second)
     after = scored(job, set(second["application_id"]), timeout_s=180)
     assert len(after) == N
-    assert {r["model_version"] for r in after.values()} == {v2}  # swapped without a restart
-    assert all(r["model_name"] == job.mlflow.model_name for r in after.values())
+    assert {r["model_version"] for r in after.values()} == {v2}  # swapped: later applications by v2
+    assert all(r["model_name"] == mlflow.model_name for r in after.values())
 
     # shadow: a challenger alias is scored beside the champion on the same traffic, flagged shadow
-    MlflowClient(job.mlflow.tracking_uri).set_registered_model_alias(job.mlflow.model_name, "challenger", v1)
+    MlflowClient(mlflow.tracking_uri).set_registered_model_alias(mlflow.model_name, "challenger", v1)
+    job.follow_models()
+    assert job.ctx.models.challenger is not None and job.ctx.models.challenger.ref.version == v1
     third = gen.batch(N, datetime(2026, 4, 1, 11, 0, tzinfo=UTC), 0.5).applications
     send(kafka, topics.applications, third)
     ids, deadline = set(third["application_id"]), time.monotonic() + 180

@@ -26,9 +26,10 @@ from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import admin_client, ensure_topics
-from sparky.job import Job
-from sparky.session import REDACTION
-from sparky.transactional import last_committed
+from sparky.context import Context
+from sparky.session import REDACTION, stable_id
+from sparky.supervisor import Supervisor
+from sparky.transactional import groups, last_committed
 
 pytestmark = pytest.mark.integration
 TOPICS = TopicSettings(partitions=1)
@@ -132,26 +133,28 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
     assert sender.close(30).failed == 0
     settings = SparkJobSettings(
         checkpoint_dir=f"{tmp_path}/chk", lake_dir=f"{tmp_path}/lake", starting_offsets="earliest",
-        queries="risk,windows,fraud", realtime_batch="10 seconds", window_trigger="2 seconds",
+        queries="realtime,windows,fraud", realtime_batch="10 seconds", window_trigger="2 seconds",
     )  # fmt: skip
-    job = Job(spark, secured.as_("spark"), TOPICS, settings)
+    job = Supervisor(Context(spark, secured.as_("spark"), TOPICS, settings))
     job.start()
     try:
         risk = keyed_json(read_topic(secured.as_("consumer"), TOPICS.output("risk"), 100, timeout_s=180))
         assert set(batch.applications["application_id"]) <= set(risk)
         assert read_topic(secured.as_("consumer"), TOPICS.output("stats"), 1, timeout_s=60)
         assert job.failed() is None
-        job.queries["risk"].explain(extended=True)  # what the UI's SQL tab shows of the query
+        job.queries["realtime"].explain(extended=True)  # what the UI's SQL tab shows of the query
         plan = capsys.readouterr().out
         assert "KafkaSourceProvider" in plan and secured.passwords["spark"] not in plan
         # what a restarted query reads first, as the job's principal: a micro-batch query its last
-        # committed marker, real-time risk the input offsets its transactions committed
-        marker, deadline = f"fraud.{job.run_id('fraud')}", time.monotonic() + 120
+        # committed marker, the real-time query the input offsets its transactions committed
+        marker, deadline = f"fraud.{stable_id(spark, settings.location('fraud'))}", time.monotonic() + 120
         while (last := last_committed(secured.as_("spark"), TOPICS.commits, marker)) is None:
             assert time.monotonic() < deadline, "fraud committed no micro-batch in 120 s"
             time.sleep(2)
         assert last >= 0
-        group = f"{secured.as_('spark').client_id}-risk-{job.run_id('risk')}"
+        group = groups(secured.as_("spark"), "realtime", stable_id(spark, settings.location("realtime")))[
+            "risk"
+        ]
         offsets = Consumer(secured.as_("spark").consumer_config(group, {"enable.auto.commit": False}))
         try:
             done = offsets.committed([TopicPartition(TOPICS.applications, 0)], timeout=30)[0].offset

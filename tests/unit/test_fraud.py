@@ -1,13 +1,14 @@
-"""Fraud analysis: window counts, each rule, assisted terminals, and state across micro-batches."""
+"""Fraud analysis: window counts, each rule, assisted terminals, and state across micro-batches (the
+JVM state processor itself: sparky/jvm/test/FraudStateTest.java)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -15,6 +16,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from core.settings import SparkJobSettings
 from core.streams import BY_NAME
 from sparky.analyses import fraud
+from sparky.metrics import read_through
 from sparky.schema import LOAN_APPLICATION
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -48,7 +50,7 @@ def frame(spark: SparkSession, apps: list[dict[str, Any]]) -> DataFrame:
 
 def by_kind(spark: SparkSession, apps: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """(application_id, kind) -> that kind's METRICS (and event_time) from the one row per application."""
-    rows = fraud.signals(frame(spark, apps)).collect()
+    rows = fraud.wide(fraud.signals(frame(spark, apps), JOB)).collect()
     return {
         (r["application_id"], kind): {m: r[f"{kind}_{m}"] for m in fraud.METRICS}
         | {"event_time": r["event_time"]}
@@ -173,31 +175,19 @@ def test_ring_sharing_an_ssn_and_device_is_flagged(spark: SparkSession) -> None:
     assert flagged["r3"]["fraud_score"] > 0.9
 
 
-def history_frame(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
-    """(value_key, customer_key, minutes after T0) rows for `window_counts`."""
-    t0 = int(T0.timestamp() * 1_000_000)
-    out = pd.DataFrame(rows, columns=["value_key", "customer_key", "minutes"])
-    out["event_us"] = t0 + (out.pop("minutes") * 60_000_000).astype(np.int64)
-    for name in ("application_id", "customer_id", "channel", "form_fill_seconds", "attempts", "kind"):
-        out[name] = 0
-    return out
-
-
-def test_history_carries_over_and_is_pruned_after_24_hours() -> None:
-    first = history_frame([(1, 10, 0), (1, 11, 1), (2, 12, 2)])
-    out, history = fraud.window_counts(np.empty(0, fraud.STATE), first)
-    assert len(history) == 3 and list(out["customers_1h"]) == [1, 2, 1]
-    out, history = fraud.window_counts(history, history_frame([(1, 13, 30)]))
-    assert list(out[["apps_1h", "customers_1h", "customers_5m"]].iloc[0]) == [3, 3, 1]
-    out, history = fraud.window_counts(history, history_frame([(3, 14, 24 * 60 + 1.5)]))
-    assert sorted(history["c"]) == [12, 13, 14]  # the events at 0 and 1 minute are 24 h behind
-
-
-def test_history_keeps_at_most_max_events_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fraud, "MAX_EVENTS_PER_VALUE", 3)
-    out, history = fraud.window_counts(np.empty(0, fraud.STATE), history_frame([(1, i, i) for i in range(5)]))
-    assert list(out["customers_24h"]) == [1, 2, 3, 3, 3]
-    assert sorted(history["c"]) == [2, 3, 4]
+def run_to_end(
+    rows: DataFrame, each: Callable[[DataFrame, int], None], checkpoint: Path, inputs: int
+) -> None:
+    """Run until the query has read `inputs` more rows (the state lives for a processing time, so
+    Spark runs a batch every trigger and processAllAvailable never returns), then stop."""
+    query = (
+        rows.writeStream.foreachBatch(each).option("checkpointLocation", str(checkpoint))
+        .trigger(processingTime="0.5 seconds").start()
+    )  # fmt: skip
+    try:
+        read_through(query, inputs, timeout_s=120)
+    finally:
+        query.stop()
 
 
 def write_json(folder: Path, name: str, apps: list[dict[str, Any]]) -> None:
@@ -215,60 +205,19 @@ def test_streaming_state_carries_across_micro_batches(spark: SparkSession, tmp_p
     events = spark.readStream.schema(LOAN_APPLICATION).json(str(source))
     with pytest.raises(ValueError, match="batch DataFrame"):
         fraud.build(events, JOB)
-    query = (
-        fraud.signals(events)
-        .writeStream.foreachBatch(lambda rows, _: collected.extend(fraud.flag(rows, JOB).collect()))
-        .option("checkpointLocation", str(tmp_path / "checkpoint"))
-        .start()
-    )
-    try:
-        query.processAllAvailable()
-        assert [r["application_id"] for r in collected] == ["s1"]
-        write_json(source, "2.json", [app("s2", 30, "c2", ssn_hash="ssn-x"), app("s3", 31, "c3")])
-        query.processAllAvailable()
-    finally:
-        query.stop()
+    signals = fraud.signals(events, JOB)
+
+    def each(rows: DataFrame, _: int) -> None:
+        collected.extend(fraud.flag(fraud.wide(rows), JOB).collect())
+
+    run_to_end(signals, each, tmp_path / "checkpoint", 2)
+    assert [r["application_id"] for r in collected] == ["s1"]
+    write_json(source, "2.json", [app("s2", 30, "c2", ssn_hash="ssn-x"), app("s3", 31, "c3")])
+    run_to_end(signals, each, tmp_path / "checkpoint", 2)  # the same checkpoint: the state carries on
     flagged = {r["application_id"]: r for r in collected}
     assert sorted(flagged) == ["s1", "s2"]
     assert (flagged["s2"]["ssn_customers_24h"], flagged["s2"]["ssn_apps_1h"]) == (3, 3)
     assert flagged["s2"]["reasons"] == ["SSN_MANY_CUSTOMERS_24H"]
-
-
-def entity_rows(apps: list[tuple[str, float, int]]) -> pd.DataFrame:
-    """`_entity_rows` rows of (application_id, minutes after T0, offset): its APPLICATION row and
-    one device row each."""
-    t0, rows = int(T0.timestamp() * 1_000_000), []
-    for app_id, minutes, offset in apps:
-        for kind, value in ((fraud.APPLICATION, app_id), ("device", f"dev-{app_id}")):
-            rows.append({
-                "application_id": app_id, "customer_id": f"c-{app_id}", "channel": "web",
-                "form_fill_seconds": 300.0, "attempts": 1, "event_us": t0 + int(minutes * 60_000_000),
-                "customer_key": hash(app_id), "kind": kind, "value_key": hash((kind, value)),
-                "source_partition": 0, "source_offset": offset, "source_key": app_id,
-                "payload": f"{{{app_id}}}", "payload_bytes": 5,
-            })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def test_a_repeated_application_id_is_a_duplicate_within_the_horizon_only() -> None:
-    horizon = 10 * 60_000_000
-    first = entity_rows([("a", 0, 0), ("b", 1, 1), ("a", 1, 2)])  # "a" twice in one batch
-    counted, dups, seen = fraud.deduplicate(np.empty(0, fraud.SEEN), first, horizon)
-    assert list(dups["source_offset"]) == [2] and list(dups["application_id"]) == ["a"]
-    assert dups["duplicate_of_us"].iloc[0] == int(T0.timestamp() * 1_000_000)  # the first's time
-    assert sorted(counted["source_offset"]) == [0, 1] and set(counted["kind"]) == {"device"}
-    assert len(seen) == 2
-    later = entity_rows([("b", 5, 3), ("c", 12, 4)])  # b again at 5 min: a duplicate
-    counted, dups, seen = fraud.deduplicate(seen, later, horizon)
-    assert list(dups["application_id"]) == ["b"] and list(counted["application_id"]) == ["c"]
-    assert len(seen) == 1  # a (0 min) and b (1 min) are more than 10 minutes behind c (12 min)
-    counted, dups, seen = fraud.deduplicate(seen, entity_rows([("a", 13, 5)]), horizon)
-    assert dups.empty and list(counted["application_id"]) == ["a"]  # beyond the horizon: new again
-    quiet = fraud.deduplicate(np.empty(0, fraud.SEEN), entity_rows([("q", 0, 0)]), horizon)[2]
-    later = entity_rows([("q", 30, 1), ("r", 31, 2), ("r", 45, 3)])
-    counted, dups, seen = fraud.deduplicate(quiet, later, horizon)
-    assert dups.empty and sorted(counted["source_offset"]) == [1, 2, 3]  # 30 and 14 minutes apart: new
-    assert len(seen) == 1 and seen["t"][0] == later["event_us"].max()  # r's latest; the rest > 10 min old
 
 
 def test_streaming_signals_send_a_duplicate_out_once_and_do_not_count_it(
@@ -279,21 +228,16 @@ def test_streaming_signals_send_a_duplicate_out_once_and_do_not_count_it(
     write_json(source, "1.json", [app("d0", 0, "c0", ssn_hash="ssn-x"), app("d0", 1, "c1", ssn_hash="ssn-x")])
     collected: list[Row] = []
     events = spark.readStream.schema(LOAN_APPLICATION).json(str(source))
-    query = (
-        fraud.signals(events)
-        .writeStream.foreachBatch(lambda rows, _: collected.extend(rows.collect()))
-        .option("checkpointLocation", str(tmp_path / "checkpoint"))
-        .start()
-    )
-    try:
-        query.processAllAvailable()
-        again = [app("d0", 2, "c2", ssn_hash="ssn-x"), app("d1", 3, "c3", ssn_hash="ssn-x")]
-        write_json(source, "2.json", again)
-        query.processAllAvailable()
-    finally:
-        query.stop()
+    signals = fraud.signals(events, JOB)
+
+    def each(rows: DataFrame, _: int) -> None:
+        collected.extend(fraud.wide(rows).collect())
+
+    run_to_end(signals, each, tmp_path / "checkpoint", 2)
+    write_json(source, "2.json", [app("d0", 2, "c2", ssn_hash="ssn-x"), app("d1", 3, "c3", ssn_hash="ssn-x")])
+    run_to_end(signals, each, tmp_path / "checkpoint", 2)
     dups = [r for r in collected if r["duplicate_of_us"] is not None]
     counted = {r["application_id"]: r for r in collected if r["duplicate_of_us"] is None}
-    assert [r["customer_id"] for r in dups] == ["c1", "c2"]
+    assert sorted(r["customer_id"] for r in dups) == ["c1", "c2"]
     assert sorted(counted) == ["d0", "d1"]
     assert counted["d1"]["ssn_customers_24h"] == 2  # c0 and c3: the duplicates' customers not counted

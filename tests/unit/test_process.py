@@ -92,11 +92,11 @@ def test_the_writer_jar_is_built_once_per_source_version(tmp_path: Path) -> None
             (dest / jar.name).symlink_to(jar.resolve())
     (dest / f"{jars.WRITER_PREFIX}0ld.jar").write_bytes(b"")
     with patch("shutil.which", return_value=None), pytest.raises(ServiceError, match="install one"):
-        jars.ensure_writer(dest)
-    built = jars.ensure_writer(dest)
+        jars.ensure_classes(dest)
+    built = jars.ensure_classes(dest)
     assert built is not None and built.name.startswith(jars.WRITER_PREFIX) and built.stat().st_size > 1000
     with zipfile.ZipFile(built) as archive:
         assert "loanstream/TransactionalRows.class" in archive.namelist()
     assert [p.name for p in dest.glob(f"{jars.WRITER_PREFIX}*.jar")] == [built.name]
     mtime = built.stat().st_mtime_ns
-    assert jars.ensure_writer(dest) == built and built.stat().st_mtime_ns == mtime  # not rebuilt
+    assert jars.ensure_classes(dest) == built and built.stat().st_mtime_ns == mtime  # not rebuilt

@@ -124,7 +124,7 @@ def test_a_job_mixing_principals_on_a_secured_broker_is_one_clear_line(
     assert kafka_for(SparkJobSettings()).username == "spark"
     assert kafka_for(SparkJobSettings(queries="outcomes,monitor")).username == "outcomes"
     with pytest.raises(ConfigError, match="make spark-monitor") as err:
-        kafka_for(SparkJobSettings(queries="risk,monitor"))
+        kafka_for(SparkJobSettings(queries="realtime,monitor"))
     assert "\n" not in str(err.value)
     monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
-    kafka_for(SparkJobSettings(queries="risk,monitor"))  # an open broker: one process may run all
+    kafka_for(SparkJobSettings(queries="realtime,monitor"))  # an open broker: one process may run all

@@ -37,10 +37,11 @@ def test_topics_derive_from_the_registry() -> None:
 
 
 def test_every_stream_is_written_by_exactly_one_query() -> None:
-    """...but the dead letters, which each archiving query writes for its inputs."""
+    """...but the dead letters, which each archiving query writes for its inputs, and fraud for
+    duplicate application ids."""
     written = [name for q in QUERIES for name in q.streams]
     assert sorted(n for n in written if n != "dlq") == sorted(n for n in BY_NAME if n != "dlq")
-    assert [q.name for q in QUERIES if "dlq" in q.streams] == ["archive", "outcomes"]
+    assert [q.name for q in QUERIES if "dlq" in q.streams] == ["fraud", "archive", "outcomes"]
     assert {q.principal for q in QUERIES if q.name in ("outcomes", "monitor")} == {"outcomes"}  # read truth
     windowed = {d.stream for d in WINDOWED} | {"monitor"}  # monitor: its own windowed query
     assert windowed == {s.name for s in STREAMS if s.kind is Kind.WINDOWED}
