@@ -6,7 +6,8 @@ real streaming path: `fraud.signals()` (the JVM state) in a Structured Streaming
 micro-batch), `fraud.wide()` and `fraud.flag()` in `foreachBatch`; then the batch path
 `fraud.build()` over the same files, timed and compared. Flagged application_ids are compared with
 `truth.is_fraud`, next to a naive baseline in the same run: flag every application whose device_id
-is used by >= 2 customer ids anywhere in the data (hindsight, all channels). FRAUD_RULES were tuned on seed 7; the reported numbers are seed 42:
+is used by >= 2 customer ids anywhere in the data (hindsight, all channels). FRAUD_RULES were tuned
+on seed 7; the reported numbers are seed 42:
     uv run python -m bench.fraud_quality --seed 42
 """
 
