@@ -41,7 +41,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics, partitions
 from models.registry import promote, resolve
-from models.tracking import connect
+from models.tracking import connect, quiet_mlflow
 from models.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.queries import QUERIES
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         configure(load(LogSettings).level)
+        quiet_mlflow()  # no download bars; before the JVM starts, whose workers inherit it
         kafka, topics, ml, paths = (
             load(KafkaSettings, service="admin"),  # the demo plays every service
             load(TopicSettings),

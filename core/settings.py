@@ -347,7 +347,11 @@ class SparkJobSettings(BaseSettings):
         ge=1,
         description="state partitions: half the machine's cores (each costs every stateful batch a task)",
     )
-    log_level: str = Field("WARN", pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
+    log_level: str = Field(
+        "ERROR",
+        pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$",
+        description="Spark's own log (WARN or INFO to see what the engine says; the job's lines are INFO)",
+    )
     ui_host: str = Field("127.0.0.1", description="where the Spark UI (port 4040) listens")
     window: str = Field("1 minute", pattern=DURATION)
     starting_offsets: str = Field(

@@ -12,8 +12,9 @@ the per-application outputs.
 - archive (dlq, and the lake): applications and history, valid ones to the Parquet lake
   (`core.lake`), the rest to loan.dlq with the reason.
 - outcomes (dlq, and the lake): loan.truth the same way (retraining's labels).
-- monitor (monitor): the registry's versions score the applications again, collected per window with
-  the outcomes from loan.truth; per window and version, drift and accuracy (`models.monitor`).
+- monitor (monitor): the real-time query's scores (read from loan.scores, not scored again) with the
+  applications' fields and the outcomes from loan.truth, per window; per window and version, drift
+  and accuracy (`models.monitor`).
 
 Each query runs as a Kafka principal (`Query.principal`, `core.stack.acl`): `spark` never reads
 loan.truth, so outcomes and monitor run as `outcomes`, in their own process on a secured broker
@@ -27,7 +28,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from pyspark.sql import Column, DataFrame, Observation
@@ -36,6 +37,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core import lake
 from core.events import ApplicationTruth, HistoricalLoan, LoanApplication
+from core.records import ScoreRecord
 from core.settings import CHALLENGER, SparkJobSettings, TopicSettings
 from core.streams import BY_NAME
 from sparky.analyses import channel, fraud, monitor, risk, scores, segment, stats, windows
@@ -64,7 +66,6 @@ class Query:
     build: Callable[[Context], DataFrame]
     sink: Sink
     principal: str = "spark"  # the Kafka principal it needs (`core.stack.acl`)
-    needs_model: bool = False  # started once the registry has a champion
 
     def start(self, ctx: Context) -> StreamingQuery:
         return self.sink.start(self.build(ctx), self, ctx)
@@ -226,23 +227,24 @@ def archive(events: DataFrame, path: str, run_id: str, batch_id: int) -> None:
 
 
 def monitored(ctx: Context) -> DataFrame:
-    """Kafka loan.applications (scored by the registry's versions) + loan.truth (outcomes) -> one
-    windowed collection per monitoring window."""
-    assert ctx.mlflow is not None  # noqa: S101 (started only with a registry)
+    """Kafka loan.scores (the real-time query's answers) + loan.applications (their fields) +
+    loan.truth (outcomes) -> one windowed collection per monitoring window."""
+    scores = BY_NAME["scores"].topic(ctx.topics)
+    scored = valid_events(Parser(ScoreRecord, ctx.settings)(ctx.raw([scores])))
     truth = valid_events(Parser(ApplicationTruth, ctx.settings)(ctx.raw([ctx.topics.truth])))
-    return monitor.build(ctx.applications(), truth, ctx.mlflow, ctx.settings)
+    return monitor.build(ctx.applications(), scored, truth, ctx.settings)
 
 
 def monitor_rows(ctx: Context, writer_id: str) -> Rows:
     """Per window and model version, `models.monitor` figures -> loan.monitor."""
     mlflow, settings, spark = ctx.mlflow, ctx.settings, ctx.spark
-    assert mlflow is not None  # noqa: S101
     schema, topic = "key string, value string, topic string", BY_NAME["monitor"].topic(ctx.topics)
 
+    def reference(name: str, version: str) -> dict[str, Any] | None:
+        return monitor.reference(mlflow, name, version) if mlflow else None  # none: no drift figures
+
     def batch_rows(batch: DataFrame, _: int) -> list[DataFrame]:
-        found = monitor.records(
-            batch.toPandas(), lambda n, v: monitor.reference(mlflow, n, v), settings.alarm_psi
-        )
+        found = monitor.records(batch.toPandas(), reference, settings.alarm_psi)
         return [spark.createDataFrame([(*monitor.message(r), topic) for r in found], schema)]
 
     return batch_rows
@@ -273,8 +275,7 @@ QUERIES = (
         monitored,
         Batches(monitor_rows, "update"),
         "outcomes",
-        needs_model=True,
-    ),  # fmt: skip
+    ),
 )
 BY_QUERY: Mapping[str, Query] = {q.name: q for q in QUERIES}
 JOB, MONITORING = "realtime,windows,fraud,archive", "outcomes,monitor"  # one process per principal

@@ -25,7 +25,8 @@ from core.stack import jars
 
 log = logging.getLogger(__name__)
 
-POOLS = "fairscheduler.xml"  # package data of sparky: one pool per query, `risk` first
+POOLS = "fairscheduler.xml"  # package data of sparky: one pool per query, `realtime` first
+LOGS = "log4j2.properties"  # package data of sparky: Spark's own log, errors only
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -39,16 +40,17 @@ def connector_jars(paths: PathSettings) -> list[Path]:
 REDACTION = ("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
 
 
-def _pools(paths: PathSettings) -> Path:
-    """The scheduler pools as a file the JVM can read (the code may run from a wheel or zip)."""
-    path = paths.home.resolve() / "run" / POOLS
+def _package_file(paths: PathSettings, name: str) -> Path:
+    """Package data of sparky as a file the JVM can read (the code may run from a wheel or zip)."""
+    path = paths.home.resolve() / "run" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(resources.files("sparky").joinpath(POOLS).read_text())
+    path.write_text(resources.files("sparky").joinpath(name).read_text())
     return path
 
 
 def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bool) -> SparkConf:
     """Everything the job's session is configured with."""
+    logs = f"-Dlog4j2.configurationFile=file:{_package_file(paths, LOGS)}"
     return SparkConf().setAll(
         [
             ("spark.master", job.master),
@@ -56,7 +58,7 @@ def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bo
             ("spark.jars", ",".join(str(j) for j in connector_jars(paths))),
             ("spark.sql.shuffle.partitions", str(job.shuffle_partitions)),
             ("spark.scheduler.mode", "FAIR"),
-            ("spark.scheduler.allocation.file", str(_pools(paths))),
+            ("spark.scheduler.allocation.file", str(_package_file(paths, POOLS))),
             ("spark.sql.session.timeZone", "UTC"),
             ("spark.ui.enabled", str(ui).lower()),
             ("spark.ui.host", job.ui_host),  # loopback unless configured
@@ -71,7 +73,8 @@ def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bo
             ("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning"),
             # stopping a query mid-batch matches a regex against an error message that holds the
             # whole plan; on the default thread stack that overflowed (StackOverflowError on Ctrl-C)
-            ("spark.driver.extraJavaOptions", "-Xss16m"),
+            ("spark.driver.extraJavaOptions", f"-Xss16m {logs}"),
+            ("spark.executor.extraJavaOptions", logs),
         ]
     )
 

@@ -66,6 +66,7 @@ def read_kafka(
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", starting_offsets or job.starting_offsets)
         .option("failOnDataLoss", str(job.fail_on_data_loss).lower())
+        .option("kafka.isolation.level", "read_committed")  # the job's own outputs are transactional
     )
     if not realtime:
         reader = reader.option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)

@@ -14,8 +14,7 @@ LOANS_SPARK_CHAMPION_POLL_S, on the driver, never inside a batch). A version is 
 (`sparky.champion`: a version the loader refuses never scores), its ONNX file shipped to the
 executors, and the real-time query restarted with it: from the offsets its writer committed, so
 every application is scored exactly once, by the version its record names. With no champion the
-real-time query writes risk alone, and the queries that need one (monitor) wait; when one appears,
-scores start where the job did.
+real-time query writes risk alone; when one appears, scores start where the job did.
 """
 
 from __future__ import annotations
@@ -76,17 +75,14 @@ class Supervisor:
         self.ctx = replace(self.ctx, models=self.models())
         try:
             for query in self.wanted:
-                if not query.needs_model or self.ctx.models.champion is not None:
-                    self.queries[query.name] = query.start(self.ctx)
+                self.queries[query.name] = query.start(self.ctx)
         except Exception:
             self.stop()
             raise
-        waiting = [q.name for q in self.waiting()]
         log.info(
-            "started %d queries: %s; scoring: %s%s",
+            "started %d queries: %s; scoring: %s",
             len(self.queries), ", ".join(self.queries),
             self.ctx.models.describe() if self.ctx.mlflow else "off (no MLflow settings)",
-            f"; {' and '.join(waiting)} waiting for a champion" if waiting else "",
         )  # fmt: skip
         return list(self.queries.values())
 
@@ -108,13 +104,8 @@ class Supervisor:
             self.ctx.spark.sparkContext.addFile(str(file))
         return Model(ref, scorer, file, shadow)
 
-    def waiting(self) -> list[Query]:
-        """The wanted queries that need a model and have not started (no champion yet)."""
-        return [q for q in self.wanted if q.needs_model and q.name not in self.queries]
-
     def follow_models(self) -> None:
-        """When the aliases name other versions, restart the scoring query with them, and start the
-        queries that waited for a champion."""
+        """When the aliases name other versions, restart the scoring query with them."""
         if self.champion is None:
             return
         now = self.models()
@@ -125,10 +116,6 @@ class Supervisor:
             if SCORING in self.queries:
                 self._stop_one(SCORING)
                 self.queries[SCORING] = BY_QUERY[SCORING].start(self.ctx)
-        if now.champion is not None:
-            for query in self.waiting():
-                self.queries[query.name] = query.start(self.ctx)
-                log.info("%s: started with %s", query.name, now.describe())
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries.values() if not q.isActive), None)
@@ -159,8 +146,8 @@ class Supervisor:
 
     def behind(self, topic: str, target: dict[int, int]) -> list[str]:
         """The queries that have not yet read `topic` up to `target` (partition -> end offset), as
-        their last progress reports; those waiting for a champion while one exists."""
-        late = [q.name for q in self.waiting()] if self.ctx.models.champion else []
+        their last progress reports."""
+        late = []
         for name, q in self.queries.items():
             done = read_offsets(q.lastProgress or {}, topic)
             if any(done.get(p, 0) < end for p, end in target.items() if end > 0):

@@ -4,7 +4,7 @@
 | ---------- | -------------------------------------- | ---------------------------------------- |
 | producer   | -                                      | loan.applications, loan.history, loan.truth |
 | spark      | loan.applications, loan.history        | the outputs, loan.dlq, loan.commits      |
-| outcomes   | loan.applications, loan.truth          | loan.monitor, loan.dlq, loan.commits     |
+| outcomes   | loan.applications, loan.scores, loan.truth | loan.monitor, loan.dlq, loan.commits |
 | consumer   | the outputs, loan.dlq                  | -                                        |
 | dashboard  | the outputs                            | -                                        |
 | bench      | every topic (it compares with truth)   | the inputs                               |
@@ -83,7 +83,7 @@ def grants(topics: TopicSettings, client_id: str = "loan-stream") -> dict[str, l
             *_writer(client_id),
         ],
         "outcomes": [
-            *_topics([topics.applications, topics.truth], read),
+            *_topics([topics.applications, topics.output("scores"), topics.truth], read),
             *_topics([monitor, dlq], write),
             *_topics([commits], read, write),
             *spark_groups,

@@ -1,23 +1,23 @@
 """Live model monitoring -> loan.monitor: per event-time window and model version, what the model
-scored, how far its scores and top fields drifted from its training reference, and, as outcomes
-arrive on loan.truth, how right it was (`models.monitor.summarize`, the figures training reports).
+scored, how far its scores and the applications' fields drifted from its training reference, and, as
+outcomes arrive on loan.truth, how right it was (`models.monitor.summarize`, the figures training
+reports). Nothing is scored twice: the scores are the real-time query's own (loan.scores, read
+committed), so every figure is about exactly the answers the job gave.
 
-    applications -> scored by the champion (and the challenger, flagged shadow), one row per version
-                    with probability, decision and the reference's fields      \\
-    loan.truth   -> application_id, outcome (will_default)                      > union
-                 -> window(event_time): the window's rows (watermark LOANS_SPARK_OUTCOME_HORIZON)
-                 -> per version: applications joined to their outcomes by id -> MonitorRecord
+    loan.scores       -> application_id, version, alias, shadow, probability, decision   \
+    loan.applications -> application_id, every numeric field                               > union
+    loan.truth        -> application_id, outcome (will_default)                            /
+                      -> window(event_time): the window's rows (watermark LOANS_SPARK_OUTCOME_HORIZON)
+                      -> per version: its applications joined to their fields and outcomes -> MonitorRecord
 
-An outcome carries its application's event time, so it falls in the application's window and is
-counted if it arrives before the watermark passes that window (the bounded horizon). The window is
-re-emitted as it fills (update mode: an upsert by window and version, as for the other windowed
-streams). A row scores in a Python worker, which asks the registry for the alias itself (at most
-every `champion_poll_s`): the same versions and probabilities as loan.scores, which it does not read.
+A score record and an outcome carry their application's event time, so they fall in its window and
+count if they arrive before the watermark passes it (the bounded horizon). The window is re-emitted
+as it fills (update mode: an upsert by window and version, as for the other windowed streams).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,29 +27,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.records import FeaturePsi, MonitorRecord
-from core.settings import CHALLENGER, CHAMPION, MlflowSettings, SparkJobSettings
+from core.settings import MlflowSettings, SparkJobSettings
 from core.streams import BY_NAME
+from models.inputs import NUMBER_FIELDS
 from models.monitor import summarize
 from models.registry import ModelRef, load_scorer
-from models.scoring import Scorer
-from sparky.champion import Champion
 
-SCORED = (
-    "application_id string, event_time timestamp, model_name string, model_version string, "
-    "model_alias string, shadow boolean, probability double, decision string, fields array<double>"
-)
 ROW = ("application_id", "model_name", "model_version", "model_alias", "shadow", "probability", "decision",
        "fields", "outcome")  # fmt: skip
+FIELDS = NUMBER_FIELDS  # the numeric application fields, in this order in `fields`
 STREAM = BY_NAME["monitor"]
-
-_watchers: dict[tuple[str, str, str], Champion] = {}  # per Python worker: (uri, model, alias) -> watcher
-
-
-def watcher(mlflow: MlflowSettings, poll_s: float, alias: str) -> Champion:
-    key = (mlflow.tracking_uri, mlflow.model_name, alias)
-    if key not in _watchers:
-        _watchers[key] = Champion(mlflow, poll_s, alias, who="monitor")
-    return _watchers[key]
 
 
 def reference(mlflow: MlflowSettings, name: str, version: str) -> dict[str, Any] | None:
@@ -58,61 +45,24 @@ def reference(mlflow: MlflowSettings, name: str, version: str) -> dict[str, Any]
     return load_scorer(mlflow, ref).info.get("reference")
 
 
-def scored(frame: pd.DataFrame, ref: ModelRef, scorer: Scorer, shadow: bool) -> pd.DataFrame:
-    """`frame`'s applications scored by `scorer` (version `ref`), with the values of its reference's
-    fields."""
-    p, decision, _ = scorer.outputs(frame)
-    names = list((scorer.info.get("reference") or {}).get("features", {}))
-    values = np.column_stack(
-        [pd.to_numeric(frame[n], errors="coerce").to_numpy(np.float64) for n in names]
-        or [np.empty((len(frame), 0))]
-    )
-    return pd.DataFrame(
-        {
-            "application_id": frame["application_id"],
-            "event_time": frame["event_time"],
-            "model_name": ref.name,
-            "model_version": ref.version,
-            "model_alias": ref.alias,
-            "shadow": shadow,
-            "probability": p,
-            "decision": decision,
-            "fields": list(values),
-        }
-    )
-
-
-def scoring(
-    mlflow: MlflowSettings, poll_s: float
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The `mapInPandas` function: each application once per version the aliases name."""
-
-    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        champion = watcher(mlflow, poll_s, CHAMPION)
-        for frame in frames:
-            ref = champion.current()
-            if ref is None:  # restarted with backoff by the job until the registry answers
-                raise RuntimeError(f"monitor: no champion to score with: {champion.why_not}")
-            yield scored(frame, ref, load_scorer(mlflow, ref), shadow=False)
-            rival = watcher(mlflow, poll_s, CHALLENGER).current()
-            if rival is not None and rival.version != ref.version:
-                try:
-                    yield scored(frame, rival, load_scorer(mlflow, rival), shadow=True)
-                except Exception:  # noqa: BLE001, S112 (a broken challenger never stops monitoring the champion)
-                    continue
-
-    return score
-
-
 def build(
-    applications: DataFrame, truth: DataFrame, mlflow: MlflowSettings, settings: SparkJobSettings
+    applications: DataFrame, scores: DataFrame, truth: DataFrame, settings: SparkJobSettings
 ) -> DataFrame:
-    """One row per monitoring window: `window` and `rows` (every scored row and outcome in it)."""
-    scored_rows = applications.mapInPandas(scoring(mlflow, settings.champion_poll_s), SCORED)
+    """One row per monitoring window: `window` and `rows` (every score, application's fields and
+    outcome in it)."""
+    scored = scores.select(
+        "application_id", "event_time", "model_name", "model_version", "model_alias", "shadow",
+        F.col("default_probability").alias("probability"), "decision",
+    )  # fmt: skip
+    fields = applications.select(
+        "application_id", "event_time", F.array(*(F.col(n).cast("double") for n in FIELDS)).alias("fields")
+    )
     outcomes = truth.select(
         "application_id", "event_time", F.col("will_default").cast("double").alias("outcome")
     )
-    rows = scored_rows.unionByName(outcomes, allowMissingColumns=True)
+    rows = scored.unionByName(fields, allowMissingColumns=True).unionByName(
+        outcomes, allowMissingColumns=True
+    )
     return (
         rows.withWatermark("event_time", settings.outcome_horizon)
         .groupBy(F.window("event_time", settings.monitor_window))
@@ -127,17 +77,18 @@ def records(
     out = []
     for window, rows in zip(windows["window"], windows["rows"], strict=True):
         frame = pd.DataFrame([r if isinstance(r, dict) else r.asDict() for r in rows], columns=list(ROW))
-        known = frame[frame["model_version"].isna()].drop_duplicates("application_id", keep="last")
+        known = frame[frame["outcome"].notna()].drop_duplicates("application_id", keep="last")
         outcome = known.set_index("application_id")["outcome"]
+        seen = frame[frame["fields"].notna()].drop_duplicates("application_id", keep="last")
+        values = seen.set_index("application_id")["fields"]
         versions = frame[frame["model_version"].notna()]
         versions = versions.drop_duplicates(["application_id", "model_version", "model_alias"])  # a repeat
         for (name, version, alias, shadow), group in versions.groupby(
             ["model_name", "model_version", "model_alias", "shadow"], sort=True
         ):
             ref = reference_of(str(name), str(version))
-            names = list((ref or {}).get("features", {}))
-            matrix = np.vstack([np.asarray(v, np.float64) for v in group["fields"]]) if names else None
-            fields = {n: matrix[:, i] for i, n in enumerate(names)} if matrix is not None else {}
+            names = [n for n in (ref or {}).get("features", {}) if n in FIELDS]
+            fields = _fields(group["application_id"].map(values), names)
             figures = summarize(
                 ref,
                 group["probability"].to_numpy(np.float64),
@@ -161,6 +112,18 @@ def records(
                 )  # fmt: skip
             )
     return out
+
+
+def _fields(rows: pd.Series, names: list[str]) -> dict[str, np.ndarray]:
+    """Columns `names` of the applications' field arrays (NaN where an application's fields did not
+    reach the window)."""
+    if not names or rows.isna().all():
+        return {}
+    missing = np.full(len(FIELDS), np.nan)
+    matrix = np.vstack(
+        [np.asarray(v, np.float64) if isinstance(v, list | np.ndarray) else missing for v in rows]
+    )
+    return {n: matrix[:, FIELDS.index(n)] for n in names}
 
 
 def utc(value: Any) -> datetime:

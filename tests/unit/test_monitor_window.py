@@ -1,6 +1,7 @@
-"""The monitor query's last step (`sparky.analyses.monitor.records`): a window's scored rows and
-outcomes, as the aggregation hands them over, become one record per model version, with the
-figures of `models.monitor.summarize` on exactly that version's rows joined to their outcomes."""
+"""The monitor query's last step (`sparky.analyses.monitor.records`): a window's score records,
+applications' fields and outcomes, as the aggregation hands them over, become one record per model
+version, with the figures of `models.monitor.summarize` on exactly that version's rows joined to
+their fields and outcomes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 from core.records import MonitorRecord
 from generator.applications import ApplicationGenerator
 from models.prepare import Prepared
-from models.registry import ModelRef
 from models.scoring import Scorer
 from sparky.analyses import monitor
 
@@ -28,9 +28,23 @@ def scorer(trained_model: Callable[..., tuple[Scorer, Prepared]]) -> Scorer:
 
 
 def rows(scorer: Scorer, apps: pd.DataFrame, version: str, alias: str) -> list[dict]:
-    ref = ModelRef(name="m", version=version, alias=alias, run_id="", metrics={})
-    frame = monitor.scored(apps, ref, scorer, shadow=alias == "challenger")
-    return [{**r, "outcome": None} for r in frame.drop(columns="event_time").to_dict("records")]
+    """The score records `scorer` gives `apps`, as loan.scores carries them into the window."""
+    p, decision, _ = scorer.outputs(apps)
+    return [
+        {"application_id": a, "model_name": "m", "model_version": version, "model_alias": alias,
+         "shadow": alias == "challenger", "probability": pi, "decision": d, "fields": None, "outcome": None}
+        for a, pi, d in zip(apps["application_id"], p, decision, strict=True)
+    ]  # fmt: skip
+
+
+def fields(apps: pd.DataFrame) -> list[dict]:
+    """The applications' numeric fields, as loan.applications carries them into the window."""
+    values = np.column_stack(
+        [pd.to_numeric(apps[n], errors="coerce").to_numpy(np.float64) for n in monitor.FIELDS]
+    )
+    return [
+        {"application_id": a, "fields": list(v)} for a, v in zip(apps["application_id"], values, strict=True)
+    ]
 
 
 def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer: Scorer) -> None:
@@ -49,7 +63,7 @@ def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer
     window = pd.DataFrame(
         {
             "window": [{"start": START, "end": START.replace(minute=1)}],
-            "rows": [champion + challenger + outcomes + repeat],
+            "rows": [champion + challenger + fields(apps) + outcomes + repeat],
         }
     )
 
@@ -75,7 +89,10 @@ def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer
 def test_a_model_without_a_reference_has_figures_but_no_drift(scorer: Scorer) -> None:
     apps = ApplicationGenerator(seed=6).batch(100, START, 0.1).applications
     window = pd.DataFrame(
-        {"window": [{"start": START, "end": START}], "rows": [rows(scorer, apps, "1", "champion")]}
+        {
+            "window": [{"start": START, "end": START}],
+            "rows": [rows(scorer, apps, "1", "champion") + fields(apps)],
+        }
     )
     (record,) = monitor.records(window, lambda _n, _v: None, 0.25)
     assert record.applications == 100 and record.score_psi is None and not record.drift_alarm
