@@ -9,7 +9,7 @@ export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-jvm test-tools bench-generator bench-produce fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -101,6 +101,9 @@ bench-generator: .venv/.installed ## generation speed vs a naive per-row Faker g
 	@$(RUN) python -m bench.generator
 bench-produce: jars ## end-to-end produce throughput to the local broker (acks=all)
 	@$(RUN) python -m bench.produce
+SOAK_ARGS ?= --minutes 60 --rate 500
+soak: jars ## an hour of every stream at 500/s on its own secured stack: lag, p99 and memory must not grow (SOAK_ARGS=...)
+	@$(RUN) python -m bench.soak $(SOAK_ARGS)
 
 demo: up ## bring the stack up and run the pipeline for a short while, then summarise
 	@$(RUN) loans-demo

@@ -1,33 +1,36 @@
 """The Spark job under a steady input rate, through its public commands: does every stream keep up?
 
-Per run: fresh topics and checkpoints, the job started as `loans-stream` (its own process, all
-streams, scores by a champion from a private MLflow), warmed up, then `loans-produce` publishes
-live applications at the rate for --duration seconds. Afterwards every input and output record is
-read back with its Kafka timestamp:
+Per run, on the default stack as `make up` gives it (a Kafka broker with SASL/SCRAM and ACLs, each
+service its own principal; exactly once on): fresh topics and checkpoints, the job started as
+`loans-stream` (`make spark-app-single`: every stream, scores by a champion from a private MLflow)
+and beside it the monitoring process (`make spark-monitor`: outcomes and loan.monitor, as the
+`outcomes` principal), warmed up, then `loans-produce` publishes live applications (and their
+outcomes) at the rate for --duration seconds. Afterwards every input and output record is read back
+with its Kafka timestamp:
 - per-application streams (risk, scores, fraud): latency = output time - input time, per id;
-  `risk seen`: when a read_committed reader, reading on during the run, first got the id - input
-  time (what a transaction's commit adds, which the output's Kafka timestamp does not show);
-- windowed streams (stats, segment, channel): per window (and group), the time from the window's
-  last input to the first update that counts all of it.
+  `risk seen` / `scores seen`: when a read_committed reader, reading on during the run, first got
+  the id - input time (what a transaction's commit adds, which the output's Kafka timestamp hides);
+- windowed streams (stats, segment, channel, monitor): per window (and group), the time from the
+  window's last input to the first update that counts all of it.
 A run keeps up when the producer held its rate, the job drained within --drain seconds, every
-per-application p99 is <= --p99-limit and every window completed.
+per-application p99 is <= --p99-limit and every window completed. The CPU the job's and the
+monitoring process's trees used over the run is printed as cores and as cores per 1,000
+applications/s; `--per-query` instead runs each query alone at the first rate and prints what each
+costs (the monitoring process beside a job of the real-time query alone, for the scores it reads).
 
 Designs, measured in the same run on this machine (--designs):
-- `realtime`, `async`, `microbatch`: this tree's job, risk in real-time mode (the default), in
-  micro-batches with async progress tracking, or in plain micro-batches;
-- `exactly-once`, `at-least-once`: risk in micro-batches, and every micro-batch output written in
-  Kafka transactions (the default) or by Spark's Kafka writer: what exactly-once costs;
-- `baseline`: the job as it was before the restructuring (--baseline-ref), from a git worktree;
-- `cluster`: this tree's job (real-time risk) spark-submitted to a Spark standalone cluster of a
-  master and 2 workers on this machine (`make spark-app-cluster`: the wheel shipped, client mode),
-  against `realtime` in `local[*]` at the same rates.
+- `jvm`: this tree's job (one real-time query for risk and scores in the JVM, fraud's keyed state
+  in the JVM);
+- `baseline`: the job as it was before (--baseline-ref, main before "Python off the hot path": scores
+  and fraud in Python per micro-batch), from a git worktree, its champion trained by its own code;
+- `cluster`: this tree's job spark-submitted to a Spark standalone cluster of a master and 2 workers
+  on this machine (`make spark-app-cluster`), against `jvm` in `local[*]` at the same rates.
 Each run also prints each query's micro-batches: how many, rows and seconds each, and Spark's
 `durationMs` breakdown (from the Spark event log).
 
-    uv run python -m bench.pipeline --rates 1000 --designs realtime async microbatch baseline
-    uv run python -m bench.pipeline --rates 1000 2000 5000 --designs realtime
-    uv run python -m bench.pipeline --rates 1000 --designs exactly-once at-least-once
-    uv run python -m bench.pipeline --rates 500 1000 2000 --designs realtime cluster --all-rates
+    uv run python -m bench.pipeline --rates 500 1000 --designs jvm baseline --all-rates
+    uv run python -m bench.pipeline --rates 2000 3000 5000 --designs jvm
+    uv run python -m bench.pipeline --rates 1000 --designs jvm baseline --per-query --duration 60
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -53,29 +57,25 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from core.logging import configure
-from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
-from core.stack import jars
+from core.settings import KafkaSettings, PathSettings, TopicSettings
+from core.stack import acl, jars
+from core.stack.acl import ADMIN
 from core.stack.kafka import KafkaBroker
 from core.stack.mlflow_server import MlflowServer
 from core.stack.process import free_port
-from kafka_producer.topics import ensure_topics
+from kafka_producer.topics import admin_client, ensure_topics
 from sparky.analyses.segment import FICO_BANDS, FICO_TOP_BAND, INCOME_BANDS, INCOME_TOP_BAND, INCOME_UNKNOWN
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE_REF = "7f3dfae"  # main before the real-time restructuring
+BASELINE_REF = "d195d9d"  # main before "Python off the hot path" (issue 22)
 PER_APPLICATION = ("risk", "scores", "fraud")
-WINDOWED = ("stats", "segment", "channel")
-DESIGNS = {  # this tree's job, by its settings
-    "realtime": {"LOANS_SPARK_RISK_MODE": "realtime"},
-    "async": {"LOANS_SPARK_RISK_MODE": "async"},
-    "microbatch": {"LOANS_SPARK_RISK_MODE": "microbatch"},
-    # what exactly-once costs: risk in micro-batches, every micro-batch output in Kafka transactions
-    # or through Spark's Kafka writer (at least once)
-    "exactly-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "true"},
-    "at-least-once": {"LOANS_SPARK_RISK_MODE": "microbatch", "LOANS_SPARK_EXACTLY_ONCE": "false"},
-    # ... and in real time: risk through Spark's Kafka sink (JVM only) instead of transactions
-    "realtime-at-least-once": {"LOANS_SPARK_RISK_MODE": "realtime", "LOANS_SPARK_EXACTLY_ONCE": "false"},
+WINDOWED = ("stats", "segment", "channel", "monitor")
+LIVE = ("risk", "scores")  # read on during the run by a read_committed reader
+JOB_QUERIES = {
+    "jvm": ("realtime", "windows", "fraud", "archive"),
+    "baseline": ("risk", "scores", "windows", "fraud", "archive"),
 }
+MONITORING = "outcomes,monitor"
 
 
 @dataclass
@@ -89,9 +89,10 @@ class Outcome:
     complete: dict[str, str] = field(default_factory=dict)  # windowed stream -> "k/n windows"
     records: dict[str, int] = field(default_factory=dict)
     batches: dict[str, str] = field(default_factory=dict)
+    cores: dict[str, float] = field(default_factory=dict)  # process -> CPU cores used over the run
 
     def kept_up(self, p99_limit: float) -> bool:
-        p99s = [self.latency.get(s, [0, 0, float("inf")])[2] for s in PER_APPLICATION]
+        p99s = [self.latency.get(s, [0, 0, float("inf")])[2] for s in PER_APPLICATION if s in self.records]
         windows_done = all(c.split("/")[0] == c.split("/")[1].split()[0] for c in self.complete.values())
         return (
             self.drained_s is not None
@@ -229,6 +230,7 @@ def measure(
         groups["stats"][(w,)].append(at)
         groups["segment"][(w, segment_of(event))].append(at)
         groups["channel"][(w, event["channel"])].append(at)
+        groups["monitor"][(w,)].append(at)  # the champion's record of the window
     first_sent = min(sent.values(), default=0.0)
     for stream in (*PER_APPLICATION, *WINDOWED):
         records = read_all(kafka, topics.output(stream))
@@ -246,7 +248,10 @@ def measure(
         updates: dict[tuple[str, ...], list[tuple[float, int]]] = defaultdict(list)
         for _, at, raw in records:
             r = json.loads(raw)
-            group = (window_of(r["window_start"], window_s), *([r[stream]] if stream != "stats" else []))
+            if stream == "monitor" and r.get("shadow"):
+                continue
+            keyed = stream not in ("stats", "monitor")
+            group = (window_of(r["window_start"], window_s), *([r[stream]] if keyed else []))
             updates[group].append((at, int(r["applications"])))
         timed = {g: t for g, t in groups[stream].items() if max(t) >= first_sent}  # windows of the timed run
         lat, done = window_latency(timed, updates)
@@ -257,17 +262,88 @@ def measure(
 @dataclass(frozen=True)
 class Design:
     name: str
-    env: dict[str, str]
+    kind: str  # "jvm" or "baseline": which queries the job has
     tree: Path  # where its code is
     command: tuple[str, ...] = ("-m", "sparky.cli")  # how the job starts (python ...)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stack:
+    """The default stack, as `make up` secures it: a broker with SASL/SCRAM and ACLs (one principal
+    per service), and a private MLflow with a champion per design (trained by that design's code)."""
+
+    broker: KafkaBroker
+    mlflow: MlflowServer
+    passwords: dict[str, str]
+
+    def kafka(self, service: str) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.broker.bootstrap, security_protocol="SASL_PLAINTEXT",
+            username=service, password=self.passwords[service],
+        )  # fmt: skip
+
+    def topics(self) -> TopicSettings:
+        """Fresh topics for one run, with every principal's ACLs on them."""
+        tag = uuid.uuid4().hex[:6]
+        topics = TopicSettings(
+            applications=f"pipe{tag}.applications", history=f"pipe{tag}.history", truth=f"pipe{tag}.truth",
+            dlq=f"pipe{tag}.dlq", output_prefix=f"pipe{tag}",
+        )  # fmt: skip
+        admin = self.kafka(ADMIN)
+        ensure_topics(admin, topics)
+        acl.apply(
+            admin_client(admin),
+            {s: p for s, p in self.passwords.items() if s != ADMIN},
+            topics,
+            admin.client_id,
+        )
+        return topics
+
+    def env(self) -> dict[str, str]:
+        """What the job, the monitoring process and the producer are given, as `make up` writes it."""
+        return {
+            "LOANS_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "LOANS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            **{f"LOANS_KAFKA_PASSWORD_{s.upper()}": p for s, p in self.passwords.items()},
+            "LOANS_MLFLOW_TRACKING_URI": self.mlflow.uri,
+        }
+
+
+def start_stack() -> Stack:
+    admin_password = secrets.token_urlsafe(24)
+    broker = KafkaBroker(
+        Path(tempfile.mkdtemp(prefix="bench-pipeline-kafka-")),
+        jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
+        port=free_port(), controller_port=free_port(), heap="1g", admin_password=admin_password,
+    )  # fmt: skip
+    broker.start()
+    server = MlflowServer(Path(tempfile.mkdtemp(prefix="bench-pipeline-mlflow-")), port=free_port())
+    server.start(timeout_s=120)
+    passwords = {ADMIN: admin_password, **{s: secrets.token_urlsafe(24) for s in acl.SERVICES}}
+    return Stack(broker, server, passwords)
+
+
+def train_champion(stack: Stack, design: Design) -> str:
+    """A quick champion trained and promoted by `design`'s own code (a model's format is its code's);
+    returns its registered model name."""
+    name = f"bench-{design.kind}"
+    code = (
+        "from bench.serving import train_champion; from core.settings import MlflowSettings; "
+        f"train_champion(MlflowSettings(tracking_uri={stack.mlflow.uri!r}, model_name={name!r}))"
+    )
+    print(f"training a quick champion ({design.kind}) on synthetic history ...", flush=True)
+    subprocess.run(  # noqa: S603 (our own code)
+        [sys.executable, "-c", code], cwd=design.tree, env=os.environ | {"PYTHONPATH": str(design.tree)},
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return name
 
 
 def standalone(port: int, ui_port: int) -> Design:
     """The job on a local Spark standalone cluster, as `make spark-app-cluster` runs it."""
-    env = DESIGNS["realtime"] | {
-        "LOANS_STACK_SPARK_MASTER_PORT": str(port), "LOANS_STACK_SPARK_UI_PORT": str(ui_port),
-    }  # fmt: skip
-    return Design("cluster (standalone, 2 workers)", env, ROOT, ("-m", "core.stack", "spark-app"))
+    env = {"LOANS_STACK_SPARK_MASTER_PORT": str(port), "LOANS_STACK_SPARK_UI_PORT": str(ui_port)}
+    return Design("cluster (standalone, 2 workers)", "jvm", ROOT, ("-m", "core.stack", "spark-app"), env)
 
 
 def designs(names: list[str], baseline_ref: str) -> list[Design]:
@@ -279,95 +355,129 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
                 ["git", "worktree", "add", "--detach", str(tree), baseline_ref],  # noqa: S607
                 cwd=ROOT, check=True, capture_output=True,
             )  # fmt: skip
-            out.append(Design(f"baseline ({baseline_ref})", {}, tree))
+            out.append(Design(f"baseline ({baseline_ref})", "baseline", tree))
         elif name == "cluster":
             out.append(standalone(free_port(), free_port()))
         else:
-            out.append(Design(name, DESIGNS[name], ROOT))
+            out.append(Design("jvm", "jvm", ROOT))
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of every live process in `pid`'s session (the job: its JVM, its
+    Python workers)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # the session id (the job was started in a session of its own)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def start_job(
+    design: Design, env: dict[str, str], queries: str, log: Path, work: Path, name: str, metrics: int = 0
+) -> subprocess.Popen[bytes]:
+    """`loans-stream` of `design` running `queries`, its Spark event log under `work`, its Prometheus
+    metrics on port `metrics` (0: none)."""
+    events = work / f"events-{name}"
+    events.mkdir(exist_ok=True)
+    submit = " ".join(
+        f"--conf spark.eventLog.{o}"
+        for o in (f"dir=file://{events}", "enabled=true", "compress=false", "rolling.enabled=false")
+    )
+    env = env | design.env | {
+        "PYSPARK_SUBMIT_ARGS": submit + " pyspark-shell",
+        # spark-submit (the cluster design) reads no PYSPARK_SUBMIT_ARGS: its JVM takes spark.* properties
+        "SPARK_SUBMIT_OPTS": submit.replace("--conf ", "-D"),
+        "LOANS_SPARK_QUERIES": queries,
+        "LOANS_SPARK_CHECKPOINT_DIR": str(work / f"checkpoints-{name}"),
+        "LOANS_METRICS_JOB_PORT": str(metrics), "LOANS_METRICS_MONITOR_PORT": str(metrics),
+    }  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603 (our own CLI)
+            [sys.executable, *design.command, "--from-beginning", "--progress-every", "30"],
+            cwd=design.tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def run_env(stack: Stack, design: Design, topics: TopicSettings, model: str, work: Path) -> dict[str, str]:
+    """The environment of one run's processes: the stack, the run's topics, model and folders."""
+    return os.environ | stack.env() | {
+        "PYTHONPATH": str(design.tree), "PYTHONUNBUFFERED": "1",
+        "LOANS_PATHS_HOME": str((ROOT / ".loans").resolve()),
+        "LOANS_TOPICS_APPLICATIONS": topics.applications, "LOANS_TOPICS_HISTORY": topics.history,
+        "LOANS_TOPICS_TRUTH": topics.truth, "LOANS_TOPICS_DLQ": topics.dlq,
+        "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix, "LOANS_MLFLOW_MODEL_NAME": model,
+        "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
+    }  # fmt: skip
+
+
 def run_rate(
-    kafka: KafkaSettings, mlflow: MlflowSettings, design: Design, rate: float, args: argparse.Namespace
+    stack: Stack,
+    model: str,
+    design: Design,
+    rate: float,
+    args: argparse.Namespace,
+    queries: str | None = None,
 ) -> Outcome:
-    tag = uuid.uuid4().hex[:6]
-    topics = TopicSettings(
-        applications=f"pipe{tag}.applications", history=f"pipe{tag}.history", truth=f"pipe{tag}.truth",
-        dlq=f"pipe{tag}.dlq", output_prefix=f"pipe{tag}",
-    )  # fmt: skip
-    ensure_topics(kafka, topics)
-    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    events = work / "events"
-    events.mkdir()
-    env = (
-        os.environ
-        | design.env
-        | {
-            "PYTHONPATH": str(design.tree),
-            "PYTHONUNBUFFERED": "1",
-            "PYSPARK_SUBMIT_ARGS": " ".join(
-                f"--conf spark.eventLog.{option}"
-                for option in (
-                    f"dir=file://{events}",
-                    "enabled=true",
-                    "compress=false",
-                    "rolling.enabled=false",
-                )
-            )
-            + " pyspark-shell",
-            "LOANS_PATHS_HOME": str((ROOT / ".loans").resolve()),
-            "LOANS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "LOANS_TOPICS_APPLICATIONS": topics.applications,
-            "LOANS_TOPICS_HISTORY": topics.history,
-            "LOANS_TOPICS_TRUTH": topics.truth,
-            "LOANS_TOPICS_DLQ": topics.dlq,
-            "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
-            "LOANS_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
-            "LOANS_MLFLOW_MODEL_NAME": mlflow.model_name,
-            "LOANS_SPARK_CHECKPOINT_DIR": str(work / "checkpoints"),
-            "LOANS_SPARK_LAKE_DIR": str(work / "lake"),
-            "LOANS_SPARK_WINDOW": f"{args.window} seconds",
-        }
-    )
-    # spark-submit (the cluster design) reads no PYSPARK_SUBMIT_ARGS: its JVM takes spark.* properties
-    env["SPARK_SUBMIT_OPTS"] = (
-        env["PYSPARK_SUBMIT_ARGS"].removesuffix(" pyspark-shell").replace("--conf ", "-D")
-    )
-    log = (work / "job.log").open("wb")
-    job = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [sys.executable, *design.command, "--from-beginning", "--progress-every", "30"],
-        cwd=design.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    outcome = Outcome(design.name, rate)
-    tallies = {s: Tally(kafka, topics.output(s)) for s in ("risk", "scores")}
+    """One run at `rate`: the job (all its queries, or `queries`) and the monitoring process."""
+    topics, work = stack.topics(), Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    window = f"{args.window} seconds"
+    env = run_env(stack, design, topics, model, work)
+    env |= {"LOANS_SPARK_WINDOW": window, "LOANS_SPARK_MONITOR_WINDOW": window}
+    job_queries = queries or ",".join(JOB_QUERIES[design.kind])
+    jobs = {"job": start_job(design, env, job_queries, work / "job.log", work, "job")}
+    if queries is None or "monitor" in queries:
+        jobs["monitoring"] = start_job(design, env, MONITORING, work / "monitoring.log", work, "monitoring")
+    name = design.name if queries is None else f"{design.name}: {job_queries}"
+    outcome = Outcome(name, rate)
+    reader = stack.kafka("bench")
+    live = [s for s in LIVE if s in _streams(design.kind, job_queries)]
+    tallies = {s: Tally(reader, topics.output(s)) for s in live}
     try:
-        warm = warm_up(kafka, topics, env, job, args, tallies)
-        skip = {key for key, _, _ in read_all(kafka, topics.applications)}
-        print(f"  {design.name}: producing {rate:,.0f}/s for {args.duration:.0f} s ...", flush=True)
+        warm = warm_up(reader, topics, env, jobs, args, tallies)
+        skip = {key for key, _, _ in read_all(reader, topics.applications)}
+        print(f"  {name}: producing {rate:,.0f}/s for {args.duration:.0f} s ...", flush=True)
+        cpu = {n: cpu_seconds(j.pid) for n, j in jobs.items()}
+        began = time.monotonic()
         produce(env, rate, args.duration, seed=3)
-        outcome.produced = end_offsets(kafka, topics.applications) - warm
+        outcome.produced = end_offsets(reader, topics.applications) - warm
         deadline = time.monotonic() + args.drain
-        while time.monotonic() < deadline:
+        while tallies and time.monotonic() < deadline:
             if all(tally.count() >= outcome.produced + warm for tally in tallies.values()):
                 outcome.drained_s = args.drain - (deadline - time.monotonic())
                 break
             time.sleep(0.5)
+        spent = time.monotonic() - began
+        outcome.cores = {n: (cpu_seconds(j.pid) - cpu[n]) / spent for n, j in jobs.items()}
         time.sleep(args.settle)  # windows: let the last ones fill
     finally:
-        stop(job)
-        log.close()
+        for job in jobs.values():
+            stop(job)
         for tally in tallies.values():
             tally.close()
-    measure(kafka, topics, outcome, skip, args.window, {s: t.seen for s, t in tallies.items()})
-    outcome.batches = batch_costs(events)
+    measure(reader, topics, outcome, skip, args.window, {s: t.seen for s, t in tallies.items()})
+    outcome.batches = batch_costs(work)
     return outcome
 
 
+def _streams(kind: str, queries: str) -> set[str]:
+    """The streams a job of `queries` writes."""
+    writes = {"realtime": {"risk", "scores"}, "risk": {"risk"}, "scores": {"scores"}}
+    return set().union(*(writes.get(q, {q}) for q in queries.split(",")))
+
+
 def produce(env: dict[str, str], rate: float, duration: float, seed: int) -> None:
+    """`loans-produce`, as the producer principal (applications and their outcomes)."""
     subprocess.run(  # noqa: S603 (our own CLI)
         [sys.executable, "-m", "kafka_producer.cli", "--rate", str(rate), "--duration", str(duration),
          "--history", "none", "--no-create-topics", "--seed", str(seed)],
-        cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)}, check=True,
+        cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT), "LOANS_METRICS_PRODUCER_PORT": "0"}, check=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -376,7 +486,7 @@ def warm_up(
     kafka: KafkaSettings,
     topics: TopicSettings,
     env: dict[str, str],
-    job: subprocess.Popen[bytes],
+    jobs: dict[str, subprocess.Popen[bytes]],
     args: argparse.Namespace,
     tallies: dict[str, Tally],
 ) -> int:
@@ -392,9 +502,10 @@ def warm_up(
         if all(n >= sent for n in done.values()):
             time.sleep(5)
             return end_offsets(kafka, topics.applications)
-        if job.poll() is not None or time.monotonic() > deadline:
+        if any(j.poll() is not None for j in jobs.values()) or time.monotonic() > deadline:
             raise SystemExit(
-                f"warm-up: the job did not answer within {args.warmup:.0f} s (exit {job.poll()})"
+                f"warm-up: the job did not answer within {args.warmup:.0f} s "
+                f"(exit {[j.poll() for j in jobs.values()]})"
             )
 
 
@@ -409,11 +520,11 @@ def stop(job: subprocess.Popen[bytes]) -> None:
             job.wait(30)
 
 
-def batch_costs(events: Path) -> dict[str, str]:
+def batch_costs(events: Path) -> dict[str, str]:  # `events`: the run's folder of event logs
     """Per query, from the Spark event log: micro-batches with input, their mean rows and seconds,
     and where the time went (Spark's durationMs, mean per batch, parts of 20 ms or more)."""
     progress: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in (p for p in events.rglob("*") if p.is_file()):
+    for path in (p for p in events.glob("events-*/*") if p.is_file()):
         for line in path.read_text(errors="replace").splitlines():
             if "QueryProgressEvent" not in line:
                 continue
@@ -440,16 +551,19 @@ def batch_costs(events: Path) -> dict[str, str]:
 
 
 def report(outcomes: list[Outcome], p99_limit: float) -> None:
-    streams = ["risk", "risk seen", *PER_APPLICATION[1:], *WINDOWED]
-    print(f"\n{'design':<22}{'rate/s':>8}{'held/s':>8}{'drain s':>8}  "
-          + "".join(f"{s + ' p50/p95/p99 s':>24}" for s in streams) + "  kept up")  # fmt: skip
+    streams = ["risk", "risk seen", "scores", "scores seen", "fraud", *WINDOWED]
+    print(f"\n{'design':<26}{'rate/s':>8}{'held/s':>8}{'drain s':>8}  "
+          + "".join(f"{s + ' p50/p95/p99 s':>25}" for s in streams) + "  kept up")  # fmt: skip
     for o in outcomes:
         drained = f"{o.drained_s:.1f}" if o.drained_s is not None else "-"
-        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>24}" for s in streams)
-        print(f"{o.design:<22}{o.rate:>8,.0f}{o.held:>8,.0f}{drained:>8}  {cells}  "
+        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>25}" for s in streams)
+        print(f"{o.design:<26}{o.rate:>8,.0f}{o.held:>8,.0f}{drained:>8}  {cells}  "
               f"{'yes' if o.kept_up(p99_limit) else 'no'}")  # fmt: skip
     for o in outcomes:
-        print(f"  {o.design} {o.rate:,.0f}/s: windows complete {o.complete}; records {o.records}")
+        cores = ", ".join(f"{n} {c:.2f}" for n, c in o.cores.items())
+        per = sum(o.cores.values()) / (o.rate / 1000)
+        print(f"  {o.design} {o.rate:,.0f}/s: CPU {cores} cores ({per:.2f} cores per 1,000/s)")
+        print(f"    windows complete {o.complete}; records {o.records}")
         for name, summary in o.batches.items():
             print(f"    {name:<8} {summary}")
     for design in dict.fromkeys(o.design for o in outcomes):
@@ -457,25 +571,14 @@ def report(outcomes: list[Outcome], p99_limit: float) -> None:
         print(f"highest rate kept up with ({design}): {best:,.0f} applications/s")
 
 
-def start_champion() -> tuple[MlflowServer, MlflowSettings]:
-    """A private MLflow server with a quick champion trained on synthetic history."""
-    from bench.serving import train_champion
-
-    server = MlflowServer(Path(tempfile.mkdtemp(prefix="bench-pipeline-mlflow-")), port=free_port())
-    server.start(timeout_s=120)
-    mlflow = MlflowSettings(tracking_uri=server.uri, model_name="bench-pipeline")
-    print("training a quick champion on synthetic history ...", flush=True)
-    train_champion(mlflow)
-    return server, mlflow
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rates", type=float, nargs="+", default=[1000])
-    parser.add_argument("--designs", nargs="+", default=["realtime", "baseline"],
-                        choices=[*DESIGNS, "baseline", "cluster"])  # fmt: skip
+    parser.add_argument(
+        "--designs", nargs="+", default=["jvm", "baseline"], choices=["jvm", "baseline", "cluster"]
+    )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of input per run")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds allowed to catch up afterwards")
     parser.add_argument("--settle", type=float, default=20.0, help="then seconds for the last windows")
@@ -486,32 +589,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-limit", type=float, default=3.0)
     parser.add_argument("--baseline-ref", default=BASELINE_REF)
     parser.add_argument("--all-rates", action="store_true", help="run every rate, kept up or not")
+    parser.add_argument(
+        "--per-query", action="store_true", help="each query alone at the first rate: its CPU and latency"
+    )
     args = parser.parse_args(argv)
     configure("INFO")
-    broker = KafkaBroker(
-        Path(tempfile.mkdtemp(prefix="bench-pipeline-kafka-")),
-        jars.ensure(jars.KAFKA_POM, PathSettings().jars / "kafka"),
-        port=free_port(),
-        controller_port=free_port(),
-        heap="1g",
-    )
-    broker.start()
-    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-    server, mlflow = start_champion()
+    stack = start_stack()
     outcomes: list[Outcome] = []
     chosen: list[Design] = []
     try:
         for design in (chosen := designs(args.designs, args.baseline_ref)):
+            model = train_champion(stack, design)
+            if args.per_query:
+                for query in JOB_QUERIES[design.kind]:
+                    alone = "realtime,monitor" if query == "monitor" else query
+                    outcomes.append(run_rate(stack, model, design, args.rates[0], args, alone))
+                    report([outcomes[-1]], args.p99_limit)
+                continue
             for rate in args.rates:
-                outcome = run_rate(kafka, mlflow, design, rate, args)
+                outcome = run_rate(stack, model, design, rate, args)
                 outcomes.append(outcome)
                 report([outcome], args.p99_limit)
                 if not outcome.kept_up(args.p99_limit) and not args.all_rates:
                     break  # higher rates will not do better
         report(outcomes, args.p99_limit)
     finally:
-        broker.stop()
-        server.stop()
+        stack.broker.stop()
+        stack.mlflow.stop()
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # noqa: S607
         for design in (d for d in chosen if d.command[1] == "core.stack"):
             subprocess.run([sys.executable, "-m", "core.stack", "spark-down"], env=os.environ | design.env,  # noqa: S603

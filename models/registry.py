@@ -27,7 +27,7 @@ from core.errors import LoanAnalyticsError, ServiceError
 from core.settings import CANDIDATE, CHAMPION, MlflowSettings
 from models.metrics import auc
 from models.scoring import ARTIFACT, DIGEST_PARAM, Scorer, digest
-from models.tracking import connect
+from models.tracking import check_server, connect
 
 log = logging.getLogger(__name__)
 VALIDATION_ARTIFACT = "data/valid.parquet"
@@ -116,6 +116,7 @@ def load_scorer(settings: MlflowSettings, ref: ModelRef) -> Scorer:
                 )
             scorer = Scorer.load(path)
     except MlflowException as exc:
+        check_server(settings.tracking_uri)  # a registry that went away is a ServiceError: try again later
         raise RegistryError(f"cannot load {where}: {exc.message}") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(

@@ -28,6 +28,7 @@ class Champion:
     ref: ModelRef | None = None
     checked: float = float("-inf")
     why_not: str = ""
+    outage: str = ""  # why the registry did not answer, while it does not
     refusal: str = ""  # the last refusal logged
     refused: str = (
         ""  # the version refused last: a run's artifacts and digest never change, so not asked again
@@ -40,10 +41,14 @@ class Champion:
         try:
             found = resolve(self.mlflow, self.alias)
         except ServiceError as exc:
-            if self.ref is not None:
+            if self.ref is not None and str(exc) != self.outage:  # said once per outage
                 log.warning("%s: staying on v%s: %s", self.who, self.ref.version, exc)
+            self.outage = str(exc)
             self._waiting(str(exc))
             return self.ref
+        if self.outage:
+            log.info("%s: the registry answers again", self.who)
+            self.outage = ""
         if found is None and self.ref is None:
             self._waiting(
                 f"model {self.mlflow.model_name!r} has no {self.alias!r} alias at {self.mlflow.tracking_uri} "
@@ -72,7 +77,14 @@ class Champion:
             return self.refusal
         try:
             load_scorer(self.mlflow, found)
-        except (RegistryError, ServiceError) as exc:
+        except ServiceError as exc:  # the registry is away: no verdict on the version; asked again later
+            why = f"{self.alias} v{found.version} could not be loaded yet: {exc}"
+            if why != self.refusal:
+                stay = f"staying on v{self.ref.version}" if self.ref else "not scoring"
+                log.warning("%s: %s; %s", self.who, why, stay)
+                self.refusal = why
+            return why
+        except RegistryError as exc:
             stay = f"staying on v{self.ref.version}" if self.ref else "not scoring"
             why = f"{self.alias} v{found.version} refused: {exc}"
             if why != self.refusal:

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from functools import reduce
+from functools import partial, reduce
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -165,11 +165,11 @@ def resume(kafka: KafkaSettings, topic: str, named: dict[str, str], outputs: lis
     did; a partition none has seen starts at its beginning."""
     consumer = Consumer(kafka.consumer_config(f"{kafka.client_id}-resume", {"enable.auto.commit": False}))
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        meta = _retried(lambda: consumer.list_topics(topic, timeout=10)).topics[topic]
         if meta.error is not None:
             raise KafkaException(meta.error)
         ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in meta.partitions
+            p: _retried(partial(_watermarks, consumer, TopicPartition(topic, p))) for p in meta.partitions
         }
     finally:
         consumer.close()
@@ -180,6 +180,10 @@ def resume(kafka: KafkaSettings, topic: str, named: dict[str, str], outputs: lis
         for p, offset in found.items():
             lowest[p] = min(lowest.get(p, offset), offset)
     return json.dumps({topic: {str(p): lowest.get(p, -2) for p in sorted(ends)}})
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    return consumer.get_watermark_offsets(partition, timeout=10)
 
 
 def _committed(

@@ -4,12 +4,10 @@ applications from the project's producer, and reading which applications reached
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,27 +27,6 @@ class RunningJob:
 
     def read_text(self) -> str:
         return self.log.read_text()
-
-    def kill_python_workers(self) -> int:
-        """SIGKILL the job's PySpark Python workers (its JVM starts new ones, which load the model
-        again); return how many."""
-        table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout  # noqa: S607
-        children: dict[int, list[int]] = defaultdict(list)
-        args: dict[int, str] = {}
-        for line in table.splitlines():
-            fields = line.split(None, 2)
-            children[int(fields[1])].append(int(fields[0]))
-            args[int(fields[0])] = fields[2] if len(fields) > 2 else ""
-        todo, workers = [self.process.pid], list[int]()
-        while todo:
-            for child in children[todo.pop()]:
-                todo.append(child)
-                if "pyspark.daemon" in args[child] or "pyspark.worker" in args[child]:
-                    workers.append(child)
-        for worker in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker, signal.SIGKILL)
-        return len(workers)
 
     def __str__(self) -> str:
         return str(self.log)
@@ -102,4 +79,11 @@ def assert_risked_and_scored_once(
         missing = len(set(sent) - set(got))
         assert not missing, f"{stream}: {missing} of {len(sent)} missing; log: {job}"
         if stream == "scores":
-            assert max(got[i] for i in sent) == 1, "an application was scored twice"
+            twice = {i for i in sent if got[i] > 1}
+            records = [m for m in read_topic(kafka, topics.output(stream), 10**9, 5, settle_s=0)]
+            shown = [
+                (m.key(), m.partition(), m.offset(), m.value())
+                for m in records
+                if (m.key() or b"").decode() in twice
+            ]
+            assert not twice, f"{len(twice)} applications scored twice, e.g. {shown[:4]}; log: {job}"

@@ -116,7 +116,7 @@ def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
-        while "started 2 queries" not in log.read_text():
+        while "started 1 queries: realtime" not in log.read_text():
             assert process.poll() is None and time.monotonic() < deadline, (
                 f"the job did not start; log: {log}"
             )
