@@ -23,7 +23,8 @@ session, for the prefills it survives.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -137,16 +138,19 @@ def run(spark: SparkSession, module: ModuleType, inputs: Path, rows: int) -> dic
 
 
 def baseline_module(ref: str) -> ModuleType:
-    """sparky/analyses/fraud.py as it was at `ref`, from a git worktree."""
+    """sparky/analyses/fraud.py as it was at `ref`, from a git worktree, importable as
+    `baseline_fraud` here and in the Python workers (call before the session starts: they inherit
+    PYTHONPATH)."""
     tree = Path(tempfile.mkdtemp(prefix="bench-fraud-baseline-"))
     command = ["git", "worktree", "add", "--detach", str(tree), ref]  # noqa: S607
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)  # noqa: S603
-    spec = importlib.util.spec_from_file_location("baseline_fraud", tree / "sparky" / "analyses" / "fraud.py")
-    assert spec is not None and spec.loader is not None  # noqa: S101
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_fraud"] = module
-    spec.loader.exec_module(module)
-    return module
+    shim = Path(tempfile.mkdtemp(prefix="bench-fraud-shim-"))
+    (shim / "baseline_fraud.py").symlink_to(tree / "sparky" / "analyses" / "fraud.py")
+    sys.path.insert(0, str(shim))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(shim), str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+    return importlib.import_module("baseline_fraud")
 
 
 def summary(name: str, events: int, result: dict[str, Any], batches: int) -> str:
@@ -172,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also the replaced design (pandas state)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
-    spark = build_session(SparkJobSettings(master=args.master), PathSettings(), "bench-fraud-state", ui=False)
     designs: dict[str, ModuleType] = {"job: JVM state per key (RocksDB, TTL)": fraud}
     if args.baseline:
         designs["baseline: one pandas state group"] = baseline_module(BASELINE_REF)
+    spark = build_session(SparkJobSettings(master=args.master), PathSettings(), "bench-fraud-state", ui=False)
     lines = []
     try:
         for events in args.events:

@@ -145,11 +145,14 @@ class Supervisor:
                 logged = time.monotonic()
 
     def behind(self, topic: str, target: dict[int, int]) -> list[str]:
-        """The queries that have not yet read `topic` up to `target` (partition -> end offset), as
-        their last progress reports."""
+        """The queries that read `topic` and have not yet read it up to `target` (partition -> end
+        offset), as their last progress reports (a query that has reported none yet counts)."""
         late = []
         for name, q in self.queries.items():
-            done = read_offsets(q.lastProgress or {}, topic)
+            progress = q.lastProgress or {}
+            if progress and not any(topic in str(s.get("description")) for s in progress.get("sources", [])):
+                continue  # it does not read `topic` (outcomes reads loan.truth)
+            done = read_offsets(progress, topic)
             if any(done.get(p, 0) < end for p, end in target.items() if end > 0):
                 late.append(name)
         return late
