@@ -302,36 +302,63 @@ class Explaining(nn.Module):
     A group's effect is the logit minus the logit with the group's features at the reference (numbers
     at the training mean, i.e. 0 once standardised; each category at the mean of its known values'
     rows of the folded table). The first layer is linear in the inputs, so removing a group subtracts
-    its part of that layer and reruns only the head: for all groups at once, as [n, G, D] matmuls
-    with 0/1 masks (`models.explain` defines the groups)."""
+    its part of that layer (0/1 masks: `models.explain` defines the groups) and reruns only the head,
+    for the row and its G removals in ONE pass. The head is laid out for few operators (a JVM task
+    scores one row per call, where each operator's fixed cost counts): every member's hidden units
+    side by side, the second layers as one block-diagonal matrix, and the members' mean folded into
+    the last one."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+    starts: torch.Tensor
+    table: torch.Tensor
+    numeric_w: torch.Tensor
+    bias: torch.Tensor
     reference: torch.Tensor
     numeric_mask: torch.Tensor
     category_mask: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    last: torch.Tensor
+    constant: torch.Tensor
 
     def __init__(self, ensemble: Ensemble, groups: list[tuple[list[int], list[int]]]) -> None:
         super().__init__()
-        self.ensemble = copy.deepcopy(ensemble).double()
-        numbers, categories = len(ensemble.mean), len(ensemble.starts)
+        e = copy.deepcopy(ensemble).double()
+        k, h = e.members, e.hidden
+        h2 = e.w2.shape[2]
+        cols = [m * (h + 1) + j for m in range(k) for j in range(h)] + [m * (h + 1) + h for m in range(k)]
+        numbers, categories = len(e.mean), len(e.starts)
         numeric_mask = torch.zeros(len(groups), numbers, dtype=torch.float64)
         category_mask = torch.zeros(len(groups), categories, dtype=torch.float64)
         for g, (nums, cats) in enumerate(groups):
             numeric_mask[g, nums], category_mask[g, cats] = 1.0, 1.0
-        self.register_buffer("numeric_mask", numeric_mask)  # [G, F]
-        self.register_buffer("category_mask", category_mask)  # [G, C]
-        self.register_buffer("reference", self.ensemble.category_reference())  # [C, D]
+        w2 = torch.block_diag(*e.w2)  # [K h, K h2]
+        last = torch.cat([e.w3.reshape(k * h2, 1), torch.ones(k, 1, dtype=torch.float64)]) / k
+        buffers = {
+            "mean": e.mean, "scale": e.scale, "starts": e.starts, "table": e.table[:, cols],
+            "numeric_w": e.numeric_w[:, cols], "bias": e.bias[cols],
+            "reference": e.category_reference()[:, cols], "numeric_mask": numeric_mask,  # [G, F]
+            "category_mask": category_mask, "w2": w2, "b2": e.b2.reshape(-1), "last": last,
+            "constant": e.b3.mean() - e.offset,
+        }  # fmt: skip
+        for name, value in buffers.items():
+            self.register_buffer(name, value.detach().clone())
+        self.deep = k * h
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.ensemble
-        x = e.standardised(numeric.double())  # [n, F]
-        rows = e.table[codes + e.starts]  # [n, C, D]: each category's folded first-layer row
-        z = torch.addmm(e.bias, x, e.numeric_w) + rows.sum(1)  # [n, D]
-        logit = e.head(z)
-        delta = (x.unsqueeze(1) * self.numeric_mask) @ e.numeric_w  # [n, G, D]
+        x = ((numeric.double() - self.mean) / self.scale).clamp(-CLAMP, CLAMP)  # [n, F]
+        rows = self.table[codes + self.starts]  # [n, C, D]: each category's first-layer part
+        z = torch.addmm(self.bias, x, self.numeric_w) + rows.sum(1)  # [n, D]
+        delta = (x.unsqueeze(1) * self.numeric_mask) @ self.numeric_w  # [n, G, D]
         delta = delta + torch.matmul(self.category_mask, rows - self.reference)
         n, g = delta.shape[0], delta.shape[1]
-        removed = e.head((z.unsqueeze(1) - delta).reshape(n * g, -1)).reshape(n, g)
-        return torch.sigmoid(logit), logit.unsqueeze(1) - removed
+        every = torch.cat([z.unsqueeze(1), z.unsqueeze(1) - delta], dim=1).reshape(n * (g + 1), -1)
+        hidden = torch.relu(torch.relu(every[:, : self.deep]) @ self.w2 + self.b2)
+        logit = (torch.cat([hidden, every[:, self.deep :]], dim=1) @ self.last).reshape(
+            n, g + 1
+        ) + self.constant
+        return torch.sigmoid(logit[:, 0]), logit[:, :1] - logit[:, 1:]
 
 
 def to_onnx(ensemble: Ensemble, groups: list[tuple[list[int], list[int]]]) -> bytes:

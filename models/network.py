@@ -20,6 +20,7 @@ import onnxruntime as ort
 from models.features import Features
 
 INPUTS, OUTPUTS = ("numeric", "codes"), ("probability", "effects")
+CHUNK = 64  # rows per run: the graph's [rows, groups, layer] intermediates stay in cache (measured)
 OPTIONS = {"intra_op_threads": 1, "inter_op_threads": 1}  # ModelScorer.java sets the same
 
 
@@ -54,9 +55,12 @@ class Network:
         if len(features.numeric) == 0:
             groups = self.session.get_outputs()[1].shape[1]
             return np.empty(0), np.empty((0, groups if isinstance(groups, int) else 0))
-        feeds = {"numeric": np.ascontiguousarray(features.numeric, np.float32), "codes": features.codes}
-        probability, effects = self.session.run(list(OUTPUTS), feeds)
-        return probability, effects
+        numeric = np.ascontiguousarray(features.numeric, np.float32)
+        codes = np.ascontiguousarray(features.codes, np.int64)
+        chunks = range(0, len(numeric), CHUNK)
+        feeds = [{"numeric": numeric[i : i + CHUNK], "codes": codes[i : i + CHUNK]} for i in chunks]
+        parts = [self.session.run(list(OUTPUTS), feed) for feed in feeds]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def probability(self, features: Features) -> np.ndarray:
         return self.run(features)[0]

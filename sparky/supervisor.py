@@ -149,7 +149,7 @@ class Supervisor:
         offset), as their last progress reports (a query that has reported none yet counts)."""
         late = []
         for name, q in self.queries.items():
-            progress = q.lastProgress or {}
+            progress: dict[str, Any] = q.lastProgress or {}
             if progress and not any(topic in str(s.get("description")) for s in progress.get("sources", [])):
                 continue  # it does not read `topic` (outcomes reads loan.truth)
             done = read_offsets(progress, topic)
