@@ -9,7 +9,7 @@ export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit test-faults up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -40,8 +40,6 @@ test-jvm: jars ## JUnit tests of the job's Java classes (sparky/jvm/test; JUnit'
 	@$(RUN) loans-stack test-jvm
 test-unit: .venv/.installed ## unit tests only (no services)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
-test-faults: .venv/.installed ## the slow fault-injection baselines (at-least-once kills)
-	$(RUN) pytest -m fault -s $(PYTEST_ARGS)
 
 up: install ## start Kafka (KRaft, SASL/SCRAM + ACLs) + MLflow (basic-auth) locally, make the principals and topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
