@@ -84,6 +84,16 @@ def died(job: subprocess.Popen[bytes], timeout_s: float) -> bool:
     return job.returncode == -signal.SIGKILL
 
 
+def committed(checkpoints: Path, query: str, topic: str) -> int:
+    """How far into `topic` (one partition) `query`'s committed micro-batches reached, from its checkpoint:
+    a micro-batch query has written everything below it (its Kafka transaction commits first)."""
+    commits = [int(p.name) for p in (checkpoints / query / "commits").glob("[0-9]*")]
+    if not commits:
+        return 0
+    lines = (checkpoints / query / "offsets" / str(max(commits))).read_text().splitlines()[2:]
+    return max((int(json.loads(line).get(topic, {}).get("0", 0)) for line in lines), default=0)
+
+
 def read(kafka: KafkaSettings, topic: str, expected: int) -> list[dict]:
     return [json.loads(m.value() or b"{}") for m in read_topic(kafka, topic, expected, 60, settle_s=3)]
 
@@ -131,7 +141,13 @@ def run_with_kills(
             ):
                 break
             time.sleep(5)
-        time.sleep(10)  # the last fraud and archive micro-batches
+        end = len(send.ids) + send.bad  # the applications topic's end offset
+        chk = tmp_path / "checkpoints"
+        while (
+            time.monotonic() < deadline + 120
+            and min(committed(chk, query, topics.applications) for query in ("fraud", "archive")) < end
+        ):  # the micro-batch queries read in batches of 150: they finish after real time does
+            time.sleep(2)
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)
