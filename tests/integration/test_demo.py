@@ -1,5 +1,6 @@
 """`make demo` end to end (`loans-demo`, its own process): every stream gets records, the counts it
-prints are the committed records on each topic, and a normal stop logs no ERROR and no stack trace."""
+prints are the committed records on each topic, a normal stop logs no ERROR and no stack trace, and
+the terminal shows the project's lines only (not Spark's shell announcement or MLflow's progress bars)."""
 
 from __future__ import annotations
 
@@ -58,5 +59,7 @@ def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
         assert printed[topics.dlq] == 3  # the demo's three malformed messages
         assert " ERROR " not in output and "Traceback" not in output, output[-3000:]
         assert not re.search(r"^\s+at [\w.$]+\(", output, re.M), "a Java stack trace was printed"
+        for noise in ("Setting default log level", "sc.setLogLevel", "Downloading artifacts"):
+            assert noise not in output, f"not a line of the project's: {noise!r}"  # Spark's shell, MLflow
     finally:
         admin_client(kafka).delete_topics(topics.all())
