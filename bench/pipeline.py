@@ -92,12 +92,13 @@ class Outcome:
     cores: dict[str, float] = field(default_factory=dict)  # process -> CPU cores used over the run
 
     def kept_up(self, p99_limit: float) -> bool:
-        p99s = [self.latency.get(s, [0, 0, float("inf")])[2] for s in PER_APPLICATION if s in self.records]
+        none = [float("inf")] * 3  # records but no latency: never answered in time
+        p99s = [(self.latency.get(s) or none)[2] for s in PER_APPLICATION if self.records.get(s)]
         windows_done = all(c.split("/")[0] == c.split("/")[1].split()[0] for c in self.complete.values())
         return (
             self.drained_s is not None
             and self.held >= 0.95 * self.rate
-            and max(p99s) <= p99_limit
+            and max(p99s, default=0.0) <= p99_limit
             and windows_done
         )
 
@@ -167,7 +168,7 @@ class Tally(threading.Thread):
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "bench-offsets"})
+    consumer = Consumer(kafka.consumer_config("bench-offsets"))  # the stack's credentials (SASL/SCRAM)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(
@@ -355,7 +356,12 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
                 ["git", "worktree", "add", "--detach", str(tree), baseline_ref],  # noqa: S607
                 cwd=ROOT, check=True, capture_output=True,
             )  # fmt: skip
-            out.append(Design(f"baseline ({baseline_ref})", "baseline", tree))
+            home = {"LOANS_PATHS_HOME": str(tree / ".loans")}  # its own jars: its pom is not this one
+            subprocess.run(  # noqa: S603
+                [sys.executable, "-m", "core.stack", "jars"], cwd=tree, check=True,
+                env=os.environ | home | {"PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            out.append(Design(f"baseline ({baseline_ref})", "baseline", tree, env=home))
         elif name == "cluster":
             out.append(standalone(free_port(), free_port()))
         else:
@@ -363,19 +369,32 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of every live process in `pid`'s session (the job: its JVM, its
-    Python workers)."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+def process_tree(pid: int) -> set[int]:
+    """`pid` and its live descendants: the job's Python driver, the JVM it starts (in a session of
+    its own, so the tree and not the session), the JVM's Python workers."""
+    parent = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, up in parent.items() if up in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid`'s process tree."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == pid:  # the session id (the job was started in a session of its own)
-            total += (int(fields[11]) + int(fields[12])) / tick
+        total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
@@ -424,15 +443,17 @@ def run_rate(
     rate: float,
     args: argparse.Namespace,
     queries: str | None = None,
+    monitoring: bool = True,
 ) -> Outcome:
-    """One run at `rate`: the job (all its queries, or `queries`) and the monitoring process."""
+    """One run at `rate`: the job (all its queries, or `queries`) and the monitoring process (with
+    all the queries, or when `monitoring`)."""
     topics, work = stack.topics(), Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     window = f"{args.window} seconds"
     env = run_env(stack, design, topics, model, work)
     env |= {"LOANS_SPARK_WINDOW": window, "LOANS_SPARK_MONITOR_WINDOW": window}
     job_queries = queries or ",".join(JOB_QUERIES[design.kind])
     jobs = {"job": start_job(design, env, job_queries, work / "job.log", work, "job")}
-    if queries is None or "monitor" in queries:
+    if queries is None or monitoring:
         jobs["monitoring"] = start_job(design, env, MONITORING, work / "monitoring.log", work, "monitoring")
     name = design.name if queries is None else f"{design.name}: {job_queries}"
     outcome = Outcome(name, rate)
@@ -553,10 +574,10 @@ def batch_costs(events: Path) -> dict[str, str]:  # `events`: the run's folder o
 def report(outcomes: list[Outcome], p99_limit: float) -> None:
     streams = ["risk", "risk seen", "scores", "scores seen", "fraud", *WINDOWED]
     print(f"\n{'design':<26}{'rate/s':>8}{'held/s':>8}{'drain s':>8}  "
-          + "".join(f"{s + ' p50/p95/p99 s':>25}" for s in streams) + "  kept up")  # fmt: skip
+          + "".join(f"{s + ' p50/p95/p99 s':>27}" for s in streams) + "  kept up")  # fmt: skip
     for o in outcomes:
         drained = f"{o.drained_s:.1f}" if o.drained_s is not None else "-"
-        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>25}" for s in streams)
+        cells = "".join(f"{'/'.join(f'{x:.2f}' for x in o.latency.get(s, [])) or '-':>27}" for s in streams)
         print(f"{o.design:<26}{o.rate:>8,.0f}{o.held:>8,.0f}{drained:>8}  {cells}  "
               f"{'yes' if o.kept_up(p99_limit) else 'no'}")  # fmt: skip
     for o in outcomes:
@@ -601,9 +622,10 @@ def main(argv: list[str] | None = None) -> int:
         for design in (chosen := designs(args.designs, args.baseline_ref)):
             model = train_champion(stack, design)
             if args.per_query:
-                for query in JOB_QUERIES[design.kind]:
-                    alone = "realtime,monitor" if query == "monitor" else query
-                    outcomes.append(run_rate(stack, model, design, args.rates[0], args, alone))
+                for query in (*JOB_QUERIES[design.kind], "monitor"):  # monitor: beside what scores
+                    alone = JOB_QUERIES[design.kind][0] if query == "monitor" else query
+                    run = run_rate(stack, model, design, args.rates[0], args, alone, query == "monitor")
+                    outcomes.append(run)
                     report([outcomes[-1]], args.p99_limit)
                 continue
             for rate in args.rates:

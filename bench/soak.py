@@ -32,6 +32,7 @@ from bench.pipeline import (
     ROOT,
     Design,
     Tally,
+    process_tree,
     read_all,
     run_env,
     start_job,
@@ -46,15 +47,11 @@ SLICE_S = 600
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of every process in `pid`'s session (MB)."""
+    """Resident memory of `pid`'s process tree (MB)."""
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for member in process_tree(pid):
         try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) != pid:
-                continue
-            status = (entry / "status").read_text()
+            status = Path(f"/proc/{member}/status").read_text()
         except OSError:
             continue
         total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0)
