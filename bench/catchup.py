@@ -61,13 +61,15 @@ def lags(port: int, topic: str) -> dict[str, float]:
 
 
 def catch_up(
-    stack: Stack, design: Design, model: str, count: int, down_first: bool, timeout_s: float
-) -> None:
+    stack: Stack, design: Design, model: str, count: int, down_first: bool, timeout_s: float,
+    monitoring: bool = True,
+) -> None:  # fmt: skip
     topics, work = stack.topics(), Path(tempfile.mkdtemp(prefix="bench-catchup-"))
     env = run_env(stack, design, topics, model, work)
     reader = stack.kafka("bench")
     ports = {"job": free_port(), "monitoring": free_port()}
-    queries = {"job": "realtime,windows,fraud,archive", "monitoring": MONITORING}
+    queries = {"job": "realtime,windows,fraud,archive"} | ({"monitoring": MONITORING} if monitoring else {})
+    names = [q for qs in queries.values() for q in qs.split(",")]
 
     def start() -> dict[str, subprocess.Popen[bytes]]:
         return {
@@ -88,12 +90,12 @@ def catch_up(
     jobs = start()
     done: dict[str, float] = {}
     try:
-        while time.monotonic() - began < timeout_s and len(done) < 6:
+        while time.monotonic() - began < timeout_s and len(done) < len(names):
             time.sleep(2)
             now = time.monotonic() - began
             if all(t.count() >= total for t in tallies.values()):
                 done.setdefault("realtime", now)
-            for port in ports.values():
+            for port in (ports[n] for n in queries):
                 for query, lag in lags(port, topics.applications).items():
                     if lag == 0:
                         done.setdefault(query, now)
@@ -108,7 +110,7 @@ def catch_up(
     failed = sum(path.read_text(errors="replace").count("failed (") for path in work.glob("*.log"))
     scenario = "while the job was down" if down_first else "before the first start"
     print(f"\n{count:,} applications produced {scenario}; {failed} query failures in the logs:")
-    for query in ("realtime", "windows", "fraud", "archive", "outcomes", "monitor"):
+    for query in names:
         if query in done:
             rate = total / done[query]
             print(f"  {query:<9} caught up {done[query]:7.1f} s after the job started: {rate:8,.0f}/s")
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--applications", type=int, default=1_000_000)
     parser.add_argument("--timeout", type=float, default=3600, help="most seconds a catch-up may take")
     parser.add_argument("--scenarios", nargs="+", default=["first-start", "while-down"])
+    parser.add_argument(
+        "--without-monitoring", action="store_true", help="the job alone (no `make spark-monitor` beside it)"
+    )
     args = parser.parse_args(argv)
     configure("INFO")
     stack = start_stack()
@@ -130,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         design = Design("jvm", "jvm", ROOT)
         model = train_champion(stack, design)
         for scenario in args.scenarios:
-            catch_up(stack, design, model, args.applications, scenario == "while-down", args.timeout)
+            down = scenario == "while-down"
+            catch_up(stack, design, model, args.applications, down, args.timeout, not args.without_monitoring)
     finally:
         stack.broker.stop()
         stack.mlflow.stop()
