@@ -67,8 +67,8 @@ def catch_up(
     topics, work = stack.topics(), Path(tempfile.mkdtemp(prefix="bench-catchup-"))
     env = run_env(stack, design, topics, model, work)
     reader = stack.kafka("bench")
-    ports = {"job": free_port(), "monitoring": free_port()}
     queries = {"job": "realtime,windows,fraud,archive"} | ({"monitoring": MONITORING} if monitoring else {})
+    ports = {n: free_port() for n in queries}
     names = [q for qs in queries.values() for q in qs.split(",")]
 
     def start() -> dict[str, subprocess.Popen[bytes]]:
@@ -95,7 +95,7 @@ def catch_up(
             now = time.monotonic() - began
             if all(t.count() >= total for t in tallies.values()):
                 done.setdefault("realtime", now)
-            for port in (ports[n] for n in queries):
+            for port in ports.values():
                 for query, lag in lags(port, topics.applications).items():
                     if lag == 0:
                         done.setdefault(query, now)
