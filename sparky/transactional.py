@@ -205,16 +205,19 @@ def _committed(
         consumer.close()
 
 
-RETRIABLE = {
+RETRIABLE = {  # a group coordinator moving or loading; a new topic's partition leaders not yet known
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
 }
 
 
 def _retried(call: Callable[[], T], timeout_s: float = 60) -> T:
-    """`call()`, again while the group coordinator is still moving or loading (a new broker, a new
-    group), for up to `timeout_s`."""
+    """`call()`, again while the cluster is still settling (a group coordinator moving or loading, a
+    new topic without its leaders yet), for up to `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
