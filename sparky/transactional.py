@@ -69,13 +69,16 @@ class TransactionalSink:
 
     def write(self, frames: Sequence[DataFrame], batch_id: int) -> int:
         """Write `frames` and the marker of `batch_id` in one transaction; return the records written
-        (0 for a replay of a committed batch, which is skipped)."""
+        (0 for a replay of a committed batch, which is skipped: its plan still runs, to Spark's noop
+        sink, so a stateful query's state stores commit the batch as Spark requires)."""
+        batch = reduce(DataFrame.union, frames)
         if self.last is not None and batch_id <= self.last:
             log.info(
                 "%s: micro-batch %d was committed before (last %d): skipped", self.query, batch_id, self.last
             )
+            batch.write.format("noop").mode("overwrite").save()
             return 0
-        table = reduce(DataFrame.union, frames).toArrow()
+        table = batch.toArrow()
         keys, values, topics = (table.column(c).to_pylist() for c in ("key", "value", "topic"))
         marker = {"query": self.query, "batch_id": batch_id, "records": len(keys)}
         self.producer.begin_transaction()
