@@ -2,11 +2,13 @@
 
 `ApplicationGenerator(seed).batch(n, start, spacing_s)` returns the applications (the columns of
 `core.events.LoanApplication`) and their ground truth (`ApplicationTruth`) as two DataFrames.
-The same seed gives the same events.
+The same seed gives the same events; each generator's application ids carry a run id of its own
+(`run_id` fixes one), so a second run never resubmits the first run's applications.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,6 +46,7 @@ class ApplicationGenerator:
         customers: int = 100_000,
         rings: int = 40,
         ssn_key: SsnKey | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.fraud_share = fraud_share
@@ -53,7 +56,7 @@ class ApplicationGenerator:
         self.rings = FraudRings.build(self.rng, pools, rings, self.ssn_key)
         self.terminals = hex_ids(self.rng, 120, "term-", digits=6).astype(object)
         self.terminal_ips = ipv4s(self.rng, 120).astype(object)
-        self.run_id = hex_ids(self.rng, 1, "", digits=8)[0]
+        self.run_id = run_id or secrets.token_hex(4)  # not from the seed: each run's ids are its own
         self.sequence = 0
 
     def batch(self, n: int, start: datetime, spacing_s: float = 0.0) -> Batch:

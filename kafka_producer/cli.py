@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,12 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
     return parse
 
 
+def _run_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-z]{1,16}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: 1 to 16 lowercase letters or digits")
+    return text
+
+
 def parse_args(argv: list[str] | None, gen: GeneratorSettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="loans-produce", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -69,7 +76,12 @@ def parse_args(argv: list[str] | None, gen: GeneratorSettings) -> argparse.Names
     parser.add_argument(
         "--history-count", type=_non_negative(int), default=20_000, help="loans when --history synthetic"
     )
-    parser.add_argument("--seed", type=int, default=gen.seed)
+    parser.add_argument(
+        "--seed", type=int, default=gen.seed, help="reproduces the data; each run's application ids are new"
+    )
+    parser.add_argument(
+        "--run-id", type=_run_id, help="a fixed run id (application ids app-RUNID-N) instead of a new one"
+    )
     parser.add_argument(
         "--fraud-share",
         type=_non_negative(float),
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = publish_history(producer, topics, history, args.seed, args.history_count, progress)
             if args.count != 0:
-                generator = ApplicationGenerator(args.seed, fraud_share=args.fraud_share)
+                generator = ApplicationGenerator(args.seed, fraud_share=args.fraud_share, run_id=args.run_id)
                 live = publish_live(
                     producer, topics, generator, Pace(args.rate, args.count, args.duration), progress
                 )
