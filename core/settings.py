@@ -364,11 +364,11 @@ class SparkJobSettings(BaseSettings):
         True,
         description="stop when offsets a checkpoint needs were lost to retention (false: skip them)",
     )
-    query_restarts: int = Field(
-        5, ge=0, description="times a failed query is restarted from its checkpoint before the job stops"
-    )
     restart_backoff_s: float = Field(
-        2.0, gt=0, description="wait before the first restart; doubles each time"
+        2.0, gt=0, description="wait before a failed query's first restart; doubles each failure in a row"
+    )
+    restart_backoff_max_s: float = Field(
+        300.0, gt=0, description="the longest wait between restarts of a query that keeps failing"
     )
     max_message_bytes: int = Field(100_000, ge=1, description="larger input messages go to the DLQ")
     max_future: str = Field(

@@ -57,7 +57,7 @@ def serve_metrics(job: Supervisor, where: MetricsSettings) -> Callable[[], None]
     port = where.monitor_port if job.ctx.kafka.service == "outcomes" else where.job_port
     if not port:
         return None
-    stop = metrics.serve(lambda: dict(job.queries), where.host, port)
+    stop = metrics.serve(lambda: dict(job.queries), where.host, port, job.restarting)
     log.info("metrics: http://%s:%d/metrics (Prometheus)", where.host, port)
     return stop
 

@@ -4,6 +4,8 @@ of our own): input and processed rates, batch duration, how far behind the input
 wrote. Served on LOANS_METRICS_JOB_PORT (loopback); `make status` reads them too.
 
     loans_job_query_active{query}                       1 while the query runs
+    loans_job_query_restarting{query}                   1 while a failed query waits to restart
+    loans_job_query_failures{query}                     its failures in a row (0 once it runs again)
     loans_job_input_rows_per_second{query}              as Spark's progress reports them
     loans_job_processed_rows_per_second{query}
     loans_job_batch_duration_seconds{query}             the last micro-batch's wall time
@@ -91,10 +93,15 @@ def _offsets(value: object) -> dict[str, dict[str, int]]:
 
 
 class QueryCollector(Collector):
-    """Reads `queries()` (name -> query) on each scrape."""
+    """Reads `queries()` (name -> query) and `restarting()` (a failed query waiting to restart ->
+    its failures in a row) on each scrape."""
 
-    def __init__(self, queries: Callable[[], dict[str, StreamingQuery]]) -> None:
-        self.queries = queries
+    def __init__(
+        self,
+        queries: Callable[[], dict[str, StreamingQuery]],
+        restarting: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self.queries, self.restarting = queries, restarting
         self.history: dict[str, deque[tuple[int, int]]] = {}  # query -> (batch id, total lag)
         self.lock = threading.Lock()
 
@@ -111,6 +118,8 @@ class QueryCollector(Collector):
             name: GaugeMetricFamily(f"loans_job_{name}", help_, labels=["query"])
             for name, help_ in (
                 ("query_active", "1 while the query runs"),
+                ("query_restarting", "1 while a failed query waits to restart"),
+                ("query_failures", "failures in a row of a query waiting to restart"),
                 ("input_rows_per_second", "input rate of the last micro-batch"),
                 ("processed_rows_per_second", "processing rate of the last micro-batch"),
                 ("batch_duration_seconds", "wall time of the last micro-batch"),
@@ -122,9 +131,12 @@ class QueryCollector(Collector):
             "loans_job_lag_records", "records behind the topic's end", labels=["query", "topic"]
         )
         late = CounterMetricFamily("loans_job_late_rows", "rows dropped by the watermark", labels=["query"])
+        restarting = self.restarting()
         for name, query in self.queries().items():
             progress: dict[str, Any] = query.lastProgress or {}
             gauges["query_active"].add_metric([name], float(query.isActive))
+            gauges["query_restarting"].add_metric([name], float(name in restarting))
+            gauges["query_failures"].add_metric([name], float(restarting.get(name, 0)))
             gauges["input_rows_per_second"].add_metric([name], float(progress.get("inputRowsPerSecond") or 0))
             gauges["processed_rows_per_second"].add_metric(
                 [name], float(progress.get("processedRowsPerSecond") or 0)
@@ -145,9 +157,14 @@ class QueryCollector(Collector):
         yield late
 
 
-def serve(queries: Callable[[], dict[str, StreamingQuery]], host: str, port: int) -> Callable[[], None]:
+def serve(
+    queries: Callable[[], dict[str, StreamingQuery]],
+    host: str,
+    port: int,
+    restarting: Callable[[], dict[str, int]] = dict,
+) -> Callable[[], None]:
     """Serve the job's metrics on host:port; returns what stops the server."""
-    REGISTRY.register(collector := QueryCollector(queries))
+    REGISTRY.register(collector := QueryCollector(queries, restarting))
     try:
         stop_server = metrics.serve(REGISTRY, host, port, "LOANS_METRICS_JOB_PORT")
     except Exception:

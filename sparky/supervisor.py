@@ -5,9 +5,11 @@
     supervisor.run(stop=event)  # until stopped: restarts, model moves, progress lines
 
 Each query is checkpointed under LOANS_SPARK_CHECKPOINT_DIR/<query>. A failed query is restarted
-from its checkpoint with backoff (LOANS_SPARK_RESTART_BACKOFF_S, doubling), at most
-LOANS_SPARK_QUERY_RESTARTS times in a row; then, or when its offsets were lost to retention, the job
-stops with the reason.
+from its checkpoint after a backoff (LOANS_SPARK_RESTART_BACKOFF_S, doubling up to
+LOANS_SPARK_RESTART_BACKOFF_MAX_S) for as long as it fails, one log line each time; the others run
+on meanwhile, and the metrics (`loans_job_query_restarting`) and `make status` show it restarting:
+an operator, not the job, decides to give up. Only offsets lost to retention or to deleted topics
+stop the job, with what to do.
 
 Models: the supervisor asks the registry for the `champion` and `challenger` aliases (at most every
 LOANS_SPARK_CHAMPION_POLL_S, on the driver, never inside a batch). A version is loaded and checked
@@ -31,7 +33,7 @@ from typing import Any
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from core.settings import CHALLENGER
 from models.registry import ModelRef, load_scorer
 from sparky.analyses.scores import Model
@@ -43,6 +45,7 @@ from sparky.session import exists
 
 log = logging.getLogger(__name__)
 SCORING = "realtime"  # the query that runs the models
+QUIET_S = 600.0  # a query that ran this long since its last failure counts its failures afresh
 
 
 class Supervisor:
@@ -56,7 +59,8 @@ class Supervisor:
         self.ctx = ctx
         self.wanted: list[Query] = [q for q in QUERIES if q.name in wanted]
         self.queries: dict[str, StreamingQuery] = {}
-        self.restarts: dict[str, tuple[int, float]] = {}  # name -> (count, when last)
+        self.failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, when the last)
+        self.due: dict[str, float] = {}  # a failed query -> when it restarts (time.monotonic)
         mlflow, poll = ctx.mlflow, ctx.settings.champion_poll_s
         self.champion = Champion(mlflow, poll) if mlflow else None
         self.challenger = Champion(mlflow, poll, CHALLENGER) if mlflow else None
@@ -113,9 +117,12 @@ class Supervisor:
         if _versions(now) != _versions(before):
             log.info("models: %s (was %s)", now.describe(), before.describe())
             self.ctx = replace(self.ctx, models=now)
-            if SCORING in self.queries:
+            if SCORING in self.queries and SCORING not in self.due:
                 self._stop_one(SCORING)
-                self.queries[SCORING] = BY_QUERY[SCORING].start(self.ctx)
+                try:
+                    self.queries[SCORING] = BY_QUERY[SCORING].start(self.ctx)
+                except Exception as exc:  # noqa: BLE001 (restarted by `watch`, said in the log)
+                    self._failed(SCORING, str(exc), time.monotonic(), restarting=True)
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries.values() if not q.isActive), None)
@@ -127,8 +134,8 @@ class Supervisor:
         stop: threading.Event | None = None,
         until: Callable[[], bool] | None = None,
     ) -> None:
-        """Watch the queries until `duration_s` passes, `stop` is set or `until()` holds: restart a
-        failed query (`restart`, which raises once it gives up), follow the registry, log progress."""
+        """Watch the queries until `duration_s` passes, `stop` is set or `until()` holds: restart
+        failed queries (`watch`), follow the registry, log progress."""
         started = logged = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
             if (stop is not None and stop.is_set()) or (until is not None and until()):
@@ -137,8 +144,7 @@ class Supervisor:
                 self.ctx.spark.streams.awaitAnyTermination(1)
             except StreamingQueryException:  # a query failed: restarted below
                 self.ctx.spark.streams.resetTerminated()
-            if (failed := self.failed()) is not None:
-                self.restart(failed, stop)
+            self.watch(time.monotonic())
             self.follow_models()
             if time.monotonic() - logged >= progress_every_s:
                 self.log_progress()
@@ -157,33 +163,53 @@ class Supervisor:
                 late.append(name)
         return late
 
-    def restart(self, query: StreamingQuery, stop: threading.Event | None = None) -> None:
-        """Restart a failed query from its checkpoint after a backoff, at most
-        LOANS_SPARK_QUERY_RESTARTS times in a row (the count starts again after 10 quiet minutes);
-        then, or when its offsets were lost to retention, raise."""
+    def watch(self, now: float) -> None:
+        """Plan the restart of each query that failed since, after its backoff; restart those due
+        (`now`: time.monotonic). Nothing here waits."""
+        for name, query in list(self.queries.items()):
+            if name not in self.due and not query.isActive:
+                self._failed(name, str(query.exception() or "stopped"), now)
+        for name, at in list(self.due.items()):
+            if now >= at:
+                del self.due[name]
+                try:
+                    self.queries[name] = BY_QUERY[name].start(self.ctx)
+                except Exception as exc:  # noqa: BLE001 (any cause: tried again, said in the log)
+                    self._failed(name, str(exc), now, restarting=True)
+
+    def restarting(self) -> dict[str, int]:
+        """The failed queries waiting to restart -> their failures in a row."""
+        return {name: self.failures[name][0] for name in self.due}
+
+    def _failed(self, name: str, error: str, now: float, restarting: bool = False) -> None:
+        """Note a failure of query `name` and plan its restart; lost offsets raise instead."""
         settings = self.ctx.settings
-        name, error = str(query.name), str(query.exception() or "stopped")
         reason = error.strip().splitlines()[0][:300] if error.strip() else "stopped"
         if "failOnDataLoss" in error or "data may have been lost" in error.lower():
-            raise RuntimeError(
-                f"query {name}: offsets its checkpoint needs are gone from Kafka (retention or a deleted "
-                f"topic): {reason}. To skip them, run with LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
+            raise DataError(
+                f"query {name}: offsets its checkpoint needs are gone from Kafka (retention, or topics "
+                f"deleted and made again): {reason}. If the topics were made again, start the job on "
+                f"new checkpoints (move {settings.checkpoint_dir} away); to skip what retention "
+                "removed, run with LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
             )
-        count, last = self.restarts.get(name, (0, 0.0))
-        count = 1 if time.monotonic() - last > 600 else count + 1
-        if count > settings.query_restarts:
-            raise RuntimeError(f"query {name} failed {count} times in a row; last: {reason}")
-        wait = min(settings.restart_backoff_s * 2 ** (count - 1), 120.0)
-        log.warning(
-            "query %s failed (%s); restarting it from its checkpoint in %.0f s (%d of %d)",
-            name, reason, wait, count, settings.query_restarts,
-        )  # fmt: skip
-        if stop is not None and stop.wait(wait):
-            return
-        if stop is None:
-            time.sleep(wait)
-        self.queries[name] = BY_QUERY[name].start(self.ctx)
-        self.restarts[name] = (count, time.monotonic())
+        count, last = self.failures.get(name, (0, now))
+        count = 1 if now - last > QUIET_S or count == 0 else count + 1
+        self.failures[name] = (count, now)
+        wait = min(settings.restart_backoff_s * 2 ** min(count - 1, 30), settings.restart_backoff_max_s)
+        self.due[name] = now + wait
+        if restarting:
+            log.warning(
+                "could not restart query %s (%s); trying again in %.0f s (failure %d)",
+                name,
+                reason,
+                wait,
+                count,
+            )
+        else:
+            log.warning(
+                "query %s failed (%s); restarting it from its checkpoint in %.0f s (failure %d)",
+                name, reason, wait, count,
+            )  # fmt: skip
 
     def log_progress(self) -> None:
         for name, q in self.queries.items():

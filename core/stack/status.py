@@ -1,7 +1,7 @@
 """`make status` beyond the broker and MLflow: the Spark job (and monitoring), the producer, the API
 and the dashboard, each found at the address its settings give and read from its own metrics or
-health endpoint. A part not started is `not running`; a job with a stopped query or a lag that keeps
-growing is a problem (exit 1, with the broker or MLflow down)."""
+health endpoint. A part not started is `not running`; a job with a query restarting or stopped, or a
+lag that keeps growing, is a problem (exit 1, with the broker or MLflow down)."""
 
 from __future__ import annotations
 
@@ -69,11 +69,16 @@ def job(name: str, url: str) -> Part:
     age = f"last batch {time() - min(last.values()):.0f} s ago" if last else "no batch yet"
     lags = ", ".join(f"{t} {v:,.0f}" for t, v in sorted(lag.items())) or "-"
     detail = f"queries {', '.join(sorted(active))}; {age}; in {rate:,.0f}/s; lag {lags}"
-    stopped = sorted(q for q, v in active.items() if not v)
-    if stopped or growing:
-        why = f"stopped: {', '.join(stopped)}" if stopped else f"lag keeps growing: {', '.join(growing)}"
-        return Part(name, f"problem: {why}", url, detail)
-    return Part(name, "running", url, detail)
+    failures = _per_query(samples, "loans_job_query_failures")
+    restarting = sorted(q for q, v in _per_query(samples, "loans_job_query_restarting").items() if v)
+    stopped = sorted(q for q, v in active.items() if not v and q not in restarting)
+    whys = [
+        "restarting: " + ", ".join(f"{q} ({failures.get(q, 0):.0f} failures in a row)" for q in restarting),
+        f"stopped: {', '.join(stopped)}",
+        f"lag keeps growing: {', '.join(growing)}",
+    ]
+    why = next((w for w, found in zip(whys, (restarting, stopped, growing), strict=True) if found), None)
+    return Part(name, f"problem: {why}" if why else "running", url, detail)
 
 
 def producer(url: str) -> Part:

@@ -48,7 +48,7 @@ def catch_up(job: Supervisor, kafka: KafkaSettings, topic: str) -> None:
     ends = _ends(kafka, topic)
     job.run(progress_every_s=30, duration_s=600, until=lambda: not job.behind(topic, ends))
     assert not job.behind(topic, ends), f"still behind after 600 s: {job.behind(topic, ends)}"
-    assert not job.restarts, f"a query failed on the backlog: {job.restarts}"
+    assert not job.failures, f"a query failed on the backlog: {job.failures}"
     for name, query in job.queries.items():
         assert query.isActive, name
         if name != "realtime":  # real time reads as it goes; the micro-batches are bounded

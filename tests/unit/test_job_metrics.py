@@ -65,3 +65,21 @@ def test_status_reads_the_job_and_flags_a_growing_lag_or_a_stopped_query() -> No
     finally:
         stop()
     assert status.job("spark job", url).state == "not running"
+
+
+def test_status_shows_a_query_that_keeps_failing_as_restarting() -> None:
+    risk, fraud = Stand(progress(1, 100, 100)), Stand(progress(1, 100, 100), isActive=False)
+    registry = CollectorRegistry()
+    queries = {"risk": risk, "fraud": fraud}
+    registry.register(QueryCollector(lambda: queries, lambda: {"fraud": 3}))  # type: ignore[arg-type,return-value]
+    port = free_port()
+    stop = serve(registry, "127.0.0.1", port, "-")
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert status.job("spark job", url).state == "problem: restarting: fraud (3 failures in a row)"
+        samples = status.scrape(url) or {}
+        assert samples[("loans_job_query_restarting", (("query", "fraud"),))] == 1
+        assert samples[("loans_job_query_failures", (("query", "fraud"),))] == 3
+        assert samples[("loans_job_query_restarting", (("query", "risk"),))] == 0
+    finally:
+        stop()
