@@ -191,9 +191,11 @@ class ScoreRecord(OutputRecord):
 class DeadLetter(OutputRecord):
     """A message that is not a valid event, with where it came from and why. `payload` is the message
     as text (bytes that are not UTF-8 shown as `\\xNN`, cut at 20,000 characters); `payload_base64`
-    carries the raw bytes (cut likewise) when they are not valid UTF-8."""
+    carries the raw bytes (cut likewise) when they are not valid UTF-8. `key` is the message's key
+    shown the same way, cut at 256 bytes; `key_bytes` its size as received."""
 
     key: str | None = None
+    key_bytes: int | None = None
     source_topic: str
     source_partition: int
     source_offset: int

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from sparky.schema import enum_values, spark_type
 
+KEY_MAX_BYTES = 256  # a longer message key makes a dead letter (an application's key is its id)
 BOUNDS = ("ge", "gt", "le", "lt")
 NOT_AN_OBJECT = ("json_invalid", "model_type", "model_attributes_type")
 IGNORED = ("extra_forbidden",)  # Spark's from_json ignores unknown fields; so does validation
@@ -90,6 +91,21 @@ def explain(
     return "malformed record (a value Spark's JSON reader does not accept for its type)"
 
 
+def key_problem(key: bytes | None, size: int | None) -> str | None:
+    """Why a message key (`size` bytes as received; `key` maybe cut) makes a dead letter, or None."""
+    if key is None or size is None:
+        return None
+    if size > KEY_MAX_BYTES:
+        return f"key of {size} bytes exceeds {KEY_MAX_BYTES}"
+    try:
+        text = bytes(key).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"key is not valid UTF-8: byte 0x{key[exc.start]:02x} at offset {exc.start}"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "key has control characters"
+    return None
+
+
 def dead_letter(
     model: type[BaseModel],
     key: bytes | None,
@@ -98,18 +114,20 @@ def dead_letter(
     max_bytes: int,
     keep: int,
     context: dict[str, Any] | None = None,
+    key_bytes: int | None = None,
 ) -> tuple[str | None, str, str, str | None]:
     """`(key, reason, payload, payload_base64)` of a dead letter from the message's raw key and value
-    (`raw` may arrive cut; `size` is the size received). The payload is cut at `keep` bytes, as text
-    with bytes that are not UTF-8 escaped (`\\xff`); `payload_base64` holds the same bytes when they
-    are not valid UTF-8 (a multi-byte character cut at the end does not count)."""
+    (`raw` may arrive cut; `size` is the size received; `key_bytes` the key's). The payload is cut at
+    `keep` bytes, as text with bytes that are not UTF-8 escaped (`\\xff`); `payload_base64` holds the
+    same bytes when they are not valid UTF-8 (a multi-byte character cut at the end does not count).
+    The key is shown escaped the same way, cut at KEY_MAX_BYTES; a hostile key is the reason first."""
     value = bytes(raw or b"")
-    reason = explain(model, value, size, max_bytes, context)
+    reason = key_problem(key, key_bytes) or explain(model, value, size, max_bytes, context)
     kept = value[:keep]
     cut = len(kept) < size  # only a cut payload may end inside a character
     try:
         text, binary = codecs.getincrementaldecoder("utf-8")().decode(kept, final=not cut), False
     except UnicodeDecodeError:
         text, binary = kept.decode("utf-8", "backslashreplace"), True
-    shown_key = bytes(key).decode("utf-8", "backslashreplace") if key is not None else None
+    shown_key = bytes(key)[:KEY_MAX_BYTES].decode("utf-8", "backslashreplace") if key is not None else None
     return shown_key, reason, text, base64.b64encode(kept).decode("ascii") if binary else None

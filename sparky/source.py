@@ -16,7 +16,7 @@ import operator
 import re
 from collections.abc import Iterable, Iterator
 from functools import reduce
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 import pandas as pd
 from annotated_types import Ge, Gt, Le, Lt
@@ -35,17 +35,25 @@ from pyspark.sql.types import (
 
 from core.records import DeadLetter
 from core.settings import KafkaSettings, SparkJobSettings
-from sparky.reasons import dead_letter
+from sparky.reasons import KEY_MAX_BYTES, dead_letter
 from sparky.schema import enum_values, required_fields, spark_type, to_struct_type
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 PAYLOAD_KEEP = 20_000  # bytes of an invalid payload kept in the dead letter
-DEAD_LETTER_INPUT = ("key", "source_topic", "source_partition", "source_offset", "raw", "payload_bytes")
+DEAD_LETTER_INPUT = (
+    "key",
+    "key_bytes",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "raw",
+    "payload_bytes",
+)
 DEAD_LETTER_SCHEMA = (
-    "key string, source_topic string, source_partition int, source_offset long, reason string, "
-    "payload string, payload_base64 string, payload_bytes int"
+    "key string, key_bytes int, source_topic string, source_partition int, source_offset long, "
+    "reason string, payload string, payload_base64 string, payload_bytes int"
 )
 
 
@@ -175,9 +183,15 @@ class Parser:
         text = F.col("value").cast("string")
         size = F.coalesce(F.length(F.col("value")), F.lit(0))
         event = F.col("event")
-        stored = F.col("payload_bytes")
+        stored, key, key_bytes = F.col("payload_bytes"), F.col("key"), F.col("key_bytes")
+        key_ok = key.isNull() | (
+            (key_bytes <= KEY_MAX_BYTES)
+            & F.is_valid_utf8(key)
+            & ~key.cast("string").rlike("[\\x00-\\x1f\\x7f]")
+        )
         clean = (
-            (stored > 0)
+            key_ok
+            & (stored > 0)
             & (stored <= job.max_message_bytes)
             & F.is_valid_utf8(F.col("payload"))
             & event[CORRUPT].isNull()
@@ -186,7 +200,8 @@ class Parser:
             & ~_any(_hostile(model, event, F.col("payload"), job))
         )
         self.columns = [
-            F.col("key"),
+            F.substring(F.col("key"), 1, KEY_MAX_BYTES).alias("key"),  # cut: a hostile key travels on
+            F.octet_length(F.col("key")).alias("key_bytes"),
             F.col("value").alias("raw"),
             text.alias("payload"),
             size.alias("payload_bytes"),
@@ -209,12 +224,21 @@ class Parser:
 
         def explained(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for frame in frames:
-                rows = zip(frame["key"], frame["raw"], frame["payload_bytes"], strict=True)
+                rows = zip(
+                    frame["key"], frame["key_bytes"], frame["raw"], frame["payload_bytes"], strict=True
+                )
                 letters = [
-                    dead_letter(model, k, raw, int(n), max_bytes, PAYLOAD_KEEP, context) for k, raw, n in rows
+                    dead_letter(model, k, raw, int(n), max_bytes, PAYLOAD_KEEP, context, _int(kn))
+                    for k, kn, raw, n in rows
                 ]
                 out = pd.DataFrame(letters, columns=["key", "reason", "payload", "payload_base64"])
-                for column in ("source_topic", "source_partition", "source_offset", "payload_bytes"):
+                for column in (
+                    "key_bytes",
+                    "source_topic",
+                    "source_partition",
+                    "source_offset",
+                    "payload_bytes",
+                ):
                     out[column] = frame[column].to_numpy()
                 yield out
 
@@ -223,13 +247,18 @@ class Parser:
         )
         rows = (
             parsed.where(~F.col("ok"))
-            .select(*DEAD_LETTER_INPUT[:4], kept.alias("raw"), "payload_bytes")
+            .select(*DEAD_LETTER_INPUT[:5], kept.alias("raw"), "payload_bytes")
             .coalesce(1)  # few rows: one Python task, not one per partition
         )
         return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).select(
             *(F.col(c) for c in DeadLetter.model_fields if c != "failed_at"),
             F.current_timestamp().alias("failed_at"),
         )
+
+
+def _int(value: Any) -> int | None:
+    """A nullable integer column's value from pandas (NaN or None when null)."""
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def parse(

@@ -178,7 +178,8 @@ def duplicate_letters(topic: str, horizon: str, keep: int) -> list[Column]:
         F.lit(f" (within LOANS_SPARK_DEDUP_HORIZON={horizon})"),
     )  # fmt: skip
     columns = {
-        "key": F.col("source_key"), "source_topic": F.lit(topic), "reason": reason,
+        "key": F.col("source_key"), "key_bytes": F.octet_length("source_key"), "source_topic": F.lit(topic),
+        "reason": reason,
         "payload_base64": F.lit(None).cast("string"), "failed_at": F.current_timestamp(),
         "payload": F.substring("payload", 1, keep),
     }  # fmt: skip

@@ -56,8 +56,17 @@ def send(kafka: KafkaSettings, topic: str, messages: dict[str, bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def dead_letters(job: Supervisor, keys: set[str], timeout_s: float = 90) -> list[dict]:
-    """The dead letters of `keys`, read until every key has one or the deadline passes."""
+def send_raw(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """`(key, value)` messages, keys as raw bytes, each with a header of its own."""
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 2_000_000})
+    for key, value in messages:
+        producer.produce(topic, value, key, headers=[("h", key[:1000])])
+    assert producer.flush(30) == 0
+
+
+def letters_of(job: Supervisor, payloads: set[str], timeout_s: float = 90) -> list[dict]:
+    """The dead letters whose payload is one of `payloads`, read until each has one or the deadline
+    passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         records = [
@@ -65,8 +74,31 @@ def dead_letters(job: Supervisor, keys: set[str], timeout_s: float = 90) -> list
             for m in read_topic(job.ctx.kafka, job.ctx.topics.dlq, 10**9, 3, 0)
             if (v := m.value())
         ]
-        mine = [r for r in records if r.get("key") in keys]
-        if {r["key"] for r in mine} >= keys or time.monotonic() > deadline:
+        mine = [r for r in records if r.get("payload") in payloads]
+        if {r["payload"] for r in mine} >= payloads or time.monotonic() > deadline:
+            return mine
+        time.sleep(1)
+
+
+def dead_letters(job: Supervisor, keys: set[str], timeout_s: float = 90, prefix: bool = False) -> list[dict]:
+    """The dead letters of `keys` (with `prefix`, of keys that start with one), read until every key
+    has one or the deadline passes."""
+
+    def whose(record: dict) -> str | None:
+        key = record.get("key") or ""
+        return (
+            next((k for k in keys if key.startswith(k)), None) if prefix else (key if key in keys else None)
+        )
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = [
+            json.loads(v)
+            for m in read_topic(job.ctx.kafka, job.ctx.topics.dlq, 10**9, 3, 0)
+            if (v := m.value())
+        ]
+        mine = [r for r in records if whose(r)]
+        if {whose(r) for r in mine} >= keys or time.monotonic() > deadline:
             return mine
         time.sleep(1)
 
@@ -134,18 +166,60 @@ def test_every_malformed_kind_lands_in_the_dlq_and_the_job_runs_on(hostile_job: 
     assert all(q.isActive for q in job.queries.values())
 
 
+def test_hostile_keys_land_in_the_dlq_cut_and_the_job_runs_on(hostile_job: Supervisor) -> None:
+    """A key the broker accepts but no application has (1.2 MB; not UTF-8; control characters) is a
+    dead letter, its key cut and escaped like a payload and its size recorded, whatever the value;
+    before, the archive query failed on every replay (MSG_SIZE_TOO_LARGE: the dead letter carried
+    the key uncut) and the job stopped."""
+    job = hostile_job
+    apps = ApplicationGenerator(seed=5).batch(2, datetime(2026, 5, 1, 9, 0, tzinfo=UTC), 1).applications
+    valid = json_lines(apps)
+    huge = b"k" * 1_200_000
+    messages = [(huge, b"x-huge"), (huge, valid[0]), (b"\xff\xfe-key", b"x-utf8"), (b"\x1b[2J-key", b"x-ctl")]
+    send_raw(job.ctx.kafka, job.ctx.topics.applications, messages)
+    payloads = {v.decode() for _, v in messages}
+    letters = {r["payload"]: r for r in letters_of(job, payloads)}
+    assert set(letters) == payloads, set(payloads) - set(letters)
+    for value in ("x-huge", valid[0].decode()):
+        letter = letters[value]
+        assert letter["key_bytes"] == 1_200_000 and len(letter["key"]) <= 1024
+        assert letter["reason"].startswith("key of 1200000 bytes exceeds 256"), letter["reason"]
+    assert letters["x-utf8"]["key"] == "\\xff\\xfe-key"
+    assert letters["x-utf8"]["reason"].startswith("key is not valid UTF-8")
+    assert letters["x-ctl"]["reason"].startswith("key has control characters")
+    risk = {
+        (m.key() or b"").decode()
+        for m in read_topic(job.ctx.kafka, job.ctx.topics.output("risk"), 10**6, 5, 2)
+    }
+    assert apps["application_id"][0] not in risk  # a valid payload under a hostile key is not decided
+    time.sleep(5)  # the archive's next batches
+    assert not job.failures and all(q.isActive for q in job.queries.values()), job.failures
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payloads=st.lists(st.binary(min_size=1, max_size=3_000), min_size=10, max_size=30))
-def test_arbitrary_bytes_each_land_in_the_dlq_once(hostile_job: Supervisor, payloads: list[bytes]) -> None:
+@given(
+    messages=st.lists(
+        st.tuples(st.binary(max_size=400), st.binary(min_size=1, max_size=3_000)), min_size=10, max_size=30
+    )
+)
+def test_arbitrary_bytes_each_land_in_the_dlq_once(
+    hostile_job: Supervisor, messages: list[tuple[bytes, bytes]]
+) -> None:
+    """Arbitrary values under arbitrary keys (a tagged prefix, then any bytes: too long, not UTF-8,
+    control characters) with arbitrary headers: each is one dead letter, the key shown cut."""
     job = hostile_job
     tag = uuid.uuid4().hex[:8]
-    messages = {f"fuzz-{tag}-{i}": payload for i, payload in enumerate(payloads)}
-    send(job.ctx.kafka, job.ctx.topics.applications, messages)
-    letters = dead_letters(job, set(messages))
-    assert Counter(r["key"] for r in letters) == Counter(set(messages))
+    sent = {
+        f"fuzz-{tag}-{i}-": (f"fuzz-{tag}-{i}-".encode() + key, value)
+        for i, (key, value) in enumerate(messages)
+    }
+    send_raw(job.ctx.kafka, job.ctx.topics.applications, list(sent.values()))
+    letters = dead_letters(job, set(sent), prefix=True)
+    assert Counter(next(p for p in sent if r["key"].startswith(p)) for r in letters) == Counter(set(sent))
     for letter in letters:
-        raw = messages[letter["key"]]
-        assert letter["reason"] and letter["payload_bytes"] == len(raw)
+        key, raw = sent[next(p for p in sent if letter["key"].startswith(p))]
+        assert letter["reason"] and letter["payload_bytes"] == len(raw) and letter["key_bytes"] == len(key)
+        assert letter["key"] == key[:256].decode("utf-8", "backslashreplace")
         assert letter["source_topic"] == job.ctx.topics.applications and letter["source_offset"] >= 0
         if "payload_base64" in letter:  # bytes that are not UTF-8 travel as base64, exactly
             assert base64.b64decode(letter["payload_base64"]) == raw

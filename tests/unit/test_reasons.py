@@ -14,7 +14,7 @@ from core.events import HistoricalLoan, LoanApplication
 from generator.applications import ApplicationGenerator
 from generator.history import synthetic_history
 from kafka_producer.encode import json_lines
-from sparky.reasons import dead_letter, explain
+from sparky.reasons import dead_letter, explain, key_problem
 
 MAX = 100_000
 
@@ -86,3 +86,15 @@ def test_bytes_that_are_not_utf8_are_named_and_kept() -> None:
     _, reason, payload, payload_base64 = dead_letter(LoanApplication, b"k\xfe", raw, len(raw), 10_000, 20_000)
     assert reason == "not valid UTF-8: byte 0xff at offset 11"
     assert payload == '{"email": "\\xff"}' and base64.b64decode(payload_base64 or "") == raw
+
+
+def test_a_hostile_key_is_the_reason_and_is_shown_cut_and_escaped() -> None:
+    huge = b"k" * 1_200_000
+    key, reason, payload, _ = dead_letter(
+        LoanApplication, huge[:256], b"x", 1, 100_000, 20_000, key_bytes=len(huge)
+    )
+    assert reason == "key of 1200000 bytes exceeds 256" and key == "k" * 256 and payload == "x"
+    key, reason, *_ = dead_letter(LoanApplication, b"\xff-id", b"{}", 2, 100_000, 20_000, key_bytes=4)
+    assert key == "\\xff-id" and reason == "key is not valid UTF-8: byte 0xff at offset 0"
+    assert key_problem(b"\x1b[2J", 4) == "key has control characters"
+    assert key_problem(b"app-1a2b3c4d-0000000042", 23) is None and key_problem(None, None) is None
