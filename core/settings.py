@@ -352,7 +352,11 @@ class SparkJobSettings(BaseSettings):
         pattern=r"^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$",
         description="Spark's own log (WARN or INFO to see what the engine says; the job's lines are INFO)",
     )
-    ui_host: str = Field("127.0.0.1", description="where the Spark UI (port 4040) listens")
+    bind_address: str = Field(
+        "127.0.0.1",
+        description="the address the job's driver listens on: Spark UI (4040), driver RPC, block manager "
+        "(on a cluster: the driver's address the executors reach)",
+    )
     window: str = Field("1 minute", pattern=DURATION)
     starting_offsets: str = Field(
         "earliest",

@@ -61,7 +61,8 @@ def spark_conf(job: SparkJobSettings, paths: PathSettings, app_name: str, ui: bo
             ("spark.scheduler.allocation.file", str(_package_file(paths, POOLS))),
             ("spark.sql.session.timeZone", "UTC"),
             ("spark.ui.enabled", str(ui).lower()),
-            ("spark.ui.host", job.ui_host),  # loopback unless configured
+            ("spark.driver.bindAddress", job.bind_address),  # driver RPC, block manager
+            ("spark.driver.host", job.bind_address),
             REDACTION,
             ("spark.ui.showConsoleProgress", "false"),  # progress bars garble the log
             ("spark.sql.streaming.stateStore.providerClass", ROCKSDB),
@@ -84,6 +85,7 @@ def build_session(
 ) -> SparkSession:
     """A SparkSession for `job.master` with the Kafka connector on its classpath."""
     conf = spark_conf(job, paths, app_name, ui)
+    os.environ["SPARK_LOCAL_IP"] = job.bind_address  # the UI binds here (Spark reads no setting for it)
     if SparkContext._gateway is None:  # noqa: SLF001 (the one way to start the JVM on our terms)
         gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
         SparkContext._ensure_initialized(gateway=gateway, conf=conf)  # noqa: SLF001

@@ -87,3 +87,54 @@ def assert_risked_and_scored_once(
                 if (m.key() or b"").decode() in twice
             ]
             assert not twice, f"{len(twice)} applications scored twice, e.g. {shown[:4]}; log: {job}"
+
+
+def descendants(root: int) -> set[int]:
+    """`root` and every process below it (a JVM started in a session of its own included)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = {root}, [root]
+    while todo:
+        pid = todo.pop()
+        children = {child for child, parent in parents.items() if parent == pid} - found
+        found |= children
+        todo += children
+    return found
+
+
+def listening(pids: set[int]) -> set[tuple[str, int]]:
+    """The (address, port) pairs on which the processes `pids` accept TCP connections, addresses as
+    /proc/net shows them decoded: dotted IPv4, or IPv6 hex (`::` for any, `::1` for loopback)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if (link := str(fd.readlink())).startswith("socket:["):
+                        inodes.add(link[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # LISTEN
+                address, port = local.split(":")
+                found.add((_address(address), int(port, 16)))
+    return found
+
+
+def _address(hexed: str) -> str:
+    raw = bytes.fromhex(hexed)
+    words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # each 32-bit word in host order
+    flat = b"".join(words)
+    if len(flat) == 4:
+        return ".".join(map(str, flat))
+    if flat[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped
+        return ".".join(map(str, flat[12:]))
+    return {b"\0" * 16: "::", b"\0" * 15 + b"\1": "::1"}.get(flat, flat.hex())
+
+
+def loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"

@@ -1,6 +1,8 @@
 """Restart safety: `loans-stream` killed with SIGKILL mid-stream (input still arriving, at no chosen
 point) and restarted on the same checkpoints: loan.risk, written in real time in Kafka transactions,
-has every application exactly once for a read_committed reader."""
+has every application exactly once for a read_committed reader. Before the kill, the running job's
+processes are read for the ports they listen on: every one (Spark UI, driver RPC, block manager,
+metrics) on loopback."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from generator.applications import ApplicationGenerator
 from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
+from tests.integration.jobs import descendants, listening, loopback
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +96,8 @@ def kill_mid_stream(
             producer.flush(10)
             ids += batch["application_id"].tolist()
             if killed_at is None and risk_keys(kafka, topics, 1, timeout_s=1):
+                exposed = {(a, p) for a, p in listening(descendants(job.pid)) if not loopback(a)}
+                assert not exposed, f"the job listens beyond loopback: {sorted(exposed)}"
                 os.killpg(job.pid, signal.SIGKILL)  # mid-stream: input still arriving
                 job.wait(30)
                 killed_at = i
