@@ -129,7 +129,9 @@ def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[str, float, bytes]]
 
 def reader(kafka: KafkaSettings) -> Consumer:
     """A read_committed consumer of its own group, committing nothing."""
-    return Consumer(kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False}))
+    return Consumer(
+        kafka.consumer_config(f"{kafka.prefix}-{uuid.uuid4().hex}", {"enable.auto.commit": False})
+    )
 
 
 class Tally(threading.Thread):
@@ -141,7 +143,7 @@ class Tally(threading.Thread):
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         super().__init__(name=f"tally-{topic}", daemon=True)
         self.consumer = Consumer(
-            kafka.consumer_config(f"bench-{uuid.uuid4().hex}", {"enable.auto.commit": False})
+            kafka.consumer_config(f"{kafka.prefix}-{uuid.uuid4().hex}", {"enable.auto.commit": False})
         )
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -168,7 +170,9 @@ class Tally(threading.Thread):
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> int:
-    consumer = Consumer(kafka.consumer_config("bench-offsets"))  # the stack's credentials (SASL/SCRAM)
+    consumer = Consumer(
+        kafka.consumer_config(f"{kafka.prefix}-offsets")
+    )  # the stack's credentials (SASL/SCRAM)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(

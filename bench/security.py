@@ -85,7 +85,7 @@ def produce(kafka: KafkaSettings, topic: str, keys: list[bytes], values: list[by
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
-    consumer = Consumer(kafka.consumer_config("spark-kafka-bench"))
+    consumer = Consumer(kafka.consumer_config(f"{kafka.prefix}-ends"))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         return {

@@ -121,6 +121,14 @@ class KafkaSettings(BaseSettings):
             out["ssl.ca.location"] = self.ssl_ca_location
         return out
 
+    @property
+    def prefix(self) -> str:
+        """What this principal's transactional ids and consumer groups start with, `<client id>-<principal>`
+        (`loan-stream-spark`): `core.stack.acl` grants each principal its own prefix, so no neighbour can
+        fence its writers or commit to its groups."""
+        principal = self.username or self.service
+        return f"{self.client_id}-{principal}" if principal else self.client_id
+
     def java_config(self) -> dict[str, str]:
         """The same, as Java Kafka client properties (the broker's tools, the job's JVM writer)."""
         out = {"bootstrap.servers": self.bootstrap_servers}
@@ -188,18 +196,31 @@ class TopicSettings(BaseSettings):
         """Markers of the job's committed micro-batches (exactly-once outputs), e.g. `loan.commits`."""
         return self.output("commits")
 
+    @property
+    def monitoring_commits(self) -> str:
+        """The monitoring process's markers (principal `outcomes`), in a topic of their own: neither
+        principal can write the other's (a forged marker would make later batches look committed)."""
+        return self.output("commits-monitoring")
+
+    def commits_of(self, principal: str) -> str:
+        return self.monitoring_commits if principal == "outcomes" else self.commits
+
     def inputs(self) -> list[str]:
         return [self.applications, self.history, self.truth]
 
     def all(self) -> list[str]:
         """Every topic the project uses: inputs, then each stream of `core.streams` (the six outputs and
         the dead-letter topic), then the commit markers."""
-        return [*self.inputs(), *(s.topic(self) for s in STREAMS), self.commits]
+        return [*self.inputs(), *(s.topic(self) for s in STREAMS), self.commits, self.monitoring_commits]
 
     def compacted(self) -> list[str]:
         """Topics whose records are upserts by key (the windowed streams, the commit markers): Kafka
         keeps at least the latest record per key."""
-        return [*(s.topic(self) for s in STREAMS if s.kind is Kind.WINDOWED), self.commits]
+        return [
+            *(s.topic(self) for s in STREAMS if s.kind is Kind.WINDOWED),
+            self.commits,
+            self.monitoring_commits,
+        ]
 
 
 class PathSettings(BaseSettings):

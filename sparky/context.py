@@ -63,9 +63,10 @@ class Context:
         raw = self.raw([self.topics.applications], starting_offsets, realtime)
         return valid_events(self.parser(raw), provenance)
 
-    def writer(self, query: str, query_id: str) -> TransactionalSink:
+    def writer(self, query: str, query_id: str, principal: str) -> TransactionalSink:
         """Query `query`'s exactly-once micro-batch writer (`sparky.transactional`), its transactions
-        named by `query_id` (the id Spark keeps in the query's checkpoint)."""
+        named by `query_id` (the id Spark keeps in the query's checkpoint), its markers in the commits
+        topic of the query's `principal`."""
         return TransactionalSink(
-            self.kafka, self.topics.commits, query, query_id[:8], self.settings.failpoint
+            self.kafka, self.topics.commits_of(principal), query, query_id[:8], self.settings.failpoint
         )

@@ -98,7 +98,7 @@ class Batches:
 
     def start(self, df: DataFrame, query: Query, ctx: Context) -> StreamingQuery:
         writer_id = stable_id(ctx.spark, ctx.settings.location(query.name))
-        writer, rows = ctx.writer(query.name, writer_id), self.rows(ctx, writer_id)
+        writer, rows = ctx.writer(query.name, writer_id, query.principal), self.rows(ctx, writer_id)
 
         def handle(batch: DataFrame, batch_id: int) -> None:
             if frames := rows(batch, batch_id):

@@ -75,6 +75,7 @@ def read_kafka(
         .option("startingOffsets", starting_offsets or job.starting_offsets)
         .option("failOnDataLoss", str(job.fail_on_data_loss).lower())
         .option("kafka.isolation.level", "read_committed")  # the job's own outputs are transactional
+        .option("groupIdPrefix", f"{kafka.prefix}-source")  # under its principal's own group prefix
     )
     if not realtime:
         reader = reader.option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)

@@ -54,7 +54,7 @@ class TransactionalSink:
             kafka.producer_config(
                 f"{query}-tx",
                 {
-                    "transactional.id": f"{kafka.client_id}.{self.marker_key}",
+                    "transactional.id": transactional_id(kafka, self.marker_key),
                     "transaction.timeout.ms": 60_000,
                     "linger.ms": 5,
                 },
@@ -116,12 +116,17 @@ class TransactionalSink:
             log.warning("%s: could not abort the open transaction: %s", self.query, exc)
 
 
+def transactional_id(kafka: KafkaSettings, marker_key: str) -> str:
+    """The transactional id of a micro-batch query's writer (`marker_key`: `<query>.<writer id>`)."""
+    return f"{kafka.prefix}.{marker_key}"
+
+
 def last_committed(kafka: KafkaSettings, commits: str, marker_key: str, timeout_s: float = 60) -> int | None:
     """The highest batch_id committed under `marker_key` on the commits topic (read_committed), or
     None when there is none."""
     # the group is never joined (assign), but librdkafka looks its coordinator up: keep it under the
     # client id, where the job's principal may use groups (core.stack.acl)
-    group = f"{kafka.client_id}-{marker_key}-recover"
+    group = f"{kafka.prefix}-{marker_key}-recover"
     consumer = Consumer(kafka.consumer_config(group, {"enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(commits, timeout=10).topics[commits]
@@ -156,7 +161,7 @@ OUTPUTS = ("risk", "scores")  # what the real-time query writes, each output cou
 def groups(kafka: KafkaSettings, query: str, writer_id: str) -> dict[str, str]:
     """Output -> the group whose offsets say how far the JVM writer has written it (as
     TransactionalRows.group names them)."""
-    return {output: f"{kafka.client_id}-{query}-{writer_id}-{output}" for output in OUTPUTS}
+    return {output: f"{kafka.prefix}-{query}-{writer_id}-{output}" for output in OUTPUTS}
 
 
 def resume(kafka: KafkaSettings, topic: str, named: dict[str, str], outputs: list[str], default: str) -> str:
@@ -166,7 +171,7 @@ def resume(kafka: KafkaSettings, topic: str, named: dict[str, str], outputs: lis
     already wrote. A group with no offsets at all (a new job) gets the `default` position
     ("earliest" or "latest") committed first, so an output that starts later starts where the job
     did; a partition none has seen starts at its beginning."""
-    consumer = Consumer(kafka.consumer_config(f"{kafka.client_id}-resume", {"enable.auto.commit": False}))
+    consumer = Consumer(kafka.consumer_config(f"{kafka.prefix}-resume", {"enable.auto.commit": False}))
     try:
         meta = _retried(lambda: consumer.list_topics(topic, timeout=10)).topics[topic]
         if meta.error is not None:
@@ -245,7 +250,7 @@ def start_rows(
     jvm = df.sparkSession._jvm  # noqa: SLF001 (the writer is a JVM object)
     assert jvm is not None  # noqa: S101 (a classic session)
     writer = jvm.loanstream.TransactionalRows(
-        kafka.java_config(), kafka.client_id, name, writer_id, source, job.realtime_commit_ms, job.failpoint,
+        kafka.java_config(), kafka.prefix, name, writer_id, source, job.realtime_commit_ms, job.failpoint,
         os.getpid(),
     )  # fmt: skip
     checkpoint = job.location(name, "spark")

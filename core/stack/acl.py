@@ -1,18 +1,22 @@
 """One Kafka principal per service, each allowed exactly its topics and groups (least privilege).
 
-| principal  | reads                                  | writes                                   |
-| ---------- | -------------------------------------- | ---------------------------------------- |
-| producer   | -                                      | loan.applications, loan.history, loan.truth |
-| spark      | loan.applications, loan.history        | the outputs, loan.dlq, loan.commits      |
-| outcomes   | loan.applications, loan.scores, loan.truth | loan.monitor, loan.dlq, loan.commits |
-| consumer   | the outputs, loan.dlq                  | -                                        |
-| dashboard  | the outputs                            | -                                        |
-| bench      | every topic (it compares with truth)   | the inputs                               |
+| principal  | reads                                     | writes                                      |
+| ---------- | ----------------------------------------- | ------------------------------------------- |
+| producer   | -                                         | loan.applications, loan.history, loan.truth |
+| spark      | loan.applications, loan.history; markers  | the outputs, loan.dlq; markers              |
+| outcomes   | loan.applications, loan.scores, loan.truth; markers | loan.monitor, loan.dlq; markers |
+| consumer   | the outputs, loan.dlq                     | -                                           |
+| dashboard  | the outputs                               | -                                           |
+| bench      | every topic (it compares with truth)      | the inputs                                  |
 
+Markers: `spark`'s in loan.commits, `outcomes`' in loan.commits-monitoring, each its own.
 `spark` never reads loan.truth: the queries that need outcomes (monitoring, the lake's outcomes) run
-as `outcomes`. Writers may also make idempotent and transactional producers (their transactional
-ids start with the client id); readers use their own consumer-group prefixes. `admin` (the broker's
-super user) creates the principals' SCRAM-SHA-512 credentials and these ACLs (`apply`).
+as `outcomes`. Producers are idempotent; only `spark` and `outcomes` write in transactions, their
+transactional ids and consumer groups under a prefix of their own (`loan-stream-spark.`,
+`loan-stream-spark-`: `KafkaSettings.prefix`), and their commit markers in a topic of their own, so
+no principal can fence another's writers, commit to its groups or forge its markers. Readers use
+their own group prefixes; no grant names every group or topic. `admin` (the broker's super user)
+creates the principals' SCRAM-SHA-512 credentials and these ACLs (`apply`).
 """
 
 from __future__ import annotations
@@ -58,44 +62,46 @@ def _groups(prefix: str) -> list[Grant]:
     return [Grant(ResourceType.GROUP, prefix, AclOperation.READ, ResourcePatternType.PREFIXED)]
 
 
-def _writer(client_id: str) -> list[Grant]:
-    """Idempotent and transactional producing, transactional ids under the client id."""
+IDEMPOTENT = Grant(ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE)
+
+
+def _transactional(client_id: str, principal: str) -> list[Grant]:
+    """Transactional producing under the principal's own prefix, and its own groups (the Spark
+    sources', the writers' offsets, the markers' readers): `KafkaSettings.prefix`."""
+    own = f"{client_id}-{principal}"
     tx = [
-        Grant(ResourceType.TRANSACTIONAL_ID, f"{client_id}.", op, ResourcePatternType.PREFIXED)
+        Grant(ResourceType.TRANSACTIONAL_ID, f"{own}.", op, ResourcePatternType.PREFIXED)
         for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
     ]
-    return [Grant(ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE), *tx]
+    return [IDEMPOTENT, *tx, *_groups(f"{own}-")]
 
 
 def grants(topics: TopicSettings, client_id: str = "loan-stream") -> dict[str, list[Grant]]:
     """What each service may do."""
     outputs = [BY_NAME[name].topic(topics) for name in OUTPUTS if name != "monitor"]
-    monitor, dlq, commits = topics.output("monitor"), topics.dlq, topics.commits
-    spark_groups = [*_groups("spark-kafka-"), *_groups(f"{client_id}-")]  # Spark's sources; marker reads
+    monitor, dlq = topics.output("monitor"), topics.dlq
     read, write = AclOperation.READ, AclOperation.WRITE
     return {
-        "producer": [*_topics(topics.inputs(), write), *_writer(client_id)],
+        "producer": [*_topics(topics.inputs(), write), IDEMPOTENT],
         "spark": [
             *_topics([topics.applications, topics.history], read),
             *_topics([*outputs, dlq], write),
-            *_topics([commits], read, write),
-            *spark_groups,
-            *_writer(client_id),
+            *_topics([topics.commits_of("spark")], read, write),
+            *_transactional(client_id, "spark"),
         ],
         "outcomes": [
             *_topics([topics.applications, topics.output("scores"), topics.truth], read),
             *_topics([monitor, dlq], write),
-            *_topics([commits], read, write),
-            *spark_groups,
-            *_writer(client_id),
+            *_topics([topics.commits_of("outcomes")], read, write),
+            *_transactional(client_id, "outcomes"),
         ],
         "consumer": [*_topics([*outputs, monitor, dlq], read), *_groups("loans-consume-")],
         "dashboard": [*_topics([*outputs, monitor], read), *_groups("loans-consume-")],
         "bench": [
             *_topics(topics.all(), read),
             *_topics(topics.inputs(), write),
-            Grant(ResourceType.GROUP, "*", AclOperation.READ),  # any group
-            *_writer(client_id),
+            *_groups(f"{client_id}-bench-"),
+            IDEMPOTENT,
         ],
     }
 
@@ -139,3 +145,36 @@ def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, 
             future.result()
     except KafkaException as exc:
         raise ServiceError(f"cannot create the Kafka principals and their ACLs: {exc.args[0]}") from exc
+
+
+def table(topics: TopicSettings, client_id: str = "loan-stream") -> str:
+    """Each principal's exact grants as a Markdown table (DESCRIBE comes with each topic grant), the
+    README's, so it cannot drift: `python -m core.stack.acl` prints it, tests/unit/test_acl.py
+    compares."""
+
+    def names(granted: list[Grant], kind: ResourceType, operation: AclOperation) -> str:
+        found = [
+            f"`{g.name}*`" if g.pattern is ResourcePatternType.PREFIXED else f"`{g.name}`"
+            for g in dict.fromkeys(granted)
+            if g.kind is kind and g.operation is operation
+        ]
+        return ", ".join(found) or "-"
+
+    rows = [
+        "| principal | reads | writes | transactional ids | groups | idempotent |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for service, granted in grants(topics, client_id).items():
+        cells = (
+            names(granted, ResourceType.TOPIC, AclOperation.READ),
+            names(granted, ResourceType.TOPIC, AclOperation.WRITE),
+            names(granted, ResourceType.TRANSACTIONAL_ID, AclOperation.WRITE),
+            names(granted, ResourceType.GROUP, AclOperation.READ),
+            "yes" if IDEMPOTENT in granted else "-",
+        )
+        rows.append(f"| `{service}` | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table(TopicSettings()))

@@ -14,7 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from pyspark.sql import SparkSession
 
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
@@ -29,7 +35,7 @@ from kafka_producer.topics import admin_client, ensure_topics
 from sparky.context import Context
 from sparky.session import REDACTION, stable_id
 from sparky.supervisor import Supervisor
-from sparky.transactional import groups, last_committed
+from sparky.transactional import _retried, groups, last_committed, transactional_id
 
 pytestmark = pytest.mark.integration
 TOPICS = TopicSettings(partitions=1)
@@ -114,12 +120,55 @@ def test_each_service_reaches_exactly_its_topics(secured: Secured) -> None:
     for topic in (TOPICS.output("risk"), TOPICS.applications, TOPICS.dlq):
         refused = write_error(dashboard, topic)
         assert refused is not None and "uthoriz" in refused, (topic, refused)  # the dashboard writes nowhere
-    truth = read_error(spark, TOPICS.truth, f"spark-kafka-source-{uuid.uuid4()}")
+    truth = read_error(spark, TOPICS.truth, f"{spark.prefix}-source-{uuid.uuid4()}")
     assert truth is not None and "AUTHORIZATION" in truth.name(), truth  # the job never reads outcomes
-    assert read_error(spark, TOPICS.applications, f"spark-kafka-source-{uuid.uuid4()}") is None
+    assert read_error(spark, TOPICS.applications, f"{spark.prefix}-source-{uuid.uuid4()}") is None
     assert write_error(spark, TOPICS.truth) is not None  # nor forges them
     assert write_error(spark, TOPICS.output("risk")) is None
-    assert read_error(secured.as_("bench"), TOPICS.truth, f"bench-{uuid.uuid4().hex[:6]}") is None
+    assert (
+        read_error(
+            secured.as_("bench"), TOPICS.truth, f"{secured.as_('bench').prefix}-{uuid.uuid4().hex[:6]}"
+        )
+        is None
+    )
+
+
+def refused(error: KafkaException | str | None) -> bool:
+    text = error if isinstance(error, str) or error is None else error.args[0].name()
+    return text is not None and "AUTHORIZ" in text.upper()
+
+
+def test_a_neighbour_can_neither_fence_nor_mute_the_job(secured: Secured) -> None:
+    """The job's transactional ids, groups and commit markers are its principal's alone: no other
+    principal can fence its writers (init_transactions on its id), commit a far-ahead offset to its
+    real-time writer's group (it would skip every row), or forge a marker (a high batch_id would make
+    every later batch 'already committed'). The job's own principal can do each."""
+    spark = secured.as_("spark")
+    job_id, group = transactional_id(spark, "fraud.abcd1234"), groups(spark, "realtime", "abcd1234")["risk"]
+    far = [TopicPartition(TOPICS.applications, 0, 10**9)]
+    for neighbour in ("producer", "outcomes", "bench"):  # the principals that had the job's ids or topics
+        kafka = secured.as_(neighbour)
+        fencer = Producer(kafka.producer_config("fence", {"transactional.id": job_id}))
+        with pytest.raises(KafkaException) as fenced:
+            fencer.init_transactions(20)
+        assert refused(fenced.value), (neighbour, fenced.value)
+        assert refused(write_error(kafka, TOPICS.commits)), neighbour
+    Producer(spark.producer_config("own", {"transactional.id": job_id})).init_transactions(30)
+    for neighbour in ("outcomes", "bench"):  # the principals with group grants (they had the job's)
+        muter = Consumer(secured.as_(neighbour).consumer_config(group, {"enable.auto.commit": False}))
+        try:  # refused: by the broker, or its coordinator never found for this principal
+            with pytest.raises(KafkaException):
+                muter.commit(offsets=far, asynchronous=False)
+        finally:
+            muter.close()
+    own = Consumer(spark.consumer_config(group, {"enable.auto.commit": False}))
+    try:  # none of the neighbours' offsets got in; the job's principal commits to its own group
+        assert _retried(lambda: own.committed(far, timeout=30))[0].offset < 0
+        _retried(lambda: own.commit(offsets=[TopicPartition(TOPICS.applications, 0, 0)], asynchronous=False))
+        assert _retried(lambda: own.committed(far, timeout=30))[0].offset == 0
+    finally:
+        own.close()
+    assert write_error(spark, TOPICS.commits) is None
 
 
 def test_the_pipeline_runs_with_each_service_on_its_own_principal(

@@ -27,6 +27,7 @@ def test_defaults_cover_every_topic_in_the_design() -> None:
         "loan.monitor",  # model monitoring per window and version
         "loan.dlq",
         "loan.commits",  # markers of the job's committed micro-batches (exactly-once outputs)
+        "loan.commits-monitoring",  # the monitoring process's, a topic of its own (its own principal)
     ]
 
 

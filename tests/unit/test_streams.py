@@ -30,8 +30,19 @@ def test_keys_and_layout_name_only_record_fields(s: object) -> None:
 
 def test_topics_derive_from_the_registry() -> None:
     topics = TopicSettings(output_prefix="x", dlq="x.dead")
-    assert topics.all()[3:] == [f"x.{name}" for name in OUTPUTS] + ["x.dead", "x.commits"]
-    assert topics.compacted() == ["x.stats", "x.segment", "x.channel", "x.monitor", "x.commits"]
+    assert topics.all()[3:] == [f"x.{name}" for name in OUTPUTS] + [
+        "x.dead",
+        "x.commits",
+        "x.commits-monitoring",
+    ]
+    assert topics.compacted() == [
+        "x.stats",
+        "x.segment",
+        "x.channel",
+        "x.monitor",
+        "x.commits",
+        "x.commits-monitoring",
+    ]
     assert all(topic_name(topics, s.name) == s.topic(topics) for s in STREAMS)
     assert set(LAYOUTS) == set(BY_NAME)
 
