@@ -121,6 +121,15 @@ class _Line(string.Formatter):
 
 
 _LINE = _Line()
+# control characters (C0, DEL, C1) as escapes: records carry senders' strings, a terminal obeys them
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as `\\xNN` (a tab or newline too: one line each)."""
+    return text.translate(_CONTROLS)
+
+
 _SHOWN = {stream: {f for _, f, _, _ in _LINE.parse(layout) if f} for stream, layout in LAYOUTS.items()}
 
 
@@ -132,7 +141,7 @@ def format_record(stream: str, value: dict[str, Any]) -> str:
     Never raises: a value that is not a JSON object is shown raw after `[not an object]`.
     """
     if not isinstance(value, dict):
-        return f"[not an object] {_compact(value, 200)}"
+        return printable(f"[not an object] {_compact(value, 200)}")
     if isinstance(window := value.get("window"), dict):  # Spark's `window` struct, not yet flattened
         value = {"window_start": window.get("start"), "window_end": window.get("end"), **value}
         del value["window"]
@@ -141,7 +150,7 @@ def format_record(stream: str, value: dict[str, Any]) -> str:
         line = " ".join(f"{k}={_compact(x)}" for k, x in value.items() if x is not None)
     else:
         line = _LINE.vformat(layout, (), value)
-    return " ".join(line.split()) if "\n" in line or "\r" in line else line.rstrip()
+    return printable(" ".join(line.split()) if "\n" in line or "\r" in line else line.rstrip())
 
 
 def format_message(stream: str, raw: bytes | None) -> str:
@@ -150,12 +159,12 @@ def format_message(stream: str, raw: bytes | None) -> str:
         return format_record(stream, json.loads(raw if raw is not None else b""))
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         text = raw.decode("utf-8", "replace") if raw is not None else "<no value>"
-        return f"[not JSON] {_truncate(' '.join(text.split()), 200)}"
+        return printable(f"[not JSON] {_truncate(' '.join(text.split()), 200)}")
 
 
 def json_line(raw: bytes | None) -> str | None:
     """The value as compact one-line JSON, or None when it is not JSON."""
     try:
-        return json.dumps(json.loads(raw or b""), separators=(",", ":"), ensure_ascii=False)
+        return printable(json.dumps(json.loads(raw or b""), separators=(",", ":"), ensure_ascii=False))
     except (ValueError, RecursionError):
         return None

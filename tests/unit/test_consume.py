@@ -236,3 +236,14 @@ def test_max_must_be_positive(bad: str, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exc:
         main(["risk", "--max", bad])
     assert exc.value.code == 2 and "--max" in capsys.readouterr().err
+
+
+def test_attacker_chosen_strings_reach_the_terminal_without_control_characters() -> None:
+    """An application's fields are the sender's: a terminal escape (ESC, the 8-bit CSI, BEL, a
+    carriage return that hides what came before) is shown escaped, in every output form."""
+    hostile = "\x1b[2J\x1b]0;owned\x07\x9b31m\rok"
+    record = {"application_id": hostile, "reason": hostile, "payload": hostile, "source_topic": "t"}
+    raw = json.dumps(record).encode()
+    for line in (format_message("dlq", raw), json_line(raw) or "", format_message("dlq", hostile.encode())):
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line), repr(line)
+        assert "\\x1b" in line or "\\u001b" in line, line
