@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AclBinding, AclOperation, ResourcePatternType, ResourceType
 
 from core.logging import configure
 from core.settings import KafkaSettings, PathSettings, TopicSettings
@@ -273,6 +274,20 @@ class Design:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def baseline_bindings(topics: TopicSettings, client_id: str) -> list[AclBinding]:
+    """What the baseline design needs beside today's grants (it predates per-principal prefixes):
+    transactional ids and groups under the bare client id, Spark's default source groups, and the
+    monitoring principal's markers in the job's commits topic. On this private bench stack only."""
+    prefixed, ops = ResourcePatternType.PREFIXED, (AclOperation.WRITE, AclOperation.DESCRIBE)
+    old = [
+        *(acl.Grant(ResourceType.TRANSACTIONAL_ID, f"{client_id}.", op, prefixed) for op in ops),
+        acl.Grant(ResourceType.GROUP, f"{client_id}-", AclOperation.READ, prefixed),
+        acl.Grant(ResourceType.GROUP, "spark-kafka-", AclOperation.READ, prefixed),
+    ]
+    markers = [acl.Grant(ResourceType.TOPIC, topics.commits, op) for op in (AclOperation.READ, *ops)]
+    return [*acl.bindings("spark", old), *acl.bindings("outcomes", [*old, *markers])]
+
+
 @dataclass
 class Stack:
     """The default stack, as `make up` secures it: a broker with SASL/SCRAM and ACLs (one principal
@@ -297,12 +312,12 @@ class Stack:
         )  # fmt: skip
         admin = self.kafka(ADMIN)
         ensure_topics(admin, topics)
-        acl.apply(
-            admin_client(admin),
-            {s: p for s, p in self.passwords.items() if s != ADMIN},
-            topics,
-            admin.client_id,
-        )
+        client = admin_client(admin)
+        acl.apply(client, {s: p for s, p in self.passwords.items() if s != ADMIN}, topics, admin.client_id)
+        for future in client.create_acls(
+            baseline_bindings(topics, admin.client_id), request_timeout=30
+        ).values():
+            future.result()
         return topics
 
     def env(self) -> dict[str, str]:

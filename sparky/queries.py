@@ -25,6 +25,7 @@ its `Dimension` in WINDOWED.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -244,7 +245,10 @@ def monitor_rows(ctx: Context, writer_id: str) -> Rows:
         return monitor.reference(mlflow, name, version) if mlflow else None  # none: no drift figures
 
     def batch_rows(batch: DataFrame, _: int) -> list[DataFrame]:
-        found = monitor.records(batch.toPandas(), reference, settings.alarm_psi)
+        with warnings.catch_warnings():  # a collect interrupted by a stop warns with a Java stack trace
+            warnings.filterwarnings("ignore", "toPandas attempted Arrow optimization", UserWarning)
+            frame = batch.toPandas()  # ... and raises: a failure is still the query's, logged as such
+        found = monitor.records(frame, reference, settings.alarm_psi)
         return [spark.createDataFrame([(*monitor.message(r), topic) for r in found], schema)]
 
     return batch_rows
