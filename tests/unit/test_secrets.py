@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,37 @@ def test_settings_read_the_secrets_file_and_the_environment_wins(
     assert settings.ssn_key_version == 2 and "**" in repr(settings.ssn_key)
     monkeypatch.setenv("LOANS_GEN_SSN_KEY", "from-the-environment")
     assert GeneratorSettings().ssn_key.get_secret_value() == "from-the-environment"
+
+
+def test_a_write_that_fails_midway_keeps_every_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written beside itself and renamed over: a crash (here: the disk full after the
+    first line) leaves the old file whole, not truncated; and no temporary file is left behind."""
+    path = tmp_path / "secrets.env"
+    secrets.write(path, {"LOANS_KAFKA_PASSWORD_ADMIN": "old-admin", "LOANS_KAFKA_PASSWORD_SPARK": "old"})
+    before = path.read_text()
+
+    class Full:
+        def __init__(self, out: Any) -> None:
+            self.out = out
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.out.close()
+
+        def write(self, text: str) -> int:
+            return self.out.write(text)
+
+        def writelines(self, lines: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    real = os.fdopen
+    monkeypatch.setattr(secrets.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+    with pytest.raises(OSError, match="No space"):
+        secrets.write(path, {"LOANS_KAFKA_PASSWORD_ADMIN": "new", "LOANS_KAFKA_PASSWORD_SPARK": "new"})
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.env"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
