@@ -171,9 +171,7 @@ class Tally(threading.Thread):
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> int:
-    consumer = Consumer(
-        kafka.consumer_config(f"{kafka.prefix}-offsets")
-    )  # the stack's credentials (SASL/SCRAM)
+    consumer = Consumer(kafka.consumer_config(f"{kafka.prefix}-offsets"))  # the stack's credentials
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(

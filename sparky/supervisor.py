@@ -119,10 +119,7 @@ class Supervisor:
             self.ctx = replace(self.ctx, models=now)
             if SCORING in self.queries and SCORING not in self.due:
                 self._stop_one(SCORING)
-                try:
-                    self.queries[SCORING] = BY_QUERY[SCORING].start(self.ctx)
-                except Exception as exc:  # noqa: BLE001 (restarted by `watch`, said in the log)
-                    self._failed(SCORING, str(exc), time.monotonic(), restarting=True)
+                self._start(SCORING, time.monotonic())
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries.values() if not q.isActive), None)
@@ -172,10 +169,14 @@ class Supervisor:
         for name, at in list(self.due.items()):
             if now >= at:
                 del self.due[name]
-                try:
-                    self.queries[name] = BY_QUERY[name].start(self.ctx)
-                except Exception as exc:  # noqa: BLE001 (any cause: tried again, said in the log)
-                    self._failed(name, str(exc), now, restarting=True)
+                self._start(name, now)
+
+    def _start(self, name: str, now: float) -> None:
+        """(Re)start query `name`; if that raises, plan another try (`_failed`)."""
+        try:
+            self.queries[name] = BY_QUERY[name].start(self.ctx)
+        except Exception as exc:  # noqa: BLE001 (any cause: tried again, said in the log)
+            self._failed(name, str(exc), now, restarting=True)
 
     def restarting(self) -> dict[str, int]:
         """The failed queries waiting to restart -> their failures in a row."""
@@ -193,18 +194,15 @@ class Supervisor:
                 "removed, run with LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
             )
         count, last = self.failures.get(name, (0, now))
-        count = 1 if now - last > QUIET_S or count == 0 else count + 1
+        count = 1 if now - last > QUIET_S else count + 1
         self.failures[name] = (count, now)
         wait = min(settings.restart_backoff_s * 2 ** min(count - 1, 30), settings.restart_backoff_max_s)
         self.due[name] = now + wait
         if restarting:
             log.warning(
                 "could not restart query %s (%s); trying again in %.0f s (failure %d)",
-                name,
-                reason,
-                wait,
-                count,
-            )
+                name, reason, wait, count,
+            )  # fmt: skip
         else:
             log.warning(
                 "query %s failed (%s); restarting it from its checkpoint in %.0f s (failure %d)",

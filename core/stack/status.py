@@ -72,13 +72,17 @@ def job(name: str, url: str) -> Part:
     failures = _per_query(samples, "loans_job_query_failures")
     restarting = sorted(q for q, v in _per_query(samples, "loans_job_query_restarting").items() if v)
     stopped = sorted(q for q, v in active.items() if not v and q not in restarting)
-    whys = [
-        "restarting: " + ", ".join(f"{q} ({failures.get(q, 0):.0f} failures in a row)" for q in restarting),
-        f"stopped: {', '.join(stopped)}",
-        f"lag keeps growing: {', '.join(growing)}",
-    ]
-    why = next((w for w, found in zip(whys, (restarting, stopped, growing), strict=True) if found), None)
-    return Part(name, f"problem: {why}" if why else "running", url, detail)
+    if restarting:
+        why = "restarting: " + ", ".join(
+            f"{q} ({failures.get(q, 0):.0f} failures in a row)" for q in restarting
+        )
+    elif stopped:
+        why = f"stopped: {', '.join(stopped)}"
+    elif growing:
+        why = f"lag keeps growing: {', '.join(growing)}"
+    else:
+        return Part(name, "running", url, detail)
+    return Part(name, f"problem: {why}", url, detail)
 
 
 def producer(url: str) -> Part:

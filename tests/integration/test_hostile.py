@@ -64,8 +64,10 @@ def send_raw(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes
     assert producer.flush(30) == 0
 
 
-def letters_of(job: Supervisor, payloads: set[str], timeout_s: float = 90) -> list[dict]:
-    """The dead letters whose payload is one of `payloads`, read until each has one or the deadline
+def letters_by(
+    job: Supervisor, wanted: set[str], label: Callable[[dict], str | None], timeout_s: float
+) -> list[dict]:
+    """The dead letters `label` names one of `wanted` by, read until each has one or the deadline
     passes."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -74,33 +76,25 @@ def letters_of(job: Supervisor, payloads: set[str], timeout_s: float = 90) -> li
             for m in read_topic(job.ctx.kafka, job.ctx.topics.dlq, 10**9, 3, 0)
             if (v := m.value())
         ]
-        mine = [r for r in records if r.get("payload") in payloads]
-        if {r["payload"] for r in mine} >= payloads or time.monotonic() > deadline:
+        mine = [r for r in records if label(r) in wanted]
+        if {label(r) for r in mine} >= wanted or time.monotonic() > deadline:
             return mine
         time.sleep(1)
+
+
+def letters_of(job: Supervisor, payloads: set[str], timeout_s: float = 90) -> list[dict]:
+    """The dead letters whose payload is one of `payloads`."""
+    return letters_by(job, payloads, lambda r: r.get("payload"), timeout_s)
 
 
 def dead_letters(job: Supervisor, keys: set[str], timeout_s: float = 90, prefix: bool = False) -> list[dict]:
-    """The dead letters of `keys` (with `prefix`, of keys that start with one), read until every key
-    has one or the deadline passes."""
+    """The dead letters of `keys` (with `prefix`, of keys that start with one)."""
 
     def whose(record: dict) -> str | None:
         key = record.get("key") or ""
-        return (
-            next((k for k in keys if key.startswith(k)), None) if prefix else (key if key in keys else None)
-        )
+        return next((k for k in keys if key.startswith(k)), None) if prefix else key
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        records = [
-            json.loads(v)
-            for m in read_topic(job.ctx.kafka, job.ctx.topics.dlq, 10**9, 3, 0)
-            if (v := m.value())
-        ]
-        mine = [r for r in records if whose(r)]
-        if {whose(r) for r in mine} >= keys or time.monotonic() > deadline:
-            return mine
-        time.sleep(1)
+    return letters_by(job, keys, whose, timeout_s)
 
 
 def hostile(app: bytes) -> dict[str, bytes]:
