@@ -19,6 +19,8 @@ ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")  # what a date or time must look like 
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")  # reads these strictly, sparky/source.py)
 MAX_FUTURE = timedelta(minutes=5)  # defaults of LOANS_SPARK_MAX_FUTURE and LOANS_SPARK_OLDEST_EVENT
 OLDEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+# an application id keys Kafka records, state stores, the lake and every output: short and plain
+APPLICATION_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 
 class Channel(StrEnum):
@@ -86,7 +88,7 @@ class CreditFields(BaseModel):
 class LoanApplication(CreditFields):
     """One live loan application as the analytics see it (no ground truth in here)."""
 
-    application_id: str
+    application_id: str = Field(pattern=APPLICATION_ID)
     event_time: datetime
     customer_id: str
     ssn_hash: str = Field(
@@ -149,7 +151,7 @@ class ApplicationTruth(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    application_id: str
+    application_id: str = Field(pattern=APPLICATION_ID)
     event_time: datetime
     is_fraud: bool
     fraud_ring: str | None = None

@@ -11,7 +11,7 @@ import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -362,7 +362,12 @@ class SparkJobSettings(BaseSettings):
     champion_poll_s: float = Field(
         5.0, gt=0, description="how often scoring asks the registry for the champion"
     )
-    watermark: str = Field("2 minutes", pattern=DURATION)
+    watermark: str = Field(
+        "10 minutes",
+        pattern=DURATION,
+        description="windows: how late an application still counts; at least LOANS_SPARK_DEDUP_HORIZON, "
+        "so the windows forget an application id no sooner than fraud does (one rule for repeats)",
+    )
     shuffle_partitions: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
         ge=1,
@@ -430,6 +435,15 @@ class SparkJobSettings(BaseSettings):
             raise ValueError("must be between 24 hours (the longest window) and 30 days")
         return value
 
+    @model_validator(mode="after")
+    def _one_rule_for_repeats(self) -> SparkJobSettings:
+        if duration(self.watermark) < duration(self.dedup_horizon):
+            raise ValueError(
+                f"LOANS_SPARK_WATERMARK ({self.watermark}) must be at least LOANS_SPARK_DEDUP_HORIZON "
+                f"({self.dedup_horizon}): raise the watermark or shorten the horizon"
+            )
+        return self
+
     def time_bounds(self) -> dict[str, Any]:
         """The validation context of `core.events.LoanApplication`'s event_time rule, from settings."""
         return {"max_future": duration(self.max_future), "oldest": self.oldest_event}
@@ -487,9 +501,16 @@ def load(cls: type[S], **overrides: Any) -> S:
 
 
 def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
-    """`LOANS_TOPICS_PARTITIONS='-1': Input should be greater than or equal to 1` for the first error."""
+    """`LOANS_TOPICS_PARTITIONS='-1': Input should be greater than or equal to 1` for the first error.
+    The value is shown for one plain field only: never a secret's, and not for a rule over several
+    fields (pydantic's input there is every field, passwords included)."""
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "?"
     prefix = str(cls.model_config.get("env_prefix", ""))
     hint = err["msg"].removeprefix("Value error, ")
-    return f"invalid setting {prefix}{field.upper()}={err.get('input')!r}: {hint}"
+    if not err["loc"]:
+        return f"invalid {prefix}* settings: {hint}"
+    field = str(err["loc"][0])
+    info = cls.model_fields.get(field)
+    secret = info is not None and SecretStr in (info.annotation, *get_args(info.annotation))
+    shown = "(hidden)" if secret else repr(err.get("input"))
+    return f"invalid setting {prefix}{field.upper()}={shown}: {hint}"

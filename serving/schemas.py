@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.events import CreditFields
+from core.events import APPLICATION_ID, CreditFields
 from core.records import Reason
 
 Decision = Literal["approve", "review", "decline"]
@@ -58,7 +58,9 @@ class Application(CreditFields):
         str_max_length=MAX_TEXT,
         json_schema_extra={"examples": [{"application_id": "app-1", **EXAMPLE}]},
     )
-    application_id: str | None = Field(None, max_length=200, description="echoed in the answer")
+    application_id: str | None = Field(
+        None, pattern=APPLICATION_ID, description="echoed in the answer (the pipeline's id rule)"
+    )
 
     @field_validator(*INT_FIELDS)
     @classmethod

@@ -13,11 +13,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import secrets
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -335,7 +339,8 @@ class KafkaBroker:
         ]
         if self.admin_password:
             cmd += ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN},password={self.admin_password}]"]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        with argument_file(self.home, cmd[1:]) as arguments:  # the password stays out of `ps`
+            result = subprocess.run([cmd[0], f"@{arguments}"], capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
             raise ServiceError(
                 f"formatting KRaft storage in {self.home / 'data'} failed: {result.stderr.strip()}"
@@ -343,6 +348,21 @@ class KafkaBroker:
         if self.admin_password:
             self._admin_marker().touch()
         self._quorum_marker().write_text(self.voters)
+
+
+@contextmanager
+def argument_file(folder: Path, arguments: list[str]) -> Iterator[Path]:
+    """`arguments` in an owner-only file for `java @file` (the launcher reads them from it, so a
+    password among them never shows on a command line), removed afterwards."""
+    path = folder / f".java-args-{secrets.token_hex(4)}"
+    quoted = ('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in arguments)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(quoted) + "\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def replication(brokers: int) -> int:

@@ -61,8 +61,12 @@ PROPS
 
 if [ ! -f "$data/meta.properties" ]; then
   cluster=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid)
-  java -cp "$libs/*" kafka.tools.StorageTool format --standalone "--cluster-id=$cluster" -c "$config" \
-    --add-scram "SCRAM-SHA-512=[name=admin,password=$password]"
+  # the arguments from an owner-only file (`java @file`): the password never shows in `ps`
+  args=$(dirname "$config")/format.args
+  printf '%s\n' -cp "\"$libs/*\"" kafka.tools.StorageTool format --standalone "--cluster-id=$cluster" \
+    -c "\"$config\"" --add-scram "\"SCRAM-SHA-512=[name=admin,password=$password]\"" > "$args"
+  java "@$args"
+  rm -f "$args"
 fi
 log4j=${KAFKA_LOG4J:-/opt/kafka/config/log4j2.yaml}
 if [ -f "$log4j" ]; then

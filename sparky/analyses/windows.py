@@ -11,8 +11,9 @@ to its stream's topic (`sparky/queries.py`).
 Watermark `job.watermark` on `event_time`, windows of `job.window`; in update mode a window's record
 is re-emitted as it fills, keyed by window (and group), so the newest record per key is the answer.
 Streaming, an application id seen again within the watermark is counted once
-(`dropDuplicatesWithinWatermark`; later it is late for its window anyway); the fraud query sends
-such duplicates to the dead-letter queue.
+(`dropDuplicatesWithinWatermark`; later it is late for its window anyway). The watermark is at least
+LOANS_SPARK_DEDUP_HORIZON (the settings refuse less), so every repeat the fraud query sends to the
+dead-letter queue as a duplicate is counted in no window either: one rule for repeats.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ from sparky.analyses import channel, risk, segment, stats, windows
 from sparky.schema import LOAN_APPLICATION
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-JOB = SparkJobSettings(window="1 minute", watermark="2 minutes", risk_alert_threshold=0.6)
+JOB = SparkJobSettings(
+    window="1 minute", watermark="2 minutes", dedup_horizon="2 minutes", risk_alert_threshold=0.6
+)
 _ids = itertools.count()
 
 # A low-risk A1 application: no risk rule fires and its base is 0, so its risk_score is 0.
@@ -235,10 +237,14 @@ def _write(spark: SparkSession, folder: Path, *events: tuple[Any, ...]) -> None:
 
 
 def _stream(
-    spark: SparkSession, folder: Path, build: Callable[[DataFrame, SparkJobSettings], DataFrame], name: str
+    spark: SparkSession,
+    folder: Path,
+    build: Callable[[DataFrame, SparkJobSettings], DataFrame],
+    name: str,
+    job: SparkJobSettings = JOB,
 ) -> Any:
     source = spark.readStream.schema(LOAN_APPLICATION).json(str(folder))
-    return build(source, JOB).writeStream.format("memory").queryName(name).outputMode("append").start()
+    return build(source, job).writeStream.format("memory").queryName(name).outputMode("append").start()
 
 
 def test_stats_stream_drops_events_behind_the_watermark(spark: SparkSession, tmp_path: Path) -> None:
@@ -257,6 +263,39 @@ def test_stats_stream_drops_events_behind_the_watermark(spark: SparkSession, tmp
     finally:
         query.stop()
     assert [(r.window_start, r.applications) for r in rows] == [(local(at(0)), 2), (local(at(600)), 1)]
+
+
+def test_a_repeat_within_the_dedup_horizon_is_counted_in_no_window(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """One rule for repeats with the default settings: fraud makes an application id seen again within
+    LOANS_SPARK_DEDUP_HORIZON (10 minutes) a dead letter, so the windows must not count it either,
+    even when the watermark has moved past the first one (a resubmission 5 minutes later)."""
+    job = SparkJobSettings(window="1 minute")
+    first = event(event_time=at(10))
+    _write(spark, tmp_path, first)
+    query = _stream(spark, tmp_path, stats.build, "stats_repeats", job)
+    try:
+        query.processAllAvailable()
+        _write(spark, tmp_path, event(event_time=at(270)))  # 10:04:30, moves the watermark past it
+        query.processAllAvailable()
+        _write(
+            spark,
+            tmp_path,
+            event(**{**dict(zip(LOAN_APPLICATION.names, first, strict=True)), "event_time": at(300)}),
+        )
+        query.processAllAvailable()
+        _write(spark, tmp_path, event(event_time=at(3_600)))  # closes every window above
+        query.processAllAvailable()
+        rows = spark.table("stats_repeats").orderBy("window_start").collect()
+    finally:
+        query.stop()
+    assert [(r.window_start, r.applications) for r in rows] == [(local(at(0)), 1), (local(at(240)), 1)]
+
+
+def test_the_watermark_cannot_be_shorter_than_the_dedup_horizon() -> None:
+    with pytest.raises(ValueError, match="LOANS_SPARK_WATERMARK .* at least LOANS_SPARK_DEDUP_HORIZON"):
+        SparkJobSettings(watermark="2 minutes", dedup_horizon="10 minutes")
 
 
 @pytest.mark.parametrize("module", [risk, stats, segment, channel], ids=lambda m: m.__name__.split(".")[-1])

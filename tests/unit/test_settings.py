@@ -129,3 +129,17 @@ def test_a_job_mixing_principals_on_a_secured_broker_is_one_clear_line(
     assert "\n" not in str(err.value)
     monkeypatch.setenv("LOANS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     kafka_for(SparkJobSettings(queries="realtime,monitor"))  # an open broker: one process may run all
+
+
+def test_a_settings_error_never_prints_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password given with no username is an error about the pair: the line names what to set, and
+    shows none of the values (pydantic's input for a model-level error is every field, secrets too)."""
+    monkeypatch.setattr("core.settings.SECRETS_FILE", Path("/nonexistent/secrets.env"))
+    secret = "hunter2-do-not-print"  # noqa: S105
+    with pytest.raises(ConfigError) as raised:
+        load(KafkaSettings, security_protocol="SASL_PLAINTEXT", password=secret)
+    assert "LOANS_KAFKA_USERNAME" in str(raised.value)
+    assert secret not in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        load(KafkaSettings, bootstrap_servers="nohost", password=secret)
+    assert secret not in str(raised.value) and "LOANS_KAFKA_BOOTSTRAP_SERVERS='nohost'" in str(raised.value)
