@@ -27,26 +27,32 @@ class Busy(Exception):
 class MicroBatcher(Generic[In, Out]):
     """`await submit(item)` -> `score([...items])[i]`; `score` must return one result per item, in order.
 
-    An exception from `score` is raised in every request of that batch. At most `max_waiting`
-    requests (single items and whole-batch calls) wait at once; one more raises `Busy`.
+    An exception from `score` is raised in every request of that batch. At most `max_waiting` rows
+    (single items and the rows of whole-batch calls) wait at once; a request that would pass it
+    raises `Busy` (one batch alone is always admitted: its size has its own limit).
     """
 
     def __init__(
-        self, score: Callable[[list[In]], list[Out]], max_rows: int = 256, max_waiting: int = 1_000
+        self, score: Callable[[list[In]], list[Out]], max_rows: int = 256, max_waiting: int = 20_000
     ) -> None:
         self.score, self.max_rows, self.max_waiting = score, max_rows, max_waiting
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="scorer")
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.calls = self.rows = 0  # for /model and the benchmark: mean rows per scorer call
-        self.waiting = 0  # requests accepted and not yet answered
+        self.waiting = 0  # rows accepted and not yet answered
 
-    def _admit(self) -> None:
-        if self.waiting >= self.max_waiting:
-            raise Busy(f"{self.waiting:,} requests are waiting for the scorer (LOANS_SERVE_MAX_WAITING)")
+    def admit(self, rows: int = 1) -> None:
+        """Raise `Busy` when `rows` more would pass the limit (call it before parsing a request, with
+        1, to refuse work that cannot be taken before paying for it)."""
+        if self.waiting and self.waiting + rows > self.max_waiting:
+            raise Busy(
+                f"{self.waiting:,} rows are waiting for the scorer and {rows:,} more would pass "
+                f"LOANS_SERVE_MAX_WAITING_ROWS ({self.max_waiting:,})"
+            )
 
     async def submit(self, item: In) -> Out:
-        self._admit()
+        self.admit()
         self.waiting += 1
         try:
             return await self._submit(item)
@@ -68,12 +74,12 @@ class MicroBatcher(Generic[In, Out]):
             self.calls, self.rows = self.calls + 1, self.rows + len(items)
             return fn(items)
 
-        self._admit()
-        self.waiting += 1
+        self.admit(len(items))
+        self.waiting += len(items)
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, counted, items)
         finally:
-            self.waiting -= 1
+            self.waiting -= len(items)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

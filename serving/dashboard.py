@@ -188,8 +188,12 @@ def page() -> str:
     return files("serving").joinpath("static/dashboard.html").read_text(encoding="utf-8")
 
 
-def create_app(feed: TopicFeed, api: ApiWatcher | None = None) -> FastAPI:
-    """The dashboard over `feed`; the app starts the feed (and the API watcher) and stops them."""
+def create_app(
+    feed: TopicFeed, api: ApiWatcher | None = None, settings: ServingSettings | None = None
+) -> FastAPI:
+    """The dashboard over `feed`; the app starts the feed (and the API watcher) and stops them. With
+    `settings.api_key` every page but /health needs it (HTTP basic auth: the browser asks)."""
+    settings = settings or ServingSettings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -205,7 +209,15 @@ def create_app(feed: TopicFeed, api: ApiWatcher | None = None) -> FastAPI:
             feed.stop()
 
     app = FastAPI(title="loan-stream live dashboard", version="1", description=__doc__, lifespan=lifespan)
-    app.add_middleware(Guard, max_body_bytes=16_384)  # it reads no bodies: refuse big or non-JSON ones
+    app.add_middleware(
+        Guard,
+        max_body_bytes=16_384,  # it reads no bodies: refuse big or non-JSON ones
+        api_key=settings.api_key.get_secret_value(),
+        hosts=settings.hosts(),
+        protected=("/",),
+        open_paths=("/health",),
+        challenge='Basic realm="loan-stream dashboard"',  # the browser asks for the key
+    )
     html = page()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -236,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         overrides = {k: v for k, v in (("host", args.host), ("dashboard_port", args.port)) if v is not None}
         settings = load(ServingSettings, **overrides)
+        settings.require_key()
         configure(load(LogSettings).level)
         kafka, topics = load(KafkaSettings, service="dashboard"), load(TopicSettings)
         feed = TopicFeed(kafka, topics, LiveState(), settings.lookback_seconds)
-        app = create_app(feed, ApiWatcher(settings.api_base()))
+        app = create_app(feed, ApiWatcher(settings.api_base()), settings)
         log.info(
             "dashboard on http://%s:%d over %s at %s",
             settings.host,

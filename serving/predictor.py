@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
@@ -42,6 +43,10 @@ def busy_is_503() -> Iterator[None]:
         raise HTTPException(503, detail=f"busy: {exc}; retry shortly", headers={"Retry-After": "1"}) from exc
 
 
+def too_many(rows: int, most: int) -> HTTPException:
+    return HTTPException(413, detail=f"{rows:,} applications in one batch; send at most {most:,}")
+
+
 def model_problems(error: str, application: Application) -> list[dict[str, Any]]:
     """The scorer's `field: what; field: what` as validation errors (a 422 like pydantic's), e.g. a
     grade that is not the letter of its sub_grade, which no single-field rule can see."""
@@ -67,11 +72,29 @@ class Predictor:
     and answered with that version, even while a new one is being swapped in.
     """
 
-    def __init__(self, holder: ChampionHolder, max_batch: int, max_waiting: int = 1_000) -> None:
+    def __init__(self, holder: ChampionHolder, max_batch: int, max_waiting_rows: int = 20_000) -> None:
         self.holder, self.max_batch = holder, max_batch
         self.batcher: MicroBatcher[Application, Scored] = MicroBatcher(
-            self.score_each, max_waiting=max_waiting
+            self.score_each, max_waiting=max_waiting_rows
         )
+
+    def admit(self) -> None:
+        """503 now, before the body is read and parsed, when the scorer's queue has no room left."""
+        with busy_is_503():
+            self.batcher.admit()
+
+    def check_rows(self, body: bytes) -> None:
+        """413 when a batch body holds more than `max_batch` applications, counted before any is
+        validated: at most its `{` count (free), else the length of its `applications` array as plain
+        JSON (no validation). A body that is not such JSON passes on, to be a 422."""
+        if body.count(b"{") - 1 <= self.max_batch:
+            return
+        try:
+            rows = pydantic_core.from_json(body).get("applications")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(rows, list) and len(rows) > self.max_batch:
+            raise too_many(len(rows), self.max_batch)
 
     def champion(self) -> Champion:
         """The model to answer with; 503 with the holder's reason when none is loaded."""
@@ -112,10 +135,7 @@ class Predictor:
 
     async def many(self, applications: list[Application]) -> bytes:
         if len(applications) > self.max_batch:
-            raise HTTPException(
-                413,
-                detail=f"{len(applications):,} applications in one batch; send at most {self.max_batch:,}",
-            )
+            raise too_many(len(applications), self.max_batch)
         with busy_is_503():
             champion, (probability, decision, error, reasons) = await self.batcher.call(
                 self.score_frame, applications

@@ -27,7 +27,18 @@ class ServingSettings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1_024, description="larger request bodies are refused (413) before parsing"
     )
-    max_waiting: int = Field(1_000, ge=1, description="requests waiting for the scorer; more get 503")
+    max_waiting_rows: int = Field(
+        20_000,
+        ge=1,
+        description="applications (rows) waiting for the scorer, singles and batches together; a request "
+        "that would pass it gets 503 before its body is parsed",
+    )
+    allowed_hosts: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9.:\[\],*-]*$",
+        description="Host header values served besides localhost, 127.0.0.1, ::1 and LOANS_SERVE_HOST "
+        "(comma-separated names); required when listening on every address (DNS rebinding)",
+    )
     api_key: SecretStr = Field(
         SecretStr(""),
         description="required by /predict when set; must be set when the API listens beyond loopback",
@@ -54,10 +65,23 @@ class ServingSettings(BaseSettings):
         except ValueError:
             return False
 
+    def hosts(self) -> frozenset[str]:
+        """The Host header names served (without port): a page of another name that resolves here (DNS
+        rebinding) gets 400."""
+        named = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        listening = {self.host.lower()} - {"0.0.0.0", "::"}  # noqa: S104
+        return frozenset({"localhost", "127.0.0.1", "::1", *listening, *named})
+
     def require_key(self) -> None:
-        """Beyond loopback an API key is required: a ConfigError saying how to set one."""
+        """Beyond loopback an API key is required, and on every address the names clients use: a
+        ConfigError saying how to set them."""
         if not self.loopback() and not self.api_key.get_secret_value():
             raise ConfigError(
                 f"LOANS_SERVE_HOST={self.host} is reachable beyond this machine, so LOANS_SERVE_API_KEY must "
                 "be set (in .env, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if self.host in ("0.0.0.0", "::") and not self.allowed_hosts.strip():  # noqa: S104
+            raise ConfigError(
+                f"LOANS_SERVE_HOST={self.host} listens on every address: set LOANS_SERVE_ALLOWED_HOSTS to "
+                "the names clients reach it by (e.g. loans.example.com,10.0.0.5)"
             )

@@ -266,7 +266,7 @@ def test_a_body_that_is_not_json_is_a_415(client: httpx.Client) -> None:
 
 def test_a_full_scorer_queue_is_a_503_with_retry_after() -> None:
     h = holder(FicoScorer(delay_s=0.5))
-    with serve(h, ServingSettings(max_waiting=2)) as client:
+    with serve(h, ServingSettings(max_waiting_rows=2)) as client:
         assert h.wait_ready(10) is not None
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda _: client.post("/predict", json=EXAMPLE), range(8)))
@@ -291,7 +291,7 @@ def test_with_an_api_key_scoring_needs_it() -> None:
 
 def test_beyond_loopback_an_api_key_is_required() -> None:
     ServingSettings(host="127.0.0.1").require_key()
-    ServingSettings(host="0.0.0.0", api_key="k").require_key()  # noqa: S104
+    ServingSettings(host="0.0.0.0", api_key="k", allowed_hosts="loans.example.com").require_key()  # noqa: S104
     with pytest.raises(ConfigError, match="LOANS_SERVE_API_KEY must be set"):
         ServingSettings(host="0.0.0.0").require_key()  # noqa: S104
 
@@ -325,3 +325,73 @@ def test_metrics_count_requests_by_path_and_status_and_show_the_version(client: 
     assert samples[("loans_api_request_seconds_count", (("path", "/predict"),))] == 5
     assert samples[("loans_api_model_version", ())] == 7
     assert not any(name == "loans_api_errors_total" and value for (name, _), value in samples.items())
+
+
+def test_a_batch_over_the_row_limit_is_a_413_before_any_row_is_validated(client: httpx.Client) -> None:
+    """Admit before parsing: six empty rows (max_batch 5) are refused for their number, not validated
+    one by one (a 16 MB body of `{}` is five million rows of errors)."""
+    response = client.post("/predict/batch", json={"applications": [{}] * 6})
+    assert response.status_code == 413 and "at most 5" in response.json()["detail"]
+
+
+def test_backpressure_counts_rows_and_refuses_before_parsing() -> None:
+    """The scorer's queue holds rows, not requests: with a 4-row batch being scored (max 6 rows
+    waiting), another 4-row batch is a 503, and so is a body that is not even valid: refused before
+    it is parsed."""
+    h = holder(FicoScorer(delay_s=1.5))
+    with serve(h, ServingSettings(max_waiting_rows=6)) as client:
+        assert h.wait_ready(10) is not None
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.post, "/predict/batch", json={"applications": [EXAMPLE] * 4})
+            time.sleep(0.5)
+            second = client.post("/predict/batch", json={"applications": [EXAMPLE] * 4})
+            single = client.post("/predict", json=EXAMPLE)  # 5 of 6 rows: admitted
+            assert first.result().status_code == 200
+    assert second.status_code == 503 and "rows" in second.json()["detail"], second.text
+    assert single.status_code == 200
+    with serve(h, ServingSettings(max_waiting_rows=4)) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/predict/batch", json={"applications": [EXAMPLE] * 4})
+        time.sleep(0.5)
+        invalid = client.post("/predict/batch", json={"applications": [{"dti": "x"}]})
+        assert first.result().status_code == 200
+    assert invalid.status_code == 503
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io"])
+def test_a_foreign_host_header_is_refused(client: httpx.Client, host: str) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 reaches the API with
+    `Host: evil.example`; only the names the API is known by are served."""
+    response = client.get("/health", headers={"host": host})
+    assert response.status_code == 400 and "LOANS_SERVE_ALLOWED_HOSTS" in response.json()["detail"]
+    for known in ("127.0.0.1", "localhost:8000", "[::1]:8000"):
+        assert client.get("/health", headers={"host": known}).status_code == 200, known
+
+
+def test_beyond_loopback_the_allowed_hosts_must_be_named() -> None:
+    with pytest.raises(ConfigError, match="LOANS_SERVE_ALLOWED_HOSTS"):
+        ServingSettings(host="0.0.0.0", api_key="k").require_key()  # noqa: S104
+    named = ServingSettings(host="0.0.0.0", api_key="k", allowed_hosts="loans.example.com")  # noqa: S104
+    named.require_key()
+    assert "loans.example.com" in named.hosts() and "localhost" in named.hosts()
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing a large batch must not hold the event loop (every other request would wait for it)."""
+    import threading
+
+    import serving.api
+
+    threads: list[str] = []
+    original = serving.api.parse_body
+
+    def recorded(body: bytes, model: type) -> object:
+        threads.append(threading.current_thread().name)
+        return original(body, model)
+
+    monkeypatch.setattr(serving.api, "parse_body", recorded)
+    h = holder(FicoScorer())
+    with serve(h, ServingSettings()) as client:
+        assert h.wait_ready(10) is not None
+        assert client.post("/predict/batch", json={"applications": [EXAMPLE] * 300}).status_code == 200
+    [thread] = threads
+    assert not thread.startswith("uvicorn"), f"parsed on the event loop's thread {thread}"

@@ -87,3 +87,37 @@ def test_page_and_state_with_kafka_unreachable() -> None:
             time.sleep(0.2)
         assert kafka.bootstrap_servers in error
         assert client.get("/health").json()["status"] == "degraded"
+
+
+def test_the_dashboard_asks_for_the_key_and_checks_the_host() -> None:
+    """With a key (required beyond loopback) the page and its data need it, as HTTP basic auth so a
+    browser asks for it (any user name, the key as password); /health stays open; a foreign Host
+    header is refused (DNS rebinding)."""
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    feed = TopicFeed(kafka, TopicSettings(output_prefix="x"), LiveState(), lookback_s=60)
+    settings = ServingSettings(api_key="dash-key")
+    with (
+        running(create_app(feed, None, settings), "127.0.0.1", free_port()) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        for path in ("/", "/api/state"):
+            refused = c.get(path)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic"), (
+                path
+            )
+            assert c.get(path, auth=("anyone", "wrong")).status_code == 401
+            assert c.get(path, auth=("anyone", "dash-key")).status_code == 200
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_the_dashboard_beyond_loopback_without_a_key_is_one_line_and_exit_2() -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "LOANS_SERVE_API_KEY": ""}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "serving.dashboard", "--host", "0.0.0.0", "--port", str(free_port())],  # noqa: S104
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "LOANS_SERVE_API_KEY must be set" in result.stderr, result.stderr
