@@ -11,11 +11,14 @@ from collections.abc import Callable
 from types import FrameType
 
 from core.errors import LoanAnalyticsError
+from core.settings import private_home
 
 
 def run_main(body: Callable[[], int]) -> int:
-    """Run a CLI body; `LoanAnalyticsError` -> one line on stderr, exit 2; Ctrl-C -> exit 130."""
+    """Run a CLI body, the local state folder made owner-only first; `LoanAnalyticsError` -> one
+    line on stderr, exit 2; Ctrl-C -> exit 130."""
     try:
+        private_home()
         return body()
     except LoanAnalyticsError as exc:
         print(f"error: {exc}", file=sys.stderr)

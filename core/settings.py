@@ -50,6 +50,27 @@ BootstrapServers = Annotated[str, AfterValidator(_check_bootstrap)]
 SECRETS_FILE = Path(os.environ.get("LOANS_PATHS_HOME") or ".loans") / "secrets.env"
 
 
+def local_home() -> Path:
+    """The local state folder: LOANS_PATHS_HOME from the environment, else `.env`, else `.loans`."""
+    env_file = dotenv_values(".env") if Path(".env").exists() else {}
+    return Path(os.environ.get("LOANS_PATHS_HOME") or env_file.get("LOANS_PATHS_HOME") or ".loans")
+
+
+def private_home() -> Path:
+    """`local_home()`, made if missing and owner-only (broker data, secrets, checkpoints and the lake
+    hold every application); every entry point calls it (`core.cli.run_main`)."""
+    home = local_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if home.stat().st_mode & 0o077:
+            home.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make LOANS_PATHS_HOME={home} owner-only ({exc.strerror}): set it to a folder you own"
+        ) from exc
+    return home
+
+
 def stored_password(prefix: str, user: str) -> str:
     """`<prefix>PASSWORD_<USER>` (e.g. LOANS_KAFKA_PASSWORD_PRODUCER) from the environment, else from
     the secrets file `make up` writes one per principal into."""
@@ -326,8 +347,8 @@ class SparkJobSettings(BaseSettings):
         "local[*]",
         description="local[*]: every core, plus a task slot per input partition when risk runs in real time",
     )
-    checkpoint_dir: Location = ".loans/checkpoints"
-    lake_dir: Location = ".loans/lake"
+    checkpoint_dir: Location = Field(default_factory=lambda: f"{local_home()}/checkpoints")
+    lake_dir: Location = Field(default_factory=lambda: f"{local_home()}/lake")
     realtime_batch: str = Field(
         "30 seconds",
         pattern=TRIGGER,

@@ -6,7 +6,8 @@ every application is in loan.risk and loan.scores exactly once (scores: one mode
 flagged application once in loan.fraud, every malformed message once in loan.dlq, and nothing is
 missing, although the applications and malformed messages sent before the job's first start were
 there first (fresh checkpoints start from the earliest offset). The at-least-once designs this
-replaced are measured by bench/pipeline.py against a git revision, not kept in the code."""
+replaced are measured by bench/pipeline.py against a git revision, not kept in the code. The topics have
+the default three partitions."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,13 +87,15 @@ def died(job: subprocess.Popen[bytes], timeout_s: float) -> bool:
 
 
 def committed(checkpoints: Path, query: str, topic: str) -> int:
-    """How far into `topic` (one partition) `query`'s committed micro-batches reached, from its checkpoint:
-    a micro-batch query has written everything below it (its Kafka transaction commits first)."""
+    """How many records of `topic` (all its partitions) `query`'s committed micro-batches reached, from
+    its checkpoint: a micro-batch query has written everything below them (its Kafka transaction
+    commits first)."""
     commits = [int(p.name) for p in (checkpoints / query / "commits").glob("[0-9]*")]
     if not commits:
         return 0
     lines = (checkpoints / query / "offsets" / str(max(commits))).read_text().splitlines()[2:]
-    return max((int(json.loads(line).get(topic, {}).get("0", 0)) for line in lines), default=0)
+    ends = (json.loads(line).get(topic, {}) for line in lines)
+    return max((sum(int(offset) for offset in end.values()) for end in ends), default=0)
 
 
 def read(kafka: KafkaSettings, topic: str, expected: int) -> list[dict]:
@@ -113,7 +117,7 @@ def run_with_kills(
         "LOANS_TOPICS_TRUTH": topics.truth,
         "LOANS_TOPICS_DLQ": topics.dlq,
         "LOANS_TOPICS_OUTPUT_PREFIX": topics.output_prefix,
-        "LOANS_SPARK_MASTER": "local[4]",  # the real-time query holds a slot (1 partition), 3 for the rest
+        "LOANS_SPARK_MASTER": "local[6]",  # the real-time query holds a slot per partition, 3 for the rest
         "LOANS_SPARK_ARCHIVE_TRIGGER": "2 seconds",
         "LOANS_SPARK_MAX_OFFSETS_PER_TRIGGER": "150",  # a backlog takes several micro-batches
         "LOANS_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
@@ -171,6 +175,13 @@ def run_with_kills(
         + f"; log {log}"
     )
     return send, counts, kills
+
+
+@pytest.fixture
+def topics(fresh_topics: Callable[..., TopicSettings]) -> TopicSettings:
+    """The default three partitions: the real-time query's tasks commit one transaction each, and a
+    kill between them is what a single partition cannot show."""
+    return fresh_topics("e", TopicSettings().partitions)
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ principal still carry applications through to loan.risk."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +20,17 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AclBinding, AclBindingFilter, AclOperation
+from prometheus_client import CollectorRegistry
 from pyspark.sql import SparkSession
 
+from core.metrics import serve
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
-from core.stack import acl, jars
+from core.stack import acl, jars, status
 from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
@@ -33,6 +39,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.context import Context
+from sparky.metrics import QueryCollector
 from sparky.session import REDACTION, stable_id
 from sparky.supervisor import Supervisor
 from sparky.transactional import _retried, groups, last_committed, transactional_id
@@ -212,3 +219,86 @@ def test_the_pipeline_runs_with_each_service_on_its_own_principal(
         assert done >= 100, f"risk committed input offsets up to {done}"
     finally:
         job.stop()
+
+
+def test_a_query_that_keeps_failing_restarts_while_the_others_run_then_resumes_with_nothing_missing(
+    secured: Secured, spark: SparkSession, tmp_path: Path
+) -> None:
+    """An operator takes away the job's right to write loan.risk: the real-time query fails on every
+    try, `make status` (over the job's metrics) says it is restarting, the windows keep counting; once
+    the right is back, risk resumes from its committed offsets and every application is in it exactly
+    once. Nothing stops the job meanwhile."""
+    admin = admin_client(secured.as_(ADMIN))
+    [write] = [
+        b for b in acl.bindings("spark", acl.grants(TOPICS)["spark"])
+        if b.name == TOPICS.output("risk") and b.operation == AclOperation.WRITE
+    ]  # fmt: skip
+    spark_kafka, consumer = secured.as_("spark"), secured.as_("consumer")
+    gen, ids = ApplicationGenerator(seed=33), list[str]()
+
+    def send(n: int) -> None:
+        batch = gen.batch(n, datetime.now(UTC) - timedelta(seconds=30), 0.5)
+        sender = EventProducer(secured.as_("producer"))
+        send_frame(sender, TOPICS.applications, batch.applications, "application_id")
+        assert sender.close(30).failed == 0
+        ids.extend(batch.applications["application_id"])
+
+    def records(stream: str) -> list[Message]:
+        return read_topic(consumer, TOPICS.output(stream), 10**6, timeout_s=8, settle_s=0)
+
+    def risk_of_ours() -> Counter[str]:
+        ours = set(ids)
+        return Counter(key for m in records("risk") if (key := (m.key() or b"").decode()) in ours)
+
+    settings = SparkJobSettings(
+        checkpoint_dir=f"{tmp_path}/chk", lake_dir=f"{tmp_path}/lake", starting_offsets="latest",
+        queries="realtime,windows", realtime_batch="5 seconds", window_trigger="2 seconds",
+        restart_backoff_s=1.0, restart_backoff_max_s=4.0,
+    )  # fmt: skip
+    job = Supervisor(Context(spark, spark_kafka, TOPICS, settings))
+    registry = CollectorRegistry()
+    registry.register(QueryCollector(lambda: job.queries, job.restarting))
+    port, stop = free_port(), threading.Event()
+    serving = serve(registry, "127.0.0.1", port, "-")
+    url = f"http://127.0.0.1:{port}/metrics"
+    job.start()
+    loop = threading.Thread(target=job.run, kwargs={"progress_every_s": 3600, "stop": stop}, daemon=True)
+    loop.start()
+    try:
+        time.sleep(10)  # both queries reading from the end
+        send(50)
+        wait_for(lambda: len(risk_of_ours()) >= 50, 120, "risk of the first 50")
+        stats_before = len(records("stats"))
+        admin.delete_acls([acl_filter(write)])[acl_filter(write)].result(30)
+        send(50)
+        wait_for(lambda: status.job("spark job", url).state.startswith("problem: restarting: realtime"),
+                 180, "status showing realtime restarting")  # fmt: skip
+        failures = job.restarting().get("realtime", 0)
+        wait_for(lambda: job.restarting().get("realtime", 0) > max(failures, 1), 120, "another failed try")
+        assert len(records("stats")) > stats_before, "the windows stopped counting while realtime failed"
+        assert loop.is_alive() and "windows" not in job.restarting()
+        admin.create_acls([write])[write].result(30)
+        wait_for(lambda: len(risk_of_ours()) >= 100, 240, "risk of all 100 after the right came back")
+        counts = risk_of_ours()
+        assert set(counts) == set(ids) and max(counts.values()) == 1, counts.most_common(3)
+        wait_for(lambda: status.job("spark job", url).state == "running", 60, "status running again")
+    finally:
+        stop.set()
+        loop.join(60)
+        job.stop()
+        serving()
+        admin.create_acls([write])[write].result(30)  # for any test after this one
+
+
+def acl_filter(binding: AclBinding) -> AclBindingFilter:
+    return AclBindingFilter(
+        binding.restype, binding.name, binding.resource_pattern_type, binding.principal, binding.host,
+        binding.operation, binding.permission_type,
+    )  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
+        time.sleep(1)

@@ -143,3 +143,22 @@ def test_a_settings_error_never_prints_a_password(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError) as raised:
         load(KafkaSettings, bootstrap_servers="nohost", password=secret)
     assert secret not in str(raised.value) and "LOANS_KAFKA_BOOTSTRAP_SERVERS='nohost'" in str(raised.value)
+
+
+def test_local_state_follows_loans_paths_home_and_is_owner_only_from_every_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints and the lake hold every application: they live under LOANS_PATHS_HOME like the
+    rest of the local state, and any command (not only `make up`) leaves that folder owner-only."""
+    from core.cli import run_main
+    from core.settings import SparkJobSettings
+
+    home = tmp_path / "state"
+    monkeypatch.setenv("LOANS_PATHS_HOME", str(home))
+    job = SparkJobSettings()
+    assert job.checkpoint_dir == f"{home}/checkpoints" and job.lake_dir == f"{home}/lake"
+    assert run_main(lambda: 0) == 0
+    assert home.is_dir() and home.stat().st_mode & 0o777 == 0o700
+    home.chmod(0o755)  # made by hand, or by an older version
+    assert run_main(lambda: 0) == 0
+    assert home.stat().st_mode & 0o777 == 0o700
