@@ -43,7 +43,7 @@ test-unit: .venv/.installed ## unit tests only (no services)
 
 up: install ## start Kafka (KRaft, SASL/SCRAM + ACLs) + MLflow (basic-auth) locally, make the principals and topics
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
-secrets: .venv/.installed ## write .loans/secrets.env (every password make up makes) without starting anything: for docker compose --env-file
+secrets: .venv/.installed ## write .loans/secrets.env (every password make up makes; one file per principal under .loans/secrets) without starting anything: for docker compose --env-file
 	@$(RUN) loans-stack secrets
 rotate-ssn-key: .venv/.installed ## new HMAC key for SSN hashes in .loans/secrets.env (version + 1)
 	@$(RUN) loans-stack rotate-ssn-key

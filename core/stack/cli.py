@@ -15,6 +15,7 @@ from core.cli import confirmed, run_main
 from core.errors import ServiceError
 from core.logging import configure
 from core.settings import (
+    CLIENT_FILE,
     SECRETS_FILE,
     KafkaSettings,
     LogSettings,
@@ -197,7 +198,8 @@ def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes:
         if "://" not in p.removeprefix("file://")
     ]
     nodes = sorted(paths.home.glob("kafka-[0-9]*"))  # the other nodes of a multi-node cluster
-    home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + nodes + [SECRETS_FILE]
+    secret = [SECRETS_FILE, SECRETS_FILE.parent / "secrets", CLIENT_FILE]
+    home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + nodes + secret
     doomed = [p for p in dict.fromkeys([*local, *home]) if p.exists()]
     if not doomed:
         print("nothing to clean")

@@ -8,9 +8,12 @@ first start, read by every settings class after the environment and `.env` (`cor
     LOANS_KAFKA_PASSWORD_PRODUCER=...
     LOANS_MLFLOW_PASSWORD_TRAINER=...                   # one per MLflow user (admin, trainer, serving)
 
-Each client finds its own principal's password by its name (`core.settings.stored_password`).
-`rotate_ssn_key` (`make rotate-ssn-key`) replaces the SSN key and adds one to its version; the lines
-it does not own are kept.
+That file is `make up`'s (and `docker compose --env-file`'s). Each process reads only what it is
+(`split`): `secrets/kafka-<principal>.env` and `secrets/mlflow-<user>.env` hold one password each,
+`secrets/ssn-key.env` the SSN key (the producer's), all 0600, and `client.env` the protocol (no
+secret); a client finds its principal's file by name (`core.settings.stored_password`), so the API
+never reads the broker's admin password. `rotate_ssn_key` (`make rotate-ssn-key`) replaces the SSN
+key and adds one to its version; the lines it does not own are kept.
 """
 
 from __future__ import annotations
@@ -66,7 +69,29 @@ def ensure(path: Path, users: Mapping[str, Iterable[str]] | None = None, **setti
     updated = values | added | settings
     if updated != values or path.stat().st_mode & 0o077:
         write(path, updated)
+    split(path)
     return list(added)
+
+
+def split(path: Path) -> None:
+    """From the whole file at `path`, the files each process reads (beside it): one per principal
+    and password, the SSN key's, and `client.env` (the protocol). Rewritten only where they differ."""
+    values = read(path)
+    files: dict[Path, dict[str, str]] = {path.parent / "client.env": {}}
+    own = path.parent / "secrets"
+    for key, value in values.items():
+        for prefix, kind in ((KAFKA, "kafka"), (MLFLOW, "mlflow")):
+            if key.startswith(f"{prefix}PASSWORD_"):
+                user = key.removeprefix(f"{prefix}PASSWORD_").lower()
+                files[own / f"{kind}-{user}.env"] = {key: value}
+    if KEY in values:
+        files[own / "ssn-key.env"] = {k: values[k] for k in (KEY, VERSION) if k in values}
+    if PROTOCOL in values:
+        files[path.parent / "client.env"] = {PROTOCOL: values[PROTOCOL]}
+    own.mkdir(mode=0o700, exist_ok=True)
+    for file, wanted in files.items():
+        if not file.exists() or read(file) != wanted or file.stat().st_mode & 0o077:
+            write(file, wanted)
 
 
 def passwords(path: Path, prefix: str, users: Iterable[str]) -> dict[str, str]:
@@ -80,4 +105,5 @@ def rotate_ssn_key(path: Path) -> int:
     values = read(path)
     version = int(values.get(VERSION, "0") or 0) + 1
     write(path, values | {KEY: secrets.token_urlsafe(32), VERSION: str(version)})
+    split(path)
     return version

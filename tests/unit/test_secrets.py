@@ -76,3 +76,35 @@ def test_a_write_that_fails_midway_keeps_every_password(
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["secrets.env"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_each_service_reads_only_its_own_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make up` keeps every password in secrets.env for itself (and docker compose), and gives each
+    principal a file of its own: a process reads only the files of the principals it is. Here the
+    whole file is gone, as on a host given only the dashboard's: the dashboard still connects, and the
+    broker's admin password is in no file but the admin's."""
+    from core.settings import KafkaSettings, MlflowSettings, load
+
+    monkeypatch.chdir(tmp_path)
+    master = Path(SECRETS_FILE)
+    users = {secrets.KAFKA: ("admin", "producer", "dashboard", "spark"), secrets.MLFLOW: ("admin", "serving")}
+    secrets.ensure(master, users, **{secrets.PROTOCOL: "SASL_PLAINTEXT"})
+    stored = secrets.read(master)
+    master.unlink()
+    own = {f.name: secrets.read(f) for f in (master.parent / "secrets").iterdir()}
+    assert {n for n, values in own.items() if any("PASSWORD" in k for k in values)} == {
+        "kafka-admin.env", "kafka-producer.env", "kafka-dashboard.env", "kafka-spark.env",
+        "mlflow-admin.env", "mlflow-serving.env",
+    }  # fmt: skip
+    for name, values in own.items():
+        assert len([k for k in values if "PASSWORD" in k or k == secrets.KEY]) == 1, name
+        assert stat.S_IMODE((master.parent / "secrets" / name).stat().st_mode) == 0o600
+    admin = stored[secrets.password_key(secrets.KAFKA, "admin")]
+    assert [n for n, values in own.items() if admin in values.values()] == ["kafka-admin.env"]
+    assert secrets.read(master.parent / "client.env") == {secrets.PROTOCOL: "SASL_PLAINTEXT"}
+    monkeypatch.delenv("LOANS_KAFKA_SECURITY_PROTOCOL")
+    dashboard = load(KafkaSettings, service="dashboard")
+    assert dashboard.security_protocol == "SASL_PLAINTEXT"
+    assert dashboard.password.get_secret_value() == stored[secrets.password_key(secrets.KAFKA, "dashboard")]
+    serving = load(MlflowSettings, service="serving")
+    assert serving.password.get_secret_value() == stored[secrets.password_key(secrets.MLFLOW, "serving")]
