@@ -9,7 +9,7 @@ export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets client-config topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -45,6 +45,8 @@ up: install ## start Kafka (KRaft, SASL/SCRAM + ACLs) + MLflow (basic-auth) loca
 	@$(RUN) loans-stack up && $(RUN) loans-topics create && $(RUN) loans-stack status
 secrets: .venv/.installed ## write .loans/secrets.env (every password make up makes; one file per principal under .loans/secrets) without starting anything: for docker compose --env-file
 	@$(RUN) loans-stack secrets
+client-config: .venv/.installed ## a principal's settings for Kafka's Java tools and kcat into .loans/clients (PRINCIPAL=consumer)
+	@$(RUN) loans-stack client-config --principal $(or $(PRINCIPAL),consumer)
 rotate-ssn-key: .venv/.installed ## new HMAC key for SSN hashes in .loans/secrets.env (version + 1)
 	@$(RUN) loans-stack rotate-ssn-key
 down: .venv/.installed ## stop what `make up` started
@@ -56,9 +58,9 @@ topics: .venv/.installed ## print every topic name the project uses
 YES := $(if $(filter 1,$(FORCE)),--yes,)
 kafka-list: up ## the project's topics as the broker has them: partitions, replicas, retention, end offsets
 	@$(RUN) loans-topics describe
-kafka-delete-all: up ## delete every project topic and its records (asks; FORCE=1 does not)
+kafka-delete-all: up ## delete every project topic and its records, and the job's checkpoints (asks; FORCE=1 does not)
 	@$(RUN) loans-topics delete-all $(YES)
-kafka-recreate: up ## delete and create every project topic, empty (asks; FORCE=1 does not)
+kafka-recreate: up ## delete and create every project topic, empty; the job's checkpoints go too (asks; FORCE=1 does not)
 	@$(RUN) loans-topics recreate $(YES)
 clean: .venv/.installed ## remove local state: checkpoints, lake, broker/MLflow data, secrets (asks; FORCE=1 does not; stack down first)
 	@$(RUN) loans-stack clean $(YES)

@@ -482,6 +482,11 @@ class SparkJobSettings(BaseSettings):
         """The validation context of `core.events.LoanApplication`'s event_time rule, from settings."""
         return {"max_future": duration(self.max_future), "oldest": self.oldest_event}
 
+    def local_checkpoints(self) -> Path | None:
+        """`checkpoint_dir` as a local folder, None when it is a remote URI (hdfs://, s3a://)."""
+        local = self.checkpoint_dir.removeprefix("file://")
+        return None if "://" in local else Path(local)
+
     def location(self, *parts: str) -> str:
         """`checkpoint_dir/<parts>`, as a path or URI Spark and Hadoop resolve (not pathlib)."""
         return "/".join([self.checkpoint_dir.rstrip("/"), *parts])

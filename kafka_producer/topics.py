@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetS
 from core.cli import confirmed, run_main
 from core.errors import ServiceError
 from core.logging import configure
-from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.settings import KafkaSettings, LogSettings, SparkJobSettings, TopicSettings, load
 from core.stack import acl
 from core.stack.kafka import min_insync, replication
 from core.streams import topic_name
@@ -199,11 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "describe":
             print_topics(describe(kafka, topics.all()))
         elif args.command in ("delete-all", "recreate"):
+            checkpoints = load(SparkJobSettings).local_checkpoints()
+            stale = checkpoints if checkpoints is not None and checkpoints.exists() else None
             question = f"{args.command}: delete every record of {len(topics.all())} topics "
-            question += f"at {kafka.bootstrap_servers}?"
-            if not confirmed(question, args.yes):
+            question += f"at {kafka.bootstrap_servers}"
+            if stale is not None:  # they name offsets of these topics: a job would refuse to start on them
+                question += f", and the Spark job's checkpoints in {stale} (stop the job first)"
+            if not confirmed(question + "?", args.yes):
                 return 1
             delete_topics(kafka, topics.all())
+            if stale is not None:
+                shutil.rmtree(stale)
+                print(f"removed the Spark job's checkpoints {stale}: the job starts afresh on the new topics")
             if args.command == "recreate":
                 ensure_topics(kafka, topics)
         elif args.command == "list":

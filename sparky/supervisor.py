@@ -189,9 +189,11 @@ class Supervisor:
         if "failOnDataLoss" in error or "data may have been lost" in error.lower():
             raise DataError(
                 f"query {name}: offsets its checkpoint needs are gone from Kafka (retention, or topics "
-                f"deleted and made again): {reason}. If the topics were made again, start the job on "
-                f"new checkpoints (move {settings.checkpoint_dir} away); to skip what retention "
-                "removed, run with LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
+                f"deleted and made again): {reason}. If the topics were made again, the checkpoints "
+                f"belong to the old ones: remove them (`rm -r {settings.checkpoint_dir}`; "
+                "`make kafka-recreate` does it with the topics) and start again; to skip what retention "
+                "removed, run with "
+                "LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
             )
         count, last = self.failures.get(name, (0, now))
         count = 1 if now - last > QUIET_S else count + 1

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from core.cli import confirmed, run_main
-from core.errors import ServiceError
+from core.errors import ConfigError, ServiceError
 from core.logging import configure
 from core.settings import (
     CLIENT_FILE,
@@ -27,7 +27,7 @@ from core.settings import (
     TopicSettings,
     load,
 )
-from core.stack import acl, jars, secrets
+from core.stack import acl, clients, jars, secrets
 from core.stack import status as status_of
 from core.stack.kafka import ADMIN, KafkaCluster
 from core.stack.mlflow_server import MlflowServer
@@ -228,9 +228,15 @@ def main(argv: list[str] | None = None) -> int:
             "clean",
             "spark-app",
             "spark-down",
+            "client-config",
         ],  # fmt: skip
     )
     parser.add_argument("--yes", action="store_true", help="clean: do not ask (make clean FORCE=1)")
+    parser.add_argument(
+        "--principal",
+        default="consumer",
+        help="client-config: whose settings (make client-config PRINCIPAL=...)",
+    )
     args, job_args = parser.parse_known_args(argv)  # spark-app passes the rest to loans-stream
     if job_args and args.command != "spark-app":
         parser.error(f"unrecognized arguments: {' '.join(job_args)}")
@@ -253,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rotate-ssn-key":
             version = secrets.rotate_ssn_key(SECRETS_FILE)
             print(f"SSN key version {version} written to {SECRETS_FILE}; restart the producer to use it")
+        elif args.command == "client-config":
+            if args.principal not in (ADMIN, *acl.SERVICES):
+                raise ConfigError(
+                    f"no principal {args.principal!r}: choose one of {', '.join((ADMIN, *acl.SERVICES))}"
+                )
+            for path in clients.write(load(KafkaSettings, service=args.principal), paths.home / "clients"):
+                print(f"wrote {path} (owner-only)")
         elif args.command == "clean":
             return clean(paths, stack, load(SparkJobSettings), args.yes)
         elif args.command == "jars":

@@ -6,6 +6,9 @@ principal still carry applications through to loan.risk."""
 from __future__ import annotations
 
 import secrets
+import shutil
+import stat
+import subprocess
 import threading
 import time
 import uuid
@@ -30,7 +33,7 @@ from pyspark.sql import SparkSession
 
 from core.metrics import serve
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
-from core.stack import acl, jars, status
+from core.stack import acl, clients, jars, status
 from core.stack.kafka import ADMIN, KafkaBroker
 from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
@@ -302,3 +305,32 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
         time.sleep(1)
+
+
+def test_client_config_lets_kafkas_own_console_consumer_read_as_the_consumer_principal(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """`make client-config PRINCIPAL=consumer`'s Java properties drive a standard client, Kafka's own
+    console consumer, through SCRAM and the ACLs (a group under the principal's prefix)."""
+    admin = Producer(secured.as_(ADMIN).producer_config("client-config-test"))
+    admin.produce(TOPICS.output("risk"), b'{"application_id": "app-console"}', b"app-console")
+    assert admin.flush(30) == 0
+    [properties, native] = clients.write(secured.as_("consumer"), tmp_path / "clients")
+    assert stat.S_IMODE(properties.stat().st_mode) == 0o600
+    assert "sasl.mechanisms=SCRAM-SHA-512" in native.read_text()
+    tool = [
+        shutil.which("java") or "java", "-cp", jars.classpath(PathSettings().jars / "kafka"),
+        "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", secured.bootstrap,
+        "--consumer.config", str(properties), "--group", "loans-consume-console",
+    ]  # fmt: skip
+    read = subprocess.run(  # noqa: S603
+        [*tool, "--topic", TOPICS.output("risk"), "--from-beginning", "--max-messages", "1",
+         "--timeout-ms", "60000", "--property", "print.key=true"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert read.returncode == 0 and "app-" in read.stdout, read.stderr[-2000:]
+    refused = subprocess.run(  # noqa: S603
+        [*tool, "--topic", TOPICS.truth, "--from-beginning", "--max-messages", "1", "--timeout-ms", "20000"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "TopicAuthorizationException" in refused.stdout + refused.stderr  # it exits 0 all the same

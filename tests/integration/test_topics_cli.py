@@ -19,9 +19,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def as_user(kafka: KafkaSettings, topics: TopicSettings, monkeypatch: pytest.MonkeyPatch) -> TopicSettings:
-    """The CLI's environment: the fixture broker and this test's own topic names, 2 partitions."""
+def as_user(
+    kafka: KafkaSettings, topics: TopicSettings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> TopicSettings:
+    """The CLI's environment: the fixture broker and this test's own topic names, 2 partitions, the
+    job's checkpoints in this test's folder."""
     monkeypatch.setenv("LOANS_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    monkeypatch.setenv("LOANS_SPARK_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     for field in ("applications", "history", "truth", "dlq", "output_prefix"):
         monkeypatch.setenv(f"LOANS_TOPICS_{field.upper()}", getattr(topics, field))
     monkeypatch.setenv("LOANS_TOPICS_PARTITIONS", "2")
@@ -55,7 +59,12 @@ def test_list_recreate_and_delete_all_against_the_broker(
     assert "FORCE=1" in capsys.readouterr().out
     assert set(topics.all()) <= set(admin_client(kafka).list_topics(timeout=10).topics)
 
+    checkpoints = Path(os.environ["LOANS_SPARK_CHECKPOINT_DIR"])
+    (checkpoints / "windows" / "offsets").mkdir(parents=True)
+    (checkpoints / "windows" / "offsets" / "0").write_text("v1\n{}\n{}\n")
     assert topics_cli.main(["recreate", "--yes"]) == 0
+    assert not checkpoints.exists(), "the job's checkpoints name offsets of the deleted topics"
+    assert f"checkpoints {checkpoints}" in capsys.readouterr().out
     assert topics_cli.main(["describe"]) == 0
     rows = _rows(capsys.readouterr().out, topics)
     assert set(rows) == set(topics.all())
