@@ -59,6 +59,8 @@ def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(
         assert printed[topics.dlq] == 3  # the demo's three malformed messages
         assert " ERROR " not in output and "Traceback" not in output, output[-3000:]
         assert not re.search(r"^\s+at [\w.$]+\(", output, re.M), "a Java stack trace was printed"
+        warned = re.findall(r"^\S+ WARN .*$", output, re.M)  # Spark's (log4j); the project says WARNING
+        assert not warned, "\n".join(warned[:20])
         for noise in ("Setting default log level", "sc.setLogLevel", "Downloading artifacts"):
             assert noise not in output, f"not a line of the project's: {noise!r}"  # Spark's shell, MLflow
     finally:
