@@ -454,11 +454,6 @@ class SparkJobSettings(BaseSettings):
     oldest_event: datetime = Field(
         OLDEST_EVENT, description="applications whose event_time is earlier go to the DLQ"
     )
-    failpoint: str = Field(
-        "",
-        pattern=r"^$|^(realtime|fraud|archive|outcomes):(mid-write|after-commit)$",
-        description="fault-injection tests only: SIGKILL the job at this point of a query's first write",
-    )
     risk_alert_threshold: float = Field(0.6, ge=0, le=1)
     fraud_score_threshold: float = Field(0.5, ge=0, le=1)
 

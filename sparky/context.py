@@ -67,6 +67,4 @@ class Context:
         """Query `query`'s exactly-once micro-batch writer (`sparky.transactional`), its transactions
         named by `query_id` (the id Spark keeps in the query's checkpoint), its markers in the commits
         topic of the query's `principal`."""
-        return TransactionalSink(
-            self.kafka, self.topics.commits_of(principal), query, query_id[:8], self.settings.failpoint
-        )
+        return TransactionalSink(self.kafka, self.topics.commits_of(principal), query, query_id[:8])

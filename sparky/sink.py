@@ -7,9 +7,6 @@ on a small machine each expression the driver builds is a round trip into the JV
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -34,13 +31,6 @@ def kafka_columns(stream: Stream, topics: TopicSettings) -> list[Column]:
     """`key`, `value` and `topic` of a DataFrame whose columns include the stream's record fields."""
     key, value = message(stream, [F.col(name) for name in stream.fields])
     return [key.alias("key"), value.alias("value"), F.lit(stream.topic(topics)).alias("topic")]
-
-
-def crash_if(failpoint: str, query: str, point: str) -> None:
-    """Fault injection (LOANS_SPARK_FAILPOINT=<query>:<point>, tests only): SIGKILL the job here."""
-    if failpoint == f"{query}:{point}":
-        logging.getLogger(__name__).warning("%s: failpoint %s: killing the job", query, point)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

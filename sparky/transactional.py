@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial, reduce
@@ -35,7 +34,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core.settings import KafkaSettings, SparkJobSettings
 from sparky.session import remove
-from sparky.sink import crash_if, pool
+from sparky.sink import pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,11 +43,8 @@ T = TypeVar("T")
 class TransactionalSink:
     """Writes a query's micro-batches (`key`, `value`, `topic` rows) exactly once."""
 
-    def __init__(
-        self, kafka: KafkaSettings, commits: str, query: str, writer_id: str, failpoint: str = ""
-    ) -> None:
+    def __init__(self, kafka: KafkaSettings, commits: str, query: str, writer_id: str) -> None:
         self.kafka, self.commits, self.query = kafka, commits, query
-        self.failpoint = failpoint
         self.marker_key = f"{query}.{writer_id}"
         self.producer = Producer(
             kafka.producer_config(
@@ -83,16 +79,13 @@ class TransactionalSink:
         marker = {"query": self.query, "batch_id": batch_id, "records": len(keys)}
         self.producer.begin_transaction()
         try:
-            for i, (key, value, topic) in enumerate(zip(keys, values, topics, strict=True)):
+            for key, value, topic in zip(keys, values, topics, strict=True):
                 self.produce(topic, value, key)
-                if i == len(keys) // 2:
-                    self.crash_if("mid-write")
             self.produce(self.commits, json.dumps(marker), self.marker_key)
             self.producer.commit_transaction(60)
         except BaseException:
             self.abort()
             raise
-        self.crash_if("after-commit")
         self.last = batch_id
         return len(keys)
 
@@ -103,11 +96,6 @@ class TransactionalSink:
                 return
             except BufferError:  # the local queue is full: let deliveries drain
                 self.producer.poll(0.1)
-
-    def crash_if(self, point: str) -> None:
-        if self.failpoint == f"{self.query}:{point}":
-            self.producer.flush(10)  # mid-write: the records so far are on the broker, uncommitted
-        crash_if(self.failpoint, self.query, point)
 
     def abort(self) -> None:
         try:
@@ -201,7 +189,9 @@ def _committed(
     consumer = Consumer(kafka.consumer_config(group, {"enable.auto.commit": False}))
     try:
         asked = [TopicPartition(topic, p) for p in partitions]
-        committed = _retried(lambda: consumer.committed(asked, timeout=30))
+        # a run killed inside a transaction leaves its offsets unstable until the broker aborts it
+        # (transaction.timeout.ms, 60 s): the fetch times out meanwhile, and is asked again
+        committed = _retried(lambda: consumer.committed(asked, timeout=30), UNSTABLE_S, UNSTABLE)
         found = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
         if not found:
             offsets = [TopicPartition(topic, p, o) for p, o in start.items()]
@@ -223,16 +213,24 @@ RETRIABLE = {  # a group coordinator moving or loading; a new topic's partition 
 }
 
 
-def _retried(call: Callable[[], T], timeout_s: float = 60) -> T:
+UNSTABLE = {KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT}  # offsets in an open transaction
+UNSTABLE_S = 150.0  # outlasts the writers' transaction.timeout.ms (60 s) and a slow abort
+
+
+def _retried(call: Callable[[], T], timeout_s: float = 60, also: set[int] | None = None) -> T:
     """`call()`, again while the cluster is still settling (a group coordinator moving or loading, a
-    new topic without its leaders yet), for up to `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
+    new topic without its leaders yet; `also`: other errors to wait out), for up to `timeout_s`."""
+    deadline, said = time.monotonic() + timeout_s, False
     while True:
         try:
             return call()
         except KafkaException as exc:
-            if exc.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
+            code = exc.args[0].code()
+            if code not in RETRIABLE | (also or set()) or time.monotonic() > deadline:
                 raise
+            if code in UNSTABLE and not said:
+                log.info("waiting for an earlier run's open transaction to end (%s)", exc.args[0].str())
+                said = True
             time.sleep(0.5)
 
 
@@ -250,8 +248,7 @@ def start_rows(
     jvm = df.sparkSession._jvm  # noqa: SLF001 (the writer is a JVM object)
     assert jvm is not None  # noqa: S101 (a classic session)
     writer = jvm.loanstream.TransactionalRows(
-        kafka.java_config(), kafka.prefix, name, writer_id, source, job.realtime_commit_ms, job.failpoint,
-        os.getpid(),
+        kafka.java_config(), kafka.prefix, name, writer_id, source, job.realtime_commit_ms
     )  # fmt: skip
     checkpoint = job.location(name, "spark")
     remove(df.sparkSession, checkpoint)

@@ -53,8 +53,6 @@ public class TransactionalRows extends ForeachWriter<Row> {
   private final String writerId; // kept in the query's checkpoint folder
   private final String source;
   private final long commitEveryMs;
-  private final String failpoint; // tests only: "<query>:after-commit" kills the job there
-  private final long driverPid;
 
   /** Producers (with their offsets reader) kept between real-time batches, by transactional id. */
   private static final ConcurrentHashMap<String, TransactionalRows> IDLE = new ConcurrentHashMap<>();
@@ -74,17 +72,13 @@ public class TransactionalRows extends ForeachWriter<Row> {
       String query,
       String writerId,
       String source,
-      long commitEveryMs,
-      String failpoint,
-      long driverPid) {
+      long commitEveryMs) {
     this.client = new HashMap<>(client);
     this.clientId = clientId;
     this.query = query;
     this.writerId = writerId;
     this.source = source;
     this.commitEveryMs = commitEveryMs;
-    this.failpoint = failpoint;
-    this.driverPid = driverPid;
   }
 
   /** The group whose offsets say how far {@code output} of this query has been written. */
@@ -200,11 +194,6 @@ public class TransactionalRows extends ForeachWriter<Row> {
     producer.commitTransaction(); // flushes the records; fails if any failed
     pending.forEach((o, done) -> committed.computeIfAbsent(o, k -> new HashMap<>()).putAll(done));
     pending.clear();
-    if (failpoint.equals(query + ":after-commit")) {
-      LOG.warn("{}: failpoint after-commit: killing the job", query);
-      ProcessHandle.of(driverPid).ifPresent(ProcessHandle::destroyForcibly);
-      Runtime.getRuntime().halt(137);
-    }
     if (again) {
       producer.beginTransaction();
     }

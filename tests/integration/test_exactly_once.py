@@ -67,10 +67,10 @@ class Sender:
 def start(env: dict[str, str], log: Path, failpoint: str = "") -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         out.write(f"\n==== start, failpoint {failpoint or 'none'}\n".encode())
+        job = ["-m", "tests.integration.failpoints", failpoint] if failpoint else ["-m", "sparky.cli"]
         return subprocess.Popen(
-            [sys.executable, "-m", "sparky.cli", "--progress-every", "5"],
-            env=env | {"LOANS_SPARK_FAILPOINT": failpoint},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, *job, "--progress-every", "5"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
 
