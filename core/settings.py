@@ -50,19 +50,14 @@ BootstrapServers = Annotated[str, AfterValidator(_check_bootstrap)]
 # every password, for `make up` itself; each process reads only its own (core.stack.secrets.split)
 SECRETS_FILE = Path(os.environ.get("LOANS_PATHS_HOME") or ".loans") / "secrets.env"
 CLIENT_FILE = SECRETS_FILE.parent / "client.env"  # the protocol every client uses: no secret
-SSN_KEY_FILE = SECRETS_FILE.parent / "secrets" / "ssn-key.env"  # the producer's
-
-
-def local_home() -> Path:
-    """The local state folder: LOANS_PATHS_HOME from the environment, else `.env`, else `.loans`."""
-    env_file = dotenv_values(".env") if Path(".env").exists() else {}
-    return Path(os.environ.get("LOANS_PATHS_HOME") or env_file.get("LOANS_PATHS_HOME") or ".loans")
+SECRETS_DIR = SECRETS_FILE.parent / "secrets"  # one file per principal (`password_file`)
+SSN_KEY_FILE = SECRETS_DIR / "ssn-key.env"  # the producer's
 
 
 def private_home() -> Path:
-    """`local_home()`, made if missing and owner-only (broker data, secrets, checkpoints and the lake
-    hold every application); every entry point calls it (`core.cli.run_main`)."""
-    home = local_home()
+    """`PathSettings.home`, made if missing and owner-only (broker data, secrets, checkpoints and the
+    lake hold every application); every entry point calls it (`core.cli.run_main`)."""
+    home = load(PathSettings).home
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if home.stat().st_mode & 0o077:
@@ -74,10 +69,17 @@ def private_home() -> Path:
     return home
 
 
-def password_file(prefix: str, user: str) -> Path:
-    """The file `make up` writes `user`'s password into, and no other: `secrets/kafka-spark.env`."""
+def password_file(prefix: str, user: str, home: Path | None = None) -> Path:
+    """The file `make up` writes `user`'s password into, and no other: `secrets/kafka-spark.env`,
+    beside the secrets file (in `home` when given)."""
     kind = prefix.removeprefix("LOANS_").removesuffix("_").lower()
-    return SECRETS_FILE.parent / "secrets" / f"{kind}-{user.lower()}.env"
+    return (home or SECRETS_FILE.parent) / SECRETS_DIR.name / f"{kind}-{user.lower()}.env"
+
+
+def local_path(location: str) -> Path | None:
+    """A path or URI setting (`Location`) as a local folder, None when it is remote (hdfs://, s3a://)."""
+    local = location.removeprefix("file://")
+    return None if "://" in local else Path(local)
 
 
 def stored_password(prefix: str, user: str) -> str:
@@ -360,8 +362,8 @@ class SparkJobSettings(BaseSettings):
         "local[*]",
         description="local[*]: every core, plus a task slot per input partition when risk runs in real time",
     )
-    checkpoint_dir: Location = Field(default_factory=lambda: f"{local_home()}/checkpoints")
-    lake_dir: Location = Field(default_factory=lambda: f"{local_home()}/lake")
+    checkpoint_dir: Location = Field(default_factory=lambda: f"{PathSettings().home}/checkpoints")
+    lake_dir: Location = Field(default_factory=lambda: f"{PathSettings().home}/lake")
     realtime_batch: str = Field(
         "30 seconds",
         pattern=TRIGGER,
@@ -478,9 +480,8 @@ class SparkJobSettings(BaseSettings):
         return {"max_future": duration(self.max_future), "oldest": self.oldest_event}
 
     def local_checkpoints(self) -> Path | None:
-        """`checkpoint_dir` as a local folder, None when it is a remote URI (hdfs://, s3a://)."""
-        local = self.checkpoint_dir.removeprefix("file://")
-        return None if "://" in local else Path(local)
+        """`checkpoint_dir` as a local folder, None when it is a remote URI (`local_path`)."""
+        return local_path(self.checkpoint_dir)
 
     def location(self, *parts: str) -> str:
         """`checkpoint_dir/<parts>`, as a path or URI Spark and Hadoop resolve (not pathlib)."""

@@ -9,13 +9,13 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 from core.cli import confirmed, run_main
 from core.errors import ConfigError, ServiceError
 from core.logging import configure
 from core.settings import (
     CLIENT_FILE,
+    SECRETS_DIR,
     SECRETS_FILE,
     KafkaSettings,
     LogSettings,
@@ -26,6 +26,7 @@ from core.settings import (
     StackSettings,
     TopicSettings,
     load,
+    local_path,
 )
 from core.stack import acl, clients, jars, secrets
 from core.stack import status as status_of
@@ -192,13 +193,9 @@ def clean(paths: PathSettings, stack: StackSettings, job: SparkJobSettings, yes:
     processes = [n.process for n in broker.nodes] + [mlflow.process]
     if running := [p.name for p in processes if p.pid() is not None]:
         raise ServiceError(f"{' and '.join(running)} still running: `make down` first, then `make clean`")
-    local = [
-        Path(p.removeprefix("file://"))
-        for p in (job.checkpoint_dir, job.lake_dir)
-        if "://" not in p.removeprefix("file://")
-    ]
+    local = [p for p in map(local_path, (job.checkpoint_dir, job.lake_dir)) if p is not None]
     nodes = sorted(paths.home.glob("kafka-[0-9]*"))  # the other nodes of a multi-node cluster
-    secret = [SECRETS_FILE, SECRETS_FILE.parent / "secrets", CLIENT_FILE]
+    secret = [SECRETS_FILE, SECRETS_DIR, CLIENT_FILE]
     home = [paths.home / n for n in ("kafka", "mlflow", "demo", "logs", "run")] + nodes + secret
     doomed = [p for p in dict.fromkeys([*local, *home]) if p.exists()]
     if not doomed:

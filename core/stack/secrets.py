@@ -23,6 +23,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from core.settings import CLIENT_FILE, SECRETS_DIR, SSN_KEY_FILE, password_file
+
 KEY, VERSION = "LOANS_GEN_SSN_KEY", "LOANS_GEN_SSN_KEY_VERSION"
 PROTOCOL = "LOANS_KAFKA_SECURITY_PROTOCOL"
 KAFKA, MLFLOW = "LOANS_KAFKA_", "LOANS_MLFLOW_"  # prefixes of the passwords' keys
@@ -76,19 +78,18 @@ def ensure(path: Path, users: Mapping[str, Iterable[str]] | None = None, **setti
 def split(path: Path) -> None:
     """From the whole file at `path`, the files each process reads (beside it): one per principal
     and password, the SSN key's, and `client.env` (the protocol). Rewritten only where they differ."""
-    values = read(path)
-    files: dict[Path, dict[str, str]] = {path.parent / "client.env": {}}
-    own = path.parent / "secrets"
+    values, home = read(path), path.parent
+    client = home / CLIENT_FILE.name
+    files: dict[Path, dict[str, str]] = {client: {PROTOCOL: values[PROTOCOL]} if PROTOCOL in values else {}}
     for key, value in values.items():
-        for prefix, kind in ((KAFKA, "kafka"), (MLFLOW, "mlflow")):
+        for prefix in (KAFKA, MLFLOW):
             if key.startswith(f"{prefix}PASSWORD_"):
-                user = key.removeprefix(f"{prefix}PASSWORD_").lower()
-                files[own / f"{kind}-{user}.env"] = {key: value}
+                files[password_file(prefix, key.removeprefix(f"{prefix}PASSWORD_"), home)] = {key: value}
     if KEY in values:
-        files[own / "ssn-key.env"] = {k: values[k] for k in (KEY, VERSION) if k in values}
-    if PROTOCOL in values:
-        files[path.parent / "client.env"] = {PROTOCOL: values[PROTOCOL]}
-    own.mkdir(mode=0o700, exist_ok=True)
+        files[home / SECRETS_DIR.name / SSN_KEY_FILE.name] = {
+            k: values[k] for k in (KEY, VERSION) if k in values
+        }
+    (home / SECRETS_DIR.name).mkdir(mode=0o700, exist_ok=True)
     for file, wanted in files.items():
         if not file.exists() or read(file) != wanted or file.stat().st_mode & 0o077:
             write(file, wanted)
