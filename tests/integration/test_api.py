@@ -5,9 +5,8 @@ bad input / no champion give 422 / 503 with reasons."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from models.explain import FACTORS
 from serving.api import build_holder, create_app
 from serving.server import running
 from serving.settings import ServingSettings
+from tests.integration.jobs import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +69,6 @@ def api(settings: MlflowSettings) -> Iterator[httpx.Client]:
     app = create_app(build_holder(settings, serving), serving)
     with running(app, "127.0.0.1", free_port()) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f} s"
-        time.sleep(0.1)
 
 
 def applications(n: int, seed: int) -> pd.DataFrame:

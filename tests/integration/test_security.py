@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,7 @@ from sparky.metrics import QueryCollector
 from sparky.session import REDACTION, stable_id
 from sparky.supervisor import Supervisor
 from sparky.transactional import _retried, groups, last_committed, transactional_id
+from tests.integration.jobs import wait_until
 
 pytestmark = pytest.mark.integration
 TOPICS = TopicSettings(partitions=1)
@@ -270,21 +271,21 @@ def test_a_query_that_keeps_failing_restarts_while_the_others_run_then_resumes_w
     try:
         time.sleep(10)  # both queries reading from the end
         send(50)
-        wait_for(lambda: len(risk_of_ours()) >= 50, 120, "risk of the first 50")
+        wait_until(lambda: len(risk_of_ours()) >= 50, 120, "risk of the first 50")
         stats_before = len(records("stats"))
         admin.delete_acls([acl_filter(write)])[acl_filter(write)].result(30)
         send(50)
-        wait_for(lambda: status.job("spark job", url).state.startswith("problem: restarting: realtime"),
+        wait_until(lambda: status.job("spark job", url).state.startswith("problem: restarting: realtime"),
                  180, "status showing realtime restarting")  # fmt: skip
         failures = job.restarting().get("realtime", 0)
-        wait_for(lambda: job.restarting().get("realtime", 0) > max(failures, 1), 120, "another failed try")
+        wait_until(lambda: job.restarting().get("realtime", 0) > max(failures, 1), 120, "another failed try")
         assert len(records("stats")) > stats_before, "the windows stopped counting while realtime failed"
         assert loop.is_alive() and "windows" not in job.restarting()
         admin.create_acls([write])[write].result(30)
-        wait_for(lambda: len(risk_of_ours()) >= 100, 240, "risk of all 100 after the right came back")
+        wait_until(lambda: len(risk_of_ours()) >= 100, 240, "risk of all 100 after the right came back")
         counts = risk_of_ours()
         assert set(counts) == set(ids) and max(counts.values()) == 1, counts.most_common(3)
-        wait_for(lambda: status.job("spark job", url).state == "running", 60, "status running again")
+        wait_until(lambda: status.job("spark job", url).state == "running", 60, "status running again")
     finally:
         stop.set()
         loop.join(60)
@@ -298,13 +299,6 @@ def acl_filter(binding: AclBinding) -> AclBindingFilter:
         binding.restype, binding.name, binding.resource_pattern_type, binding.principal, binding.host,
         binding.operation, binding.permission_type,
     )  # fmt: skip
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
-        time.sleep(1)
 
 
 def test_client_config_lets_kafkas_own_console_consumer_read_as_the_consumer_principal(
