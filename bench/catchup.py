@@ -34,8 +34,8 @@ from bench.pipeline import (
     train_champion,
 )
 from core.logging import configure
-from core.stack.process import free_port
-from core.stack.status import scrape
+from core.ports import free_port
+from stack.status import scrape
 
 
 def produce(env: dict[str, str], count: int, rate: float = 0) -> float:

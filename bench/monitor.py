@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from core.logging import configure
+from core.ports import free_port
 from core.settings import (
     CHAMPION,
     KafkaSettings,
@@ -32,10 +33,6 @@ from core.settings import (
     SparkJobSettings,
     TopicSettings,
 )
-from core.stack import jars
-from core.stack.kafka import KafkaBroker
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
@@ -46,6 +43,9 @@ from models.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.session import build_session, stop_session
 from sparky.supervisor import Supervisor
+from stack import jars
+from stack.kafka import KafkaBroker
+from stack.mlflow_server import MlflowServer
 
 
 def windows(count: int, per_window: int) -> list[tuple[datetime, pd.DataFrame, pd.DataFrame]]:

@@ -58,14 +58,14 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AclBinding, AclOperation, ResourcePatternType, ResourceType
 
 from core.logging import configure
+from core.ports import free_port
 from core.settings import KafkaSettings, PathSettings, TopicSettings
-from core.stack import acl, jars
-from core.stack.acl import ADMIN
-from core.stack.kafka import KafkaBroker
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from kafka_producer.topics import admin_client, ensure_topics
 from sparky.analyses.segment import FICO_BANDS, FICO_TOP_BAND, INCOME_BANDS, INCOME_TOP_BAND, INCOME_UNKNOWN
+from stack import acl, jars
+from stack.acl import ADMIN
+from stack.kafka import KafkaBroker
+from stack.mlflow_server import MlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_REF = "d195d9d"  # main before "Python off the hot path" (issue 22)
@@ -361,7 +361,7 @@ def train_champion(stack: Stack, design: Design) -> str:
 def standalone(port: int, ui_port: int) -> Design:
     """The job on a local Spark standalone cluster, as `make spark-app-cluster` runs it."""
     env = {"LOANS_STACK_SPARK_MASTER_PORT": str(port), "LOANS_STACK_SPARK_UI_PORT": str(ui_port)}
-    return Design("cluster (standalone, 2 workers)", "jvm", ROOT, ("-m", "core.stack", "spark-app"), env)
+    return Design("cluster (standalone, 2 workers)", "jvm", ROOT, ("-m", "stack", "spark-app"), env)
 
 
 def designs(names: list[str], baseline_ref: str) -> list[Design]:
@@ -375,7 +375,7 @@ def designs(names: list[str], baseline_ref: str) -> list[Design]:
             )  # fmt: skip
             home = {"LOANS_PATHS_HOME": str(tree / ".loans")}  # its own jars: its pom is not this one
             subprocess.run(  # noqa: S603
-                [sys.executable, "-m", "core.stack", "jars"], cwd=tree, check=True,
+                [sys.executable, "-m", "stack", "jars"], cwd=tree, check=True,
                 env=os.environ | home | {"PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             out.append(Design(f"baseline ({baseline_ref})", "baseline", tree, env=home))
@@ -656,8 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.broker.stop()
         stack.mlflow.stop()
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # noqa: S607
-        for design in (d for d in chosen if d.command[1] == "core.stack"):
-            subprocess.run([sys.executable, "-m", "core.stack", "spark-down"], env=os.environ | design.env,  # noqa: S603
+        for design in (d for d in chosen if d.command[1] == "stack"):
+            subprocess.run([sys.executable, "-m", "stack", "spark-down"], env=os.environ | design.env,  # noqa: S603
                            cwd=ROOT, check=False)  # fmt: skip
     return 0
 

@@ -20,15 +20,15 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from core.ports import free_port
 from core.settings import KafkaSettings, PathSettings, TopicSettings
-from core.stack import jars
-from core.stack.kafka import KafkaBroker
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import ensure_topics
+from stack import jars
+from stack.kafka import KafkaBroker
 
 
 def naive(kafka: KafkaSettings, topic: str, keys: list[bytes], values: list[bytes]) -> tuple[float, int]:

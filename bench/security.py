@@ -1,5 +1,5 @@
 """What Kafka security costs: the same work against a PLAINTEXT broker and a SASL/SCRAM-SHA-512 broker
-with the StandardAuthorizer and the project's ACLs (`core.stack.acl`), in one run on this machine.
+with the StandardAuthorizer and the project's ACLs (`stack.acl`), in one run on this machine.
 
 - produce: the project's `EventProducer` sends the same pre-encoded applications (acks=all,
   idempotent), as the `producer` principal on the secured broker; applications/s, median of --repeat;
@@ -24,10 +24,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from core.logging import configure
+from core.ports import free_port
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
-from core.stack import acl, jars
-from core.stack.kafka import ADMIN, KafkaBroker
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
@@ -35,6 +33,8 @@ from kafka_producer.topics import admin_client, ensure_topics
 from sparky.context import Context
 from sparky.session import build_session, stop_session
 from sparky.supervisor import Supervisor
+from stack import acl, jars
+from stack.kafka import ADMIN, KafkaBroker
 
 
 @dataclass

@@ -40,14 +40,14 @@ import httpx
 import pandas as pd
 
 from core.events import CreditFields
+from core.ports import free_port
 from core.settings import CHAMPION, MlflowSettings
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from serving.api import limit_torch_threads
 from serving.frames import credit_columns, credit_frame
 from serving.schemas import Application
+from stack.mlflow_server import MlflowServer
 
 HOST = "127.0.0.1"
 BATCH_ROWS = 1_000

@@ -41,7 +41,7 @@ from bench.pipeline import (
     train_champion,
 )
 from core.logging import configure
-from core.stack.process import free_port
+from core.ports import free_port
 
 SLICE_S = 600
 

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.ports import free_port
 from core.settings import PathSettings
-from core.stack import jars
-from core.stack.kafka import KafkaBroker
-from core.stack.process import free_port
+from stack import jars
+from stack.kafka import KafkaBroker
 
 
 def _timed_start(broker: KafkaBroker) -> float:

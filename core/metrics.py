@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from core.stack.process import require_free
+from core.ports import require_free
 
 
 def serve(registry: CollectorRegistry, host: str, port: int, setting: str) -> Callable[[], None]:

@@ -16,9 +16,9 @@ from core.cli import confirmed, run_main
 from core.errors import ServiceError
 from core.logging import configure
 from core.settings import KafkaSettings, LogSettings, SparkJobSettings, TopicSettings, load
-from core.stack import acl
-from core.stack.kafka import min_insync, replication
 from core.streams import topic_name
+from stack import acl
+from stack.kafka import min_insync, replication
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
 
 def visible(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """The project's topics this client's principal may see: all of them on an open broker or as the
-    admin; a service's own ones otherwise (`core.stack.acl`)."""
+    admin; a service's own ones otherwise (`stack.acl`)."""
     if kafka.security_protocol == "PLAINTEXT" or kafka.username == acl.ADMIN:
         return topics.all()
     return acl.topic_names(kafka.username, topics, kafka.client_id)

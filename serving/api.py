@@ -28,7 +28,7 @@ from pydantic.json_schema import models_json_schema
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import LogSettings, MlflowSettings, load
+from core.settings import LogSettings, MlflowSettings, ServingSettings, load
 from serving.champion import ChampionHolder
 from serving.guard import Guard
 from serving.metrics import Metrics
@@ -44,7 +44,6 @@ from serving.schemas import (
     Unavailable,
     ValidationProblem,
 )
-from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from core.cli import run_main
 from core.logging import configure
-from core.settings import KafkaSettings, LogSettings, TopicSettings, load
+from core.settings import KafkaSettings, LogSettings, ServingSettings, TopicSettings, load
 from core.streams import BY_NAME
 from kafka_consumer.read import consumer_config
 from serving.guard import Guard
 from serving.live import STREAMS, LiveState
-from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 

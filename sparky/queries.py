@@ -16,7 +16,7 @@ the per-application outputs.
   applications' fields and the outcomes from loan.truth, per window; per window and version, drift
   and accuracy (`models.monitor`).
 
-Each query runs as a Kafka principal (`Query.principal`, `core.stack.acl`): `spark` never reads
+Each query runs as a Kafka principal (`Query.principal`, `stack.acl`): `spark` never reads
 loan.truth, so outcomes and monitor run as `outcomes`, in their own process on a secured broker
 (`make spark-monitor`). A new windowed stream is one analysis module, one `core.streams` line and
 its `Dimension` in WINDOWED.
@@ -66,7 +66,7 @@ class Query:
     trigger: Callable[[SparkJobSettings], Trigger]
     build: Callable[[Context], DataFrame]
     sink: Sink
-    principal: str = "spark"  # the Kafka principal it needs (`core.stack.acl`)
+    principal: str = "spark"  # the Kafka principal it needs (`stack.acl`)
 
     def start(self, ctx: Context) -> StreamingQuery:
         return self.sink.start(self.build(ctx), self, ctx)

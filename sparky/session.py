@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from core.errors import ConfigError
 from core.settings import PathSettings, SparkJobSettings
-from core.stack import jars
+from stack import jars
 
 log = logging.getLogger(__name__)
 

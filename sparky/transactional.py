@@ -113,7 +113,7 @@ def last_committed(kafka: KafkaSettings, commits: str, marker_key: str, timeout_
     """The highest batch_id committed under `marker_key` on the commits topic (read_committed), or
     None when there is none."""
     # the group is never joined (assign), but librdkafka looks its coordinator up: keep it under the
-    # client id, where the job's principal may use groups (core.stack.acl)
+    # client id, where the job's principal may use groups (stack.acl)
     group = f"{kafka.prefix}-{marker_key}-recover"
     consumer = Consumer(kafka.consumer_config(group, {"enable.auto.commit": False}))
     try:

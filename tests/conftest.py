@@ -24,11 +24,11 @@ os.environ["LOANS_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
 # ...and the services the tests start serve no metrics on the fixed ports unless a test gives one
 os.environ["LOANS_METRICS_JOB_PORT"] = os.environ["LOANS_METRICS_PRODUCER_PORT"] = "0"
 
+from core.ports import free_port
 from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings  # noqa: E402
-from core.stack import jars
-from core.stack.kafka import KafkaBroker
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
+from stack import jars
+from stack.kafka import KafkaBroker
+from stack.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="session")

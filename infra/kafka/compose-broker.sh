@@ -1,9 +1,9 @@
 #!/bin/sh
-# The compose broker, secured as `make up` secures its own (core/stack/kafka.py): one KRaft node
+# The compose broker, secured as `make up` secures its own (stack/kafka.py): one KRaft node
 # (broker + controller), SASL/SCRAM-SHA-512 on the client listener, SASL/PLAIN on the controller's,
 # Kafka's StandardAuthorizer denying what no ACL allows, `admin` the one super user. The admin's
 # SCRAM credential is written when the storage is formatted; `make up` then makes every service's
-# principal, ACLs and quotas as admin (core/stack/acl.py), as it does on its own broker.
+# principal, ACLs and quotas as admin (stack/acl.py), as it does on its own broker.
 #
 # Needs LOANS_KAFKA_PASSWORD_ADMIN (`make secrets`, then `docker compose --env-file .loans/secrets.env
 # up -d`). The paths default to the apache/kafka image's; tests/integration/test_compose_stack.py

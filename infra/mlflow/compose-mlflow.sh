@@ -1,5 +1,5 @@
 #!/bin/sh
-# The compose MLflow server, authenticated as `make up` runs its own (core/stack/mlflow_server.py):
+# The compose MLflow server, authenticated as `make up` runs its own (stack/mlflow_server.py):
 # MLflow's basic-auth app, `admin` the first user, others reading what they did not create. `make up`
 # then makes the users trainer (logs, registers, promotes) and serving (loads) over MLflow's REST API.
 #

@@ -19,14 +19,13 @@ import pytest
 from mlflow import MlflowClient
 
 from core.events import CreditFields
-from core.settings import MlflowSettings
-from core.stack.process import free_port
+from core.ports import free_port
+from core.settings import MlflowSettings, ServingSettings
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
 from models.explain import FACTORS
 from serving.api import build_holder, create_app
 from serving.server import running
-from serving.settings import ServingSettings
 from tests.integration.jobs import wait_until
 
 pytestmark = pytest.mark.integration

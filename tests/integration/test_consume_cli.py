@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from core.ports import free_port
 from core.settings import KafkaSettings, TopicSettings
-from core.stack.process import free_port
 from kafka_producer.topics import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from core.settings import KafkaSettings, MlflowSettings, SparkJobSettings, TopicSettings
-from core.stack.process import free_port
+from core.ports import free_port
+from core.settings import KafkaSettings, MlflowSettings, ServingSettings, SparkJobSettings, TopicSettings
 from generator.applications import ApplicationGenerator
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
@@ -29,7 +29,6 @@ from serving.api import create_app as create_api
 from serving.dashboard import ApiWatcher, TopicFeed, create_app
 from serving.live import LiveState
 from serving.server import running
-from serving.settings import ServingSettings
 from sparky.context import Context
 from sparky.supervisor import Supervisor
 

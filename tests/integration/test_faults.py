@@ -21,11 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from core.ports import free_port
 from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
-from core.stack import jars
-from core.stack.kafka import KafkaBroker
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
@@ -33,6 +30,9 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
 from models.registry import promote, resolve
 from models.train import TrainingSource, TrainOptions, train
+from stack import jars
+from stack.kafka import KafkaBroker
+from stack.mlflow_server import MlflowServer
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications, wait_for
 
 pytestmark = pytest.mark.integration

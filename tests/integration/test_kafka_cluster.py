@@ -20,15 +20,15 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka.admin import ConfigResource
 
+from core.ports import free_port, port_free
 from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
-from core.stack import jars
-from core.stack.kafka import KafkaCluster
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port, port_free
-from core.stack.spark import SparkStandalone
 from kafka_producer.topics import admin_client, ensure_topics
 from models.registry import promote
 from models.train import TrainingSource, TrainOptions, train
+from stack import jars
+from stack.kafka import KafkaCluster
+from stack.mlflow_server import MlflowServer
+from stack.spark import SparkStandalone
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ class Cluster:
 
     def status(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "core.stack", "status"],
+            [sys.executable, "-m", "stack", "status"],
             capture_output=True, text=True, env=self.stack_env, check=False, timeout=120,
         )  # fmt: skip
 
@@ -111,7 +111,7 @@ def job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = work / "job.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.stack", "spark-app", "--progress-every", "5"],
+            [sys.executable, "-m", "stack", "spark-app", "--progress-every", "5"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import SparkSession
 
 from core.metrics import serve
+from core.ports import free_port
 from core.settings import KafkaSettings, SparkJobSettings, TopicSettings
-from core.stack.process import free_port, wait_until
 from generator.applications import ApplicationGenerator
 from kafka_producer import metrics as producer_metrics
 from kafka_producer.producer import EventProducer
@@ -36,6 +36,7 @@ from kafka_producer.topics import ensure_topics
 from sparky import metrics as job_metrics
 from sparky.context import Context
 from sparky.supervisor import Supervisor
+from stack.process import wait_until
 
 pytestmark = pytest.mark.integration
 RATE = 200  # applications a second

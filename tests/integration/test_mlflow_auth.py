@@ -12,13 +12,13 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from core.ports import free_port
 from core.settings import MlflowSettings
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from demo import mlflow_round_trip
 from models.registry import load_scorer, promote, resolve
 from models.tracking import connect
 from models.train import TrainingSource, TrainOptions, train
+from stack.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import DeliveryError
+from core.ports import free_port
 from core.settings import KafkaSettings, TopicSettings
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from generator.history import synthetic_history
 from kafka_consumer.read import read_topic

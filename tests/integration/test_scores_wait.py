@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from core.ports import free_port
 from core.settings import MlflowSettings
-from core.stack.process import free_port
 from sparky.champion import Champion
 
 pytestmark = pytest.mark.integration

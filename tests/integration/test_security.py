@@ -1,5 +1,5 @@
 """Kafka with authentication and authorisation: a real broker started with SASL/SCRAM-SHA-512 and the
-StandardAuthorizer, the principals and ACLs of `core.stack.acl`. No credentials, no connection; each
+StandardAuthorizer, the principals and ACLs of `stack.acl`. No credentials, no connection; each
 service reaches exactly its topics; the producer, the Spark job and a consumer each on their own
 principal still carry applications through to loan.risk."""
 
@@ -32,10 +32,8 @@ from prometheus_client import CollectorRegistry
 from pyspark.sql import SparkSession
 
 from core.metrics import serve
+from core.ports import free_port
 from core.settings import KafkaSettings, PathSettings, SparkJobSettings, TopicSettings
-from core.stack import acl, clients, jars, status
-from core.stack.kafka import ADMIN, KafkaBroker
-from core.stack.process import free_port
 from generator.applications import ApplicationGenerator
 from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
@@ -46,6 +44,8 @@ from sparky.metrics import QueryCollector
 from sparky.session import REDACTION, stable_id
 from sparky.supervisor import Supervisor
 from sparky.transactional import _retried, groups, last_committed, transactional_id
+from stack import acl, clients, jars, status
+from stack.kafka import ADMIN, KafkaBroker
 from tests.integration.jobs import wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,19 +17,19 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException, Producer
 
+from core.ports import free_port
 from core.settings import KafkaSettings, TopicSettings
-from core.stack import secrets
-from core.stack.kafka import KafkaBroker
-from core.stack.mlflow_server import MlflowServer
-from core.stack.process import free_port
 from kafka_producer.topics import admin_client, ensure_topics
+from stack import secrets
+from stack.kafka import KafkaBroker
+from stack.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 
 
 def _stack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "core.stack", command],
+        [sys.executable, "-m", "stack", command],
         capture_output=True,
         text=True,
         env=env,

@@ -91,7 +91,7 @@ def test_clean_removes_state_and_nothing_else(tmp_path: Path, repo_root: Path) -
     }
 
     def clean(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "core.stack", "clean", *args]
+        command = [sys.executable, "-m", "stack", "clean", *args]
         return subprocess.run(command, env=env, cwd=repo_root, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The README's table of each principal's grants is the one `core.stack.acl` makes (it cannot drift),
+"""The README's table of each principal's grants is the one `stack.acl` makes (it cannot drift),
 and no principal is granted a wildcard."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.settings import TopicSettings
-from core.stack import acl
+from stack import acl
 
 
 def test_the_readme_lists_exactly_the_grants_the_code_makes(repo: Path = Path(__file__).parents[2]) -> None:
     readme = (repo / "README.md").read_text()
     block = readme.split("<!-- acl:begin -->\n", 1)[1].split("\n<!-- acl:end -->", 1)[0]
-    assert block == acl.table(TopicSettings()), "regenerate it: uv run python -m core.stack.acl"
+    assert block == acl.table(TopicSettings()), "regenerate it: uv run python -m stack.acl"
 
 
 def test_no_wildcard_grants() -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from core.settings import MetricsSettings, StackSettings, TopicSettings
-from serving.settings import ServingSettings
+from core.settings import MetricsSettings, ServingSettings, StackSettings, TopicSettings
 
 
 def _compose(repo_root: Path) -> dict:
@@ -69,7 +68,7 @@ def test_monitoring_profile_is_loopback_and_its_files_exist(repo_root: Path) -> 
 def test_compose_is_secured_as_make_up_secures_its_own(repo_root: Path, tmp_path: Path) -> None:
     """The compose broker's SASL and authorizer settings are those of `make up`'s broker; only the
     admins' passwords enter the containers, from the secrets file, never written in the repo."""
-    from core.stack.kafka import KafkaBroker
+    from stack.kafka import KafkaBroker
 
     script = (repo_root / "infra" / "kafka" / "compose-broker.sh").read_text()
     props = KafkaBroker(tmp_path, tmp_path, admin_password="PW")._sasl_props()  # noqa: S106

@@ -10,9 +10,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from core.metrics import serve
-from core.stack import status
-from core.stack.process import free_port
+from core.ports import free_port
 from sparky.metrics import QueryCollector, lag
+from stack import status
 
 
 @dataclass

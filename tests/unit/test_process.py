@@ -12,7 +12,8 @@ from unittest.mock import patch
 import pytest
 
 from core.errors import PortInUseError
-from core.stack.process import ManagedProcess, free_port, port_free, require_free, wait_until
+from core.ports import free_port, port_free, require_free
+from stack.process import ManagedProcess, wait_until
 
 
 def test_stale_pid_file_is_removed(tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_port_in_use_names_port_and_setting() -> None:
 
 
 def test_a_cluster_of_three_takes_port_pairs_and_one_static_quorum(tmp_path: Path) -> None:
-    from core.stack.kafka import KafkaCluster, min_insync
+    from stack.kafka import KafkaCluster, min_insync
 
     cluster = KafkaCluster.local(tmp_path, tmp_path, "127.0.0.1", 9092, 9093, "512m", "", size=3)
     assert cluster.bootstrap == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
@@ -71,7 +72,7 @@ def test_a_cluster_of_three_takes_port_pairs_and_one_static_quorum(tmp_path: Pat
 def test_a_job_start_never_resolves_jars(tmp_path: Path) -> None:
     """Jars come from `make install`; without them a session start says so instead of calling Maven."""
     from core.errors import ServiceError
-    from core.stack import jars
+    from stack import jars
 
     with pytest.raises(ServiceError, match="run `make install` once"):
         jars.cached(jars.SPARK_POM, tmp_path / "spark")
@@ -82,7 +83,7 @@ def test_the_writer_jar_is_built_once_per_source_version(tmp_path: Path) -> None
     digest: built once, older versions removed, and no JDK is a one-line error saying what to do."""
     from core.errors import ServiceError
     from core.settings import PathSettings
-    from core.stack import jars
+    from stack import jars
 
     cache = jars.cached(jars.SPARK_POM, PathSettings().jars / "spark")
     dest = tmp_path / "spark"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from core.settings import SECRETS_FILE, GeneratorSettings
-from core.stack import secrets
+from stack import secrets
 
 
 def test_made_once_owner_only_and_rotated_with_a_new_version(tmp_path: Path) -> None:

@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.settings import MlflowSettings
-from core.stack.process import free_port
+from core.ports import free_port
+from core.settings import MlflowSettings, ServingSettings
 from serving.api import create_app, field_path
 from serving.champion import ChampionHolder, ModelRef, Scorer
 from serving.schemas import EXAMPLE
 from serving.server import running
-from serving.settings import ServingSettings
 
 SETTINGS = MlflowSettings(tracking_uri="http://registry.invalid:5000", model_name="loans-test")
 

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from core.settings import KafkaSettings, MlflowSettings, TopicSettings
-from core.stack.process import free_port
+from core.ports import free_port
+from core.settings import KafkaSettings, MlflowSettings, ServingSettings, TopicSettings
 from serving.api import create_app as create_api
 from serving.champion import ChampionHolder, ModelRef, Scorer
 from serving.dashboard import ApiWatcher, TopicFeed, create_app
 from serving.live import LiveState
 from serving.schemas import EXAMPLE
 from serving.server import running
-from serving.settings import ServingSettings
 
 
 @dataclass(frozen=True)

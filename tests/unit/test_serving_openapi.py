@@ -6,10 +6,10 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from core.stack.process import free_port
+from core.ports import free_port
+from core.settings import ServingSettings
 from serving.api import create_app
 from serving.server import running
-from serving.settings import ServingSettings
 from tests.unit.test_serving_api import FicoScorer, holder
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ConfigError
-from core.settings import load
-from serving.settings import ServingSettings
+from core.settings import ServingSettings, load
 
 
 def test_environment_prefix_and_api_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.stack.kafka import KafkaBroker
+from stack.kafka import KafkaBroker
 
 PASSWORD = "Adm1n-pa55word-from-the-secrets-file"  # noqa: S105
 
@@ -26,7 +26,7 @@ def test_formatting_the_storage_puts_the_admin_password_in_an_owner_only_file_no
         seen.append((cmd, text, max(modes, default=0)))
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr("core.stack.kafka.subprocess.run", run)
+    monkeypatch.setattr("stack.kafka.subprocess.run", run)
     broker = KafkaBroker(tmp_path / "kafka", tmp_path / "jars", admin_password=PASSWORD)
     (tmp_path / "kafka").mkdir()
     broker._format_storage("Ab1_cluster-id")

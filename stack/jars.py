@@ -14,7 +14,7 @@ from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-INFRA = Path(__file__).resolve().parents[2] / "infra"
+INFRA = Path(__file__).resolve().parents[1] / "infra"
 MAVEN_SETTINGS = INFRA / "maven-settings.xml"
 KAFKA_POM = INFRA / "kafka" / "pom.xml"
 SPARK_POM = INFRA / "spark" / "pom.xml"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ServiceError
-from core.stack.process import ManagedProcess, check_running, port_free, require_free, wait_until
+from core.ports import port_free, require_free
+from stack.process import ManagedProcess, check_running, wait_until
 
 log = logging.getLogger(__name__)
 ADMIN = "admin"

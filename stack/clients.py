@@ -7,7 +7,7 @@
   SCRAM nonces strictly: librdkafka before 2.6.1 (Debian 12's kcat 1.7.1 has 2.0.2) is refused with
   "invalid credentials" (confluentinc/librdkafka#4895); use a newer build or the Java tools.
 
-Consumer groups must start with the principal's group prefix (`core.stack.acl`), e.g.
+Consumer groups must start with the principal's group prefix (`stack.acl`), e.g.
 `loans-consume-mine` for `consumer`.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.settings import KafkaSettings
-from core.stack import secrets
+from stack import secrets
 
 
 def write(kafka: KafkaSettings, folder: Path) -> list[Path]:

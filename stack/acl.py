@@ -41,7 +41,7 @@ from core.errors import ServiceError
 from core.settings import TopicSettings
 from core.streams import BY_NAME, OUTPUTS
 
-ADMIN = "admin"  # the broker's one super user (core.stack.kafka)
+ADMIN = "admin"  # the broker's one super user (stack.kafka)
 SERVICES = ("producer", "spark", "outcomes", "consumer", "dashboard", "bench")
 SCRAM_ITERATIONS = 8192
 
@@ -149,7 +149,7 @@ def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, 
 
 def table(topics: TopicSettings, client_id: str = "loan-stream") -> str:
     """Each principal's exact grants as a Markdown table (DESCRIBE comes with each topic grant), the
-    README's, so it cannot drift: `python -m core.stack.acl` prints it, tests/unit/test_acl.py
+    README's, so it cannot drift: `python -m stack.acl` prints it, tests/unit/test_acl.py
     compares."""
 
     def names(granted: list[Grant], kind: ResourceType, operation: AclOperation) -> str:

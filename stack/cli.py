@@ -1,5 +1,5 @@
 """`loans-stack up|down|status|rotate-ssn-key|clean`: the embedded local stack behind `make up`, `make down`,
-`make status`, and its secrets (`core.stack.secrets`)."""
+`make status`, and its secrets (`stack.secrets`)."""
 
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ from core.settings import (
     MetricsSettings,
     MlflowSettings,
     PathSettings,
+    ServingSettings,
     SparkJobSettings,
     StackSettings,
     TopicSettings,
     load,
     local_path,
 )
-from core.stack import acl, clients, jars, secrets
-from core.stack import status as status_of
-from core.stack.kafka import ADMIN, KafkaCluster
-from core.stack.mlflow_server import MlflowServer
-from core.stack.spark import SparkStandalone, build_wheel, submit_command
-from serving.settings import ServingSettings
+from stack import acl, clients, jars, secrets
+from stack import status as status_of
+from stack.kafka import ADMIN, KafkaCluster
+from stack.mlflow_server import MlflowServer
+from stack.spark import SparkStandalone, build_wheel, submit_command
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ first start, read by every settings class after the environment and `.env` (`cor
     LOANS_GEN_SSN_KEY=<43 random URL-safe characters>   # HMAC key of the SSN hashes
     LOANS_GEN_SSN_KEY_VERSION=1
     LOANS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT        # how the local broker is reached
-    LOANS_KAFKA_PASSWORD_ADMIN=...                      # one per Kafka principal (core.stack.acl)
+    LOANS_KAFKA_PASSWORD_ADMIN=...                      # one per Kafka principal (stack.acl)
     LOANS_KAFKA_PASSWORD_PRODUCER=...
     LOANS_MLFLOW_PASSWORD_TRAINER=...                   # one per MLflow user (admin, trainer, serving)
 

@@ -3,7 +3,7 @@
 
 With `admin_password` it authenticates every connection and authorises every request: clients and
 the broker itself use SASL/SCRAM-SHA-512 on the client listener (the admin's credential is created
-when the storage is formatted; the others by `core.stack.acl`), the controller listener SASL/PLAIN
+when the storage is formatted; the others by `stack.acl`), the controller listener SASL/PLAIN
 (SCRAM credentials live in the metadata the controller serves, so it cannot use them itself), and
 Kafka's StandardAuthorizer denies whatever no ACL allows; `admin` is the only super user.
 """
@@ -30,10 +30,11 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from core.errors import ServiceError
+from core.ports import port_free, require_free
 from core.settings import KafkaSettings
-from core.stack import acl, jars
-from core.stack.acl import ADMIN  # the one super user: creates the others and their ACLs
-from core.stack.process import ManagedProcess, check_running, port_free, require_free, wait_until
+from stack import acl, jars
+from stack.acl import ADMIN  # the one super user: creates the others and their ACLs
+from stack.process import ManagedProcess, check_running, wait_until
 
 log = logging.getLogger(__name__)
 

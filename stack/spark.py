@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ServiceError
-from core.stack import jars
-from core.stack.process import ManagedProcess, check_running, require_free, wait_until
+from core.ports import require_free
+from stack import jars
+from stack.process import ManagedProcess, check_running, wait_until
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]  # the project: sparky/cli.py, pyproject.toml
+ROOT = Path(__file__).resolve().parents[1]  # the project: sparky/cli.py, pyproject.toml
 
 
 @dataclass(frozen=True)
