@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -9,6 +10,8 @@ from types import NoneType, UnionType
 from typing import Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     BooleanType,
@@ -17,6 +20,7 @@ from pyspark.sql.types import (
     DecimalType,
     DoubleType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -37,12 +41,15 @@ SCALARS: dict[object, DataType] = {
 
 
 def spark_type(tp: object) -> DataType:
-    """The Spark type of one annotation: `X | None` -> X, list -> array, model -> struct, enum -> string."""
+    """The Spark type of one annotation: `X | None` -> X, list -> array, dict -> map, model -> struct,
+    enum -> string."""
     origin, args = get_origin(tp), get_args(tp)
     if origin in (Union, UnionType):
         return spark_type(next(a for a in args if a is not NoneType))
     if origin is list:
         return ArrayType(spark_type(args[0]))
+    if origin is dict:
+        return MapType(spark_type(args[0]), spark_type(args[1]))
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return to_struct_type(tp)
     if isinstance(tp, type) and issubclass(tp, StrEnum):
@@ -61,6 +68,15 @@ def to_struct_type(model: type[BaseModel]) -> StructType:
             for name, field in model.model_fields.items()
         ]
     )
+
+
+def typed(model: type[BaseModel], columns: Mapping[str, Column]) -> list[Column]:
+    """The record `model` from `columns` (a field not given: the column of its name), each cast to its
+    contract type, in contract order."""
+    return [
+        columns.get(f.name, F.col(f.name)).cast(f.dataType).alias(f.name)
+        for f in to_struct_type(model).fields
+    ]
 
 
 def enum_values(tp: object) -> list[str] | None:

@@ -36,7 +36,7 @@ from pyspark.sql.types import (
 from core.records import DeadLetter
 from core.settings import KafkaSettings, SparkJobSettings
 from sparky.reasons import KEY_MAX_BYTES, dead_letter
-from sparky.schema import enum_values, required_fields, spark_type, to_struct_type
+from sparky.schema import enum_values, required_fields, spark_type, to_struct_type, typed
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ DEAD_LETTER_INPUT = (
     "raw",
     "payload_bytes",
 )
-DEAD_LETTER_SCHEMA = (
-    "key string, key_bytes int, source_topic string, source_partition int, source_offset long, "
-    "reason string, payload string, payload_base64 string, payload_bytes int"
+# what the Python half of a dead letter gives: the contract's fields but the time it failed at
+DEAD_LETTER_SCHEMA = StructType(
+    [StructField(f.name, f.dataType) for f in to_struct_type(DeadLetter).fields if f.name != "failed_at"]
 )
 
 
@@ -252,8 +252,7 @@ class Parser:
             .coalesce(1)  # few rows: one Python task, not one per partition
         )
         return rows.mapInPandas(explained, DEAD_LETTER_SCHEMA).select(
-            *(F.col(c) for c in DeadLetter.model_fields if c != "failed_at"),
-            F.current_timestamp().alias("failed_at"),
+            *typed(DeadLetter, {"failed_at": F.current_timestamp()})
         )
 
 

@@ -52,6 +52,7 @@ from pyspark.sql import functions as F
 
 from core.records import DeadLetter, FraudRecord
 from core.settings import SparkJobSettings, duration
+from sparky.schema import typed
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def duplicate_letters(topic: str, horizon: str, keep: int) -> list[Column]:
         "payload_base64": F.lit(None).cast("string"), "failed_at": F.current_timestamp(),
         "payload": F.substring("payload", 1, keep),
     }  # fmt: skip
-    return [columns.get(name, F.col(name)).alias(name) for name in DeadLetter.model_fields]
+    return typed(DeadLetter, columns)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from pyspark.sql import SparkSession
 
 from core.events import LoanApplication
+from core.records import ScoreRecord
 from core.settings import SparkJobSettings
 from generator.history import synthetic_history
 from models.data import temporal_split, terminal
@@ -26,8 +27,10 @@ from models.registry import ModelRef
 from models.scoring import Scorer
 from models.train import TrainOptions, fit_scorer
 from sparky.analyses import scores
+from sparky.schema import to_struct_type
 from sparky.source import parse, valid_events
 from tests.applications import edge_applications
+from tests.unit.test_output_schemas import shape
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +54,9 @@ def test_the_jvm_scorer_gives_the_python_scorers_answers(
     events = valid_events(parse(raw, LoanApplication, SparkJobSettings())).cache()
     file = scorer.save(tmp_path / "scorer") / "model.onnx"
     ref = ModelRef("parity", "1", "champion", "", {})
-    jvm = scores.build(events, scores.Model(ref, scorer, file)).toPandas().set_index("application_id")
+    built = scores.build(events, scores.Model(ref, scorer, file))
+    assert shape(built.schema) == shape(to_struct_type(ScoreRecord))  # the contract's, derived
+    jvm = built.toPandas().set_index("application_id")
     frame = events.toPandas()
     assert len(frame) > N  # the edge copies too, but for the dead letters
     p, decision, errors, reasons = scorer.explain(frame)
