@@ -30,6 +30,9 @@ lint: .venv/.installed ## ruff lint + format check
 	$(RUN) ruff check . && $(RUN) ruff format --check .
 typecheck: .venv/.installed ## mypy on every package
 	$(RUN) mypy
+.PHONY: docs
+docs: .venv/.installed ## regenerate docs/configuration.md from the settings classes
+	@$(RUN) python -m core.reference
 test-tools: ## Chromium (dashboard browser test) and Prometheus (Grafana dashboard's queries), Debian packages
 	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
 	  || (apt-get update -qq && apt-get install -y -qq chromium prometheus >/dev/null) \

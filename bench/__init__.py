@@ -1,1 +1,1 @@
-"""Benchmarks: each prints its figures; results go in the README with the machine they ran on."""
+"""Benchmarks: each prints its figures; results go in docs/benchmarks.md with the machine they ran on."""

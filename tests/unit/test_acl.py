@@ -1,4 +1,4 @@
-"""The README's table of each principal's grants is the one `stack.acl` makes (it cannot drift),
+"""docs/security.md's table of each principal's grants is the one `stack.acl` makes (it cannot drift),
 and no principal is granted a wildcard."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from core.settings import TopicSettings
 from stack import acl
 
 
-def test_the_readme_lists_exactly_the_grants_the_code_makes(repo: Path = Path(__file__).parents[2]) -> None:
-    readme = (repo / "README.md").read_text()
-    block = readme.split("<!-- acl:begin -->\n", 1)[1].split("\n<!-- acl:end -->", 1)[0]
+def test_the_security_page_lists_exactly_the_grants_the_code_makes(
+    repo: Path = Path(__file__).parents[2],
+) -> None:
+    page = (repo / "docs" / "security.md").read_text()
+    block = page.split("<!-- acl:begin -->\n", 1)[1].split("\n<!-- acl:end -->", 1)[0]
     assert block == acl.table(TopicSettings()), "regenerate it: uv run python -m stack.acl"
 
 

@@ -70,4 +70,3 @@ def test_dead_letters_of_the_parser(spark: SparkSession) -> None:
 
 def test_provenance_is_what_a_later_dead_letter_needs() -> None:
     assert set(PROVENANCE) - {"source_key"} <= set(DeadLetter.model_fields)
-
