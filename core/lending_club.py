@@ -1,11 +1,11 @@
 """Replay Lending Club CSVs as `HistoricalLoan` events, in issue order.
 
-Two formats are read, detected per value: Lending Club's raw download (a `Notes offered by Prospectus`
-line before the header, ` 36 months`, ` 10.65%`, `Dec-2011`, footer lines) and the normalised files in
-`shared/data/lending-club` (`36`, `0.1065`, `2011-12-01`). Every value is stripped and `emp_title`
-lower-cased, so both formats give the same events. Bad rows are skipped and recorded in a `ReadReport`,
-never fatal: a file missing columns or with a corrupt gzip is skipped whole, and a truncated gzip keeps
-the rows before the cut.
+Two formats are read: Lending Club's raw download (a `Notes offered by Prospectus` line before the
+header, ` 36 months`, ` 10.65%`, `Dec-2011`, footer lines) and the normalised files in
+`shared/data/lending-club` (`36`, `0.1065`, `2011-12-01`). Each value is read by `core.raw_values`
+(the parser the prediction API shares), which tells the forms apart per value, so both formats give
+the same events. Bad rows are skipped and recorded in a `ReadReport`, never fatal: a file missing
+columns or with a corrupt gzip is skipped whole, and a truncated gzip keeps the rows before the cut.
 """
 
 from __future__ import annotations
@@ -19,30 +19,19 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
-from types import NoneType
-from typing import Any, get_args
 
-import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from core.errors import DataError
 from core.events import HistoricalLoan
+from core.raw_values import normalise
 
 log = logging.getLogger(__name__)
 
 MAX_ERRORS = 1000
 COLUMNS = [name for name in HistoricalLoan.model_fields if name != "event_time"]
 REQUIRED = [name for name in COLUMNS if HistoricalLoan.model_fields[name].is_required()]
-PERCENT = ("int_rate", "revol_util")
-MONTHS = {
-    m: f"{i + 1:02d}"
-    for i, m in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    )
-}
 NON_DATA = re.compile(
     r"^(total amount funded|loans that do not meet the credit policy|notes offered by)", re.I
 )
@@ -205,7 +194,7 @@ def _parse(file: str, text: str, report: ReadReport) -> list[HistoricalLoan]:
         report.error(file, line, f"missing required columns: {', '.join(missing)}; file skipped")
         return []
     index = [header.index(name) for name in COLUMNS]
-    lines, rows = [], []
+    loans = []
     for line, fields, problem in records:
         if not problem and (_is_non_data(fields) or fields == header):
             report.non_data_lines += 1
@@ -214,84 +203,30 @@ def _parse(file: str, text: str, report: ReadReport) -> list[HistoricalLoan]:
         if problem or len(fields) != len(header):
             report.skip(file, line, problem or f"has {len(fields)} fields, the header has {len(header)}")
             continue
-        lines.append(line)
-        rows.append([fields[i] for i in index])
-    return _validate(file, lines, pd.DataFrame(rows, columns=COLUMNS, dtype=str), report)
-
-
-def _validate(file: str, lines: list[int], frame: pd.DataFrame, report: ReadReport) -> list[HistoricalLoan]:
-    reasons: list[list[str]] = [[] for _ in lines]
-    values: dict[str, list[Any]] = {}
-    for name in COLUMNS:
-        raw = frame[name]
-        text = raw.str.strip()
-        values[name], problems = _column(name, text)
-        if name in REQUIRED:
-            problems.append((text == "", "is empty but required"))
-        for bad, what in problems:
-            for pos in _positions(bad):
-                reasons[pos].append(f"{name}={raw.iat[pos]!r} {what}")
-    loans = []
-    for pos, line in enumerate(lines):
-        if reasons[pos]:
-            report.skip(file, line, "; ".join(reasons[pos]))
-            continue
-        row = {name: values[name][pos] for name in COLUMNS}
-        issued: date = row["issue_d"]
-        row["event_time"] = datetime(issued.year, issued.month, issued.day, tzinfo=UTC)
-        try:
-            loans.append(HistoricalLoan.model_validate(row))
-        except ValidationError as exc:
-            report.skip(file, line, _describe(exc))
+        loan = _loan(dict(zip(COLUMNS, (fields[i] for i in index), strict=True)))
+        if isinstance(loan, str):
+            report.skip(file, line, loan)
             continue
         report.rows_ok += 1
+        loans.append(loan)
     return loans
 
 
-def _column(name: str, text: pd.Series) -> tuple[list[Any], list[tuple[pd.Series, str]]]:
-    """Python values (None where empty) and (mask of unreadable values, what they should be) pairs."""
-    kind = _kind(name)
-    empty = text == ""
-    if kind is date:
-        parsed = pd.to_datetime(_iso_dates(text), format="%Y-%m-%d", errors="coerce")
-        days = parsed.dt.date.astype(object).where(parsed.notna(), None).tolist()
-        return days, [(~empty & parsed.isna(), "is not a date (expected 2011-12-01 or Dec-2011)")]
-    if kind not in (int, float):
-        if name == "emp_title":
-            text = text.str.lower()
-        missing = empty | (text == "n/a") if name == "emp_length" else empty
-        return text.astype(object).where(~missing, None).tolist(), []
-    if name == "term":
-        text = text.str.replace(r"\s*months?$", "", regex=True)
-    body = text.str.removesuffix("%") if name in PERCENT else text
-    number = pd.to_numeric(body.where(~empty), errors="coerce").astype(float)
-    bad = ~empty & ~(number.abs() < np.inf)
-    problems = [(bad, "is not a number")]
-    if kind is int:
-        problems.append((~empty & ~bad & (number % 1 != 0), "is not a whole number"))
-        return [None if v != v else int(v) for v in number.tolist()], problems  # NaN != NaN
-    out = number.astype(object).where(number.notna(), None).tolist()
-    if name in PERCENT:
-        for pos in _positions(text.str.endswith("%") & ~bad):
-            out[pos] = float(Decimal(str(body.iat[pos])) / 100)  # exact: '10.65%' gives the float 0.1065
-    return out, problems
-
-
-def _positions(mask: pd.Series) -> list[int]:
-    return [int(pos) for pos in np.flatnonzero(mask.to_numpy(dtype=bool))]
-
-
-def _kind(name: str) -> Any:
-    annotation = HistoricalLoan.model_fields[name].annotation
-    return next((a for a in get_args(annotation) if a is not NoneType), annotation)
-
-
-def _iso_dates(text: pd.Series) -> pd.Series:
-    """`Dec-2011` -> `2011-12-01`; every other value unchanged."""
-    parts = text.str.extract(r"^([A-Za-z]{3})-(\d{4})$")
-    month = parts[0].str.title().map(MONTHS)
-    iso = parts[1].str.cat(month.astype(str), sep="-") + "-01"
-    return iso.where(month.notna(), text)
+def _loan(raw: dict[str, str]) -> HistoricalLoan | str:
+    """The row's loan, or why it is skipped: `name='raw' what` for each unreadable or empty required
+    value, else pydantic's reasons."""
+    row, problems = normalise(raw)
+    for name in REQUIRED:
+        if row[name] is None and name not in problems:
+            problems[name] = "is empty but required"
+    if problems:
+        return "; ".join(f"{name}={raw[name]!r} {problems[name]}" for name in COLUMNS if name in problems)
+    issued: date = row["issue_d"]
+    row["event_time"] = datetime(issued.year, issued.month, issued.day, tzinfo=UTC)
+    try:
+        return HistoricalLoan.model_validate(row)
+    except ValidationError as exc:
+        return _describe(exc)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,11 +1,13 @@
 """`loans-serve` (`make serve`): the champion model over HTTP, hot-swapped when the registry alias moves.
 
 POST /predict (one application), POST /predict/batch (many), GET /model, GET /health; OpenAPI docs at
-/docs. Bad input is a 422 naming every bad field (NaN and infinities included); no loaded model, or a
-full scorer queue, is a 503 saying why (with Retry-After). Before a route sees a request,
-`serving.guard` refuses a body over the size limit (413), a body that is not JSON (415) and, with an
-API key configured (required beyond loopback), a scoring request without it (401). The champion
-comes from `serving.champion.ChampionHolder`, which polls the registry off the request path.
+/docs. An application comes in the contract's units or as Lending Club writes it; fields the model does
+not use are named in the answer, or with `?strict=true` refused (`serving.schemas`). Bad input is a 422
+naming every bad field (NaN and infinities included); no loaded model, or a full scorer queue, is a 503
+saying why (with Retry-After). Before a route sees a request, `serving.guard` refuses a body over the
+size limit (413), a body that is not JSON (415) and, with an API key configured (required beyond
+loopback), a scoring request without it (401). The champion comes from
+`serving.champion.ChampionHolder`, which polls the registry off the request path.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -41,6 +43,8 @@ from serving.schemas import (
     Health,
     ModelInfo,
     Prediction,
+    StrictApplication,
+    StrictBatchRequest,
     Unavailable,
     ValidationProblem,
 )
@@ -50,6 +54,9 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": Unavailable, "description": "no model loaded"}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ValidationProblem, "description": "bad fields"}}
+Strict = Annotated[
+    bool, Query(description="refuse the fields the model does not use: a 422 naming each, not an answer")
+]
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -181,9 +188,10 @@ def create_app(holder: ChampionHolder, settings: ServingSettings | None = None) 
         summary="score one application",
         openapi_extra=json_body(Application),
     )
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, strict: Strict = False) -> Response:
         predictor.admit()
-        return _json(await predictor.one(await parsed(await request.body(), Application)))
+        application = await parsed(await request.body(), StrictApplication if strict else Application)
+        return _json(await predictor.one(application))
 
     @app.post(
         "/predict/batch",
@@ -192,11 +200,11 @@ def create_app(holder: ChampionHolder, settings: ServingSettings | None = None) 
         summary="score many applications (in request order)",
         openapi_extra=json_body(BatchRequest),
     )
-    async def predict_batch(request: Request) -> Response:
+    async def predict_batch(request: Request, strict: Strict = False) -> Response:
         predictor.admit()
         body = await request.body()
         predictor.check_rows(body)
-        batch = await parsed(body, BatchRequest)
+        batch = await parsed(body, StrictBatchRequest if strict else BatchRequest)
         return Response(await predictor.many(batch.applications), media_type="application/json")
 
     @app.get("/model", response_model=ModelInfo, responses=UNAVAILABLE, summary="the model being served")

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from serving.batcher import Busy, MicroBatcher
 from serving.champion import Champion, ChampionHolder
 from serving.frames import credit_columns
-from serving.schemas import Application
+from serving.schemas import STAND_INS, Application
 
 Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None], Sequence[list[dict[str, Any]]]]
 
@@ -63,6 +63,24 @@ def model_problems(error: str, application: Application) -> list[dict[str, Any]]
             }
         )
     return problems
+
+
+def shown_missing(reasons: list[dict[str, Any]], missing: list[str]) -> list[dict[str, Any]]:
+    """The reasons, those that show a stand-in (`STAND_INS`) showing it as missing, as the model's
+    reasons show a missing value."""
+    if not any(name in STAND_INS for name in missing):
+        return reasons
+    return [
+        {**r, "value": None, "text": r["text"].replace(str(r["value"]), "missing")}
+        if r["feature"] in missing and r["value"] == STAND_INS.get(r["feature"])
+        else r
+        for r in reasons
+    ]
+
+
+def answered(application: Application) -> dict[str, list[str]]:
+    """The fields `application` gave that the model ignored and the ones it scored as missing."""
+    return {"ignored_fields": application.ignored_fields, "missing_fields": application.missing_fields}
 
 
 class Predictor:
@@ -124,13 +142,15 @@ class Predictor:
             scored = await self.batcher.submit(application)
         if isinstance(scored.error, str) or scored.decision is None:
             raise RequestValidationError(model_problems(str(scored.error), application))
+        fields = answered(application)
         return {
             "application_id": application.application_id,
             "probability": float(scored.probability),
             "decision": scored.decision,
             "model_name": scored.champion.ref.name,
             "model_version": scored.champion.version,
-            "reasons": scored.reasons,
+            "reasons": shown_missing(scored.reasons, fields["missing_fields"]),
+            **{name: names for name, names in fields.items() if names},  # left out when none
         }
 
     async def many(self, applications: list[Application]) -> bytes:
@@ -140,13 +160,17 @@ class Predictor:
             champion, (probability, decision, error, reasons) = await self.batcher.call(
                 self.score_frame, applications
             )
+        fields = [answered(a) for a in applications]
+        shown = [shown_missing(r, f["missing_fields"]) for r, f in zip(reasons, fields, strict=True)]
         result = pd.DataFrame(
             {
                 "application_id": [a.application_id for a in applications],
                 "probability": np.asarray(probability, dtype="float64"),
                 "decision": decision,
                 "error": np.array(error, dtype=object),
-                "reasons": pd.Series(list(reasons), dtype=object),
+                "reasons": pd.Series(shown, dtype=object),
+                "ignored_fields": pd.Series([f["ignored_fields"] for f in fields], dtype=object),
+                "missing_fields": pd.Series([f["missing_fields"] for f in fields], dtype=object),
             }
         )
         head = json.dumps({"model_name": champion.ref.name, "model_version": champion.version})

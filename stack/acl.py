@@ -149,7 +149,7 @@ def apply(admin: AdminClient, passwords: dict[str, str], topics: TopicSettings, 
 
 def table(topics: TopicSettings, client_id: str = "loan-stream") -> str:
     """Each principal's exact grants as a Markdown table (DESCRIBE comes with each topic grant), the
-    docs/security.md's, so it cannot drift: `python -m stack.acl` prints it, tests/unit/test_acl.py
+    one in docs/security.md, so it cannot drift: `python -m stack.acl` prints it, tests/unit/test_acl.py
     compares."""
 
     def names(granted: list[Grant], kind: ResourceType, operation: AclOperation) -> str:

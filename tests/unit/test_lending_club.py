@@ -15,6 +15,7 @@ import pytest
 from core.errors import DataError
 from core.events import HistoricalLoan
 from core.lending_club import ReadReport, read_history
+from core.raw_values import normalise
 from core.settings import PathSettings
 
 # Lending Club's first 2011 loan, as its raw download spells it.
@@ -113,6 +114,47 @@ def test_formats_may_mix_within_a_column(tmp_path: Path) -> None:
         ("1", date(2011, 12, 1), date(1985, 1, 1), 36, 0.1065),
         ("2", date(2011, 12, 1), date(1985, 1, 1), 60, 0.2),
     ]
+
+
+def test_rates_as_bare_percent_numbers_read_in_the_unit_of_int_rate(tmp_path: Path) -> None:
+    """Some Lending Club exports drop the `%` (int_rate 10.65, revol_util 83.7): an int_rate above 1 is
+    a percent, and so is that row's revol_util; a normalised row's revol_util above 1 stays a fraction."""
+    rows = [
+        RAW | dict(id="1", int_rate="10.65", revol_util="83.7"),
+        RAW | dict(id="2", int_rate="10.65", revol_util="0.5"),
+        NORMALISED | dict(id="3", revol_util="1.19"),
+    ]
+    loans, report = read(write_csv(tmp_path / "bare.csv", rows))
+    assert report.rows_ok == 3, report.summary()
+    assert [(x.id, x.int_rate, x.revol_util) for x in loans] == [
+        ("1", 0.1065, 0.837),
+        ("2", 0.1065, 0.005),
+        ("3", 0.1065, 1.19),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        (dict(term=" 36 months", int_rate=" 10.65%", revol_util="83.7%"), (36, 0.1065, 0.837)),
+        (dict(term="60", int_rate="0.1065", revol_util="0.837"), (60, 0.1065, 0.837)),
+        (dict(term=36, int_rate=10.65, revol_util=83.7), (36, 0.1065, 0.837)),  # JSON, percent
+        (dict(term=36, int_rate=0.1065, revol_util=0.837), (36, 0.1065, 0.837)),  # JSON, fraction
+        (dict(term=36, int_rate=0.1065, revol_util=1.19), (36, 0.1065, 1.19)),  # 119 %
+        (dict(term=36, int_rate=10.65, revol_util=0.5), (36, 0.1065, 0.005)),  # 0.5 %
+        (dict(term=36, int_rate=0.1065, revol_util="0.5%"), (36, 0.1065, 0.005)),
+    ],
+)
+def test_one_parser_reads_both_forms(given: dict[str, object], read: tuple[object, ...]) -> None:
+    """What the CSV reader and the API share: a bare rate is in the unit of the row's int_rate."""
+    values, problems = normalise({**given, "earliest_cr_line": "Feb-1990", "emp_length": "n/a", "x": " y"})
+    assert (values["term"], values["int_rate"], values["revol_util"]) == read and not problems
+    assert (values["earliest_cr_line"], values["emp_length"], values["x"]) == (date(1990, 2, 1), None, " y")
+    assert normalise({"term": " 3x months", "issue_d": "Febr-1990", "open_acc": "2.5"})[1] == {
+        "term": "is not a number",
+        "issue_d": "is not a date (expected 2011-12-01 or Dec-2011)",
+        "open_acc": "is not a whole number",
+    }
 
 
 def test_folder_is_sorted_by_issue_d_then_id_across_files_and_reads_gzip(tmp_path: Path) -> None:

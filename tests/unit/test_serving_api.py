@@ -133,7 +133,7 @@ def test_an_application_the_model_cannot_score_is_a_422_with_the_models_reason(c
 def test_validation_names_every_bad_field(client: httpx.Client) -> None:
     bad = {**EXAMPLE, "loan_amnt": 10, "sub_grade": "Z9", "surprise": 1}
     del bad["fico_range_low"]
-    response = client.post("/predict", json=bad)
+    response = client.post("/predict", params={"strict": "true"}, json=bad)  # strict: refuses `surprise`
     assert response.status_code == 422
     problems = {p["field"]: p for p in response.json()["errors"]}
     assert set(problems) == {"loan_amnt", "sub_grade", "surprise", "fico_range_low"}
@@ -142,6 +142,8 @@ def test_validation_names_every_bad_field(client: httpx.Client) -> None:
     assert problems["fico_range_low"]["message"] == "Field required"
     assert problems["fico_range_low"]["input"] is None  # not the whole body again
     assert response.json()["detail"].startswith("4 invalid fields:")
+    lenient = {p["field"] for p in client.post("/predict", json=bad).json()["errors"]}
+    assert lenient == {"loan_amnt", "sub_grade", "fico_range_low"}  # `surprise` is ignored
 
     batch = {"applications": [EXAMPLE, {**EXAMPLE, "term": "long"}]}
     fields = {p["field"] for p in client.post("/predict/batch", json=batch).json()["errors"]}

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.settings import ServingSettings
 from models.features import build
 from models.inputs import parse
 from models.prepare import Prepared
 from models.scoring import Scorer
 from serving.champion import ChampionHolder, ModelRef
-from serving.schemas import EXAMPLE
-from serving.settings import ServingSettings
+from serving.predictor import shown_missing
+from serving.schemas import EXAMPLE, STAND_INS
 from tests.unit.test_serving_api import SETTINGS, Ref, serve
 
 # An application as Lending Club's download spells it (LoanStats, 2015 on): its column names, a
@@ -52,7 +53,7 @@ USED = (  # the model's fields among them (core.events.CreditFields)
     "home_ownership", "annual_inc", "verification_status", "purpose", "title", "dti", "earliest_cr_line",
     "open_acc", "pub_rec", "revol_bal", "revol_util", "total_acc", "delinq_2yrs", "inq_last_6mths",
 )  # fmt: skip
-IGNORED = sorted(set(LENDING_CLUB) - set(USED))
+IGNORED = [name for name in LENDING_CLUB if name not in USED]  # in request order
 # The same application in the contract's units, as today's clients send it.
 NORMALISED = {
     **{name: LENDING_CLUB[name] for name in USED},
@@ -111,6 +112,7 @@ def test_a_lending_club_application_is_scored_naming_what_was_ignored_and_missin
     assert body["application_id"] == "lc-1" and body["model_version"] == "3"
     assert body["ignored_fields"] == IGNORED and len(IGNORED) > 40
     assert body["missing_fields"] == ["addr_state", "zip_code"]
+    assert "ZZ" not in response.text and "000xx" not in response.text  # the stand-ins stay inside
     # scored with the model's own handling of a missing state and zip, as the normalised form is
     missing = {**NORMALISED, "addr_state": None, "zip_code": None}
     assert body["probability"] == pytest.approx(model_probability(scorer, missing), abs=1e-6)
@@ -126,7 +128,7 @@ def test_strict_refuses_each_field_the_model_does_not_use(served: tuple[httpx.Cl
     response = client.post("/predict", params={"strict": "true"}, json={**LENDING_CLUB, **FICO})
     assert response.status_code == 422
     errors = response.json()["errors"]
-    assert sorted(e["field"] for e in errors) == IGNORED
+    assert [e["field"] for e in errors] == IGNORED
     assert {e["message"] for e in errors} == {"Extra inputs are not permitted"}
     batch = {"applications": [EXAMPLE, {**EXAMPLE, "tot_cur_bal": 1}]}
     refused = client.post("/predict/batch", params={"strict": "true"}, json=batch)
@@ -193,3 +195,15 @@ def test_a_value_in_no_known_form_is_a_422_naming_the_field(served: tuple[httpx.
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["term", "int_rate", "earliest_cr_line"]
     assert np.isfinite(client.post("/predict", json={**LENDING_CLUB, **FICO}).json()["probability"])
+
+
+def test_a_reason_about_a_field_scored_as_missing_says_missing() -> None:
+    """The scorer saw the stand-in; the answer shows what the model's reasons show for a missing text."""
+    location = {"code": "LOCATION", "text": f"location {STAND_INS['addr_state']}", "feature": "addr_state",
+                "value": STAND_INS["addr_state"], "contribution": 0.04}  # fmt: skip
+    fico = {"code": "FICO_LOW", "text": "FICO 690 is low", "feature": "fico_range_low", "value": "690"}
+    assert shown_missing([location, fico], ["addr_state"]) == [
+        {**location, "text": "location missing", "value": None},
+        fico,
+    ]
+    assert shown_missing([location], ["zip_code"]) == [location]  # the state was given
