@@ -98,6 +98,7 @@ FACTORS: tuple[Factor, ...] = (
         MONEY,
     ),
     Factor("FICO_LOW", "fico_range_low", ("fico",), "FICO {value} is low", WHOLE),
+    Factor("FICO_MISSING", "fico_range_low", ("fico_missing",), "no FICO score given"),
     Factor("DTI_HIGH", "dti", ("dti",), "debt-to-income {value} % is high", Shown(".1f")),
     Factor("INQUIRIES", "inq_last_6mths", ("inq_last_6mths",), "{value} inquiries in 6 months", COUNT),
     Factor("DELINQUENCIES", "delinq_2yrs", ("delinq_2yrs",), "{value} delinquencies in 2 years", COUNT),

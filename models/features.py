@@ -34,7 +34,7 @@ from models.expr import (
     evaluate,
     normalise_title,
 )
-from models.inputs import CREDIT_HISTORY, FIELDS, SUB_GRADES, Parsed
+from models.inputs import CREDIT_HISTORY, FIELDS, MAY_BE_MISSING, SUB_GRADES, Parsed
 
 LEAKAGE_EXACT = frozenset(
     {
@@ -69,6 +69,7 @@ OPEN_ACC = Clip(Fill(Number("open_acc"), "open_acc"), 0, 60)
 TOTAL_ACC = Clip(Fill(Number("total_acc"), "total_acc"), 0, 120)
 EMP_YEARS = Lookup("emp_length", {v: float(min(i, 10)) for i, v in enumerate(EMP_LENGTHS)}, np.nan)
 HISTORY = Clip(Fill(CREDIT_HISTORY, "history_months"), 0, 900)
+FICO = Arith("/", Arith("+", Number("fico_range_low"), Number("fico_range_high")), Const(2))
 
 
 def _capped(name: str, high: float) -> Expr:
@@ -87,7 +88,8 @@ NUMERIC_FEATURES: tuple[tuple[str, Expr], ...] = (  # the model's numeric inputs
     ("revol_util_missing", Missing(Number("revol_util"))),
     ("log_revol_bal", Apply("log1p", REVOLVING)),
     ("revol_bal_to_income", Clip(Arith("/", REVOLVING, INCOME), high=3.0)),
-    ("fico", Arith("/", Arith("+", Number("fico_range_low"), Number("fico_range_high")), Const(2))),
+    ("fico", Fill(FICO, "fico")),
+    ("fico_missing", Missing(FICO)),
     ("dti", Clip(Number("dti"), 0, 60)),
     ("inq_last_6mths", _capped("inq_last_6mths", 10)),
     ("delinq_2yrs", _capped("delinq_2yrs", 10)),
@@ -142,6 +144,7 @@ class FeatureSpec:
     inputs: tuple[str, ...] = FIELDS
     numeric: tuple[str, ...] = NUMERIC
     categorical: tuple[str, ...] = CATEGORICAL
+    optional: tuple[str, ...] = ()  # of MAY_BE_MISSING, the fields these features score when missing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,10 +152,17 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         fields: dict[str, Any] = dict(data)
-        for key in ("inputs", "numeric", "categorical"):
+        for key in ("inputs", "numeric", "categorical", "optional"):
             if key in fields:
                 fields[key] = tuple(fields[key])
+        fields["fills"] = {"fico": float("nan"), **fields["fills"]}  # older versions: FICO never missing
         return cls(**fields)
+
+    @property
+    def numeric_features(self) -> tuple[tuple[str, Expr], ...]:
+        """The expressions of this version's numeric inputs, in its order (an older version has fewer)."""
+        known = dict(NUMERIC_FEATURES)
+        return tuple((name, known[name]) for name in self.numeric)
 
     @property
     def cardinalities(self) -> list[int]:
@@ -201,12 +211,13 @@ def fit_spec(
     prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
     fills = {name: float(np.nanmedian(parsed.numbers[name])) for name in FILLED}
     fills["history_months"] = float(np.nanmedian(evaluate(CREDIT_HISTORY, parsed)))
+    fills["fico"] = float(np.nanmedian(evaluate(FICO, parsed)))
     fills = {k: (v if np.isfinite(v) else 0.0) for k, v in fills.items()}
     vocab = {name: _vocabulary(name, parsed.texts[name]) for name in CATEGORICAL}
     rates = {
         name: rate_table(_key_column(parsed, name).rows(), y, prior, smoothing) for name in TARGET_ENCODED
     }
-    return FeatureSpec(fills, vocab, rates, prior, smoothing, tuple(inputs))
+    return FeatureSpec(fills, vocab, rates, prior, smoothing, tuple(inputs), optional=MAY_BE_MISSING)
 
 
 def _vocabulary(name: str, text: Text) -> dict[str, int]:
@@ -242,7 +253,7 @@ def build(parsed: Parsed, spec: FeatureSpec, rates: dict[str, np.ndarray] | None
     `rates` replaces the rate features (the out-of-fold ones while training); otherwise they are
     looked up in `spec.rates`.
     """
-    numeric = np.column_stack([evaluate(e, parsed, spec, rates) for _, e in NUMERIC_FEATURES])
+    numeric = np.column_stack([evaluate(e, parsed, spec, rates) for _, e in spec.numeric_features])
     codes = np.column_stack([evaluate(Lookup(name, "vocab"), parsed, spec) for name in spec.categorical])
     return Features(
         np.nan_to_num(numeric.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0),

@@ -17,8 +17,8 @@ few rows: pandas' per-call overhead is most of the cost of scoring one row).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import partial
 from types import NoneType, UnionType
@@ -52,6 +52,9 @@ AS_OF_COLUMNS = ("event_time", "issue_d")
 Columns = Mapping[str, Column]
 Frame = pd.DataFrame | Columns
 TERMS = (36.0, 60.0)
+# contract-required fields a model may score without: FeatureSpec.optional says which its features
+# handle (a fill and a missing flag, or the prior rate of an unseen key); the scorer refuses the rest
+MAY_BE_MISSING = ("fico_range_low", "fico_range_high", "addr_state", "zip_code")
 GRADES = tuple("ABCDEFG")
 SUB_GRADES = tuple(f"{g}{i}" for g in GRADES for i in range(1, 6))
 
@@ -89,7 +92,7 @@ def _rule(name: str) -> FieldRule:
             bounds["above"] = float(meta.gt)  # type: ignore[arg-type]
         elif getattr(meta, "pattern", None):
             bounds["pattern"] = meta.pattern
-    return FieldRule(name, kind, info.is_required(), **bounds)
+    return FieldRule(name, kind, info.is_required() and name not in MAY_BE_MISSING, **bounds)
 
 
 RULES: dict[str, FieldRule] = {name: _rule(name) for name in FIELDS}
@@ -307,3 +310,19 @@ def parse(frame: Frame) -> Parsed:
     problems.extend(_checked(parsed, frame))
     parsed.errors, parsed.valid = _messages(n, problems)
     return parsed
+
+
+def refuse_missing(parsed: Parsed, names: Iterable[str]) -> Parsed:
+    """`parsed` with each row missing one of `names` invalid, its error naming them (`name: missing`)
+    after the others: what a model that cannot do without them gets."""
+    problems: list[Problem] = []
+    for name in names:
+        numbers = parsed.numbers.get(name)
+        missing = np.isnan(numbers) if numbers is not None else parsed.texts[name].codes < 0
+        if missing.any():
+            problems.append((missing, name, "missing", _reader(np.full(parsed.n, np.nan))))
+    if not problems:
+        return parsed
+    more, _ = _messages(parsed.n, problems)
+    errors = [f"{a}; {b}" if a and b else a or b for a, b in zip(parsed.errors, more, strict=True)]
+    return replace(parsed, errors=errors, valid=parsed.valid & np.array([m is None for m in more]))

@@ -32,7 +32,7 @@ import pandas as pd
 
 from models.explain import Explainer
 from models.features import FeatureSpec, build
-from models.inputs import Frame, parse
+from models.inputs import MAY_BE_MISSING, Frame, Parsed, parse, refuse_missing
 from models.metrics import Thresholds
 from models.network import Network
 
@@ -66,11 +66,15 @@ class Scorer:
 
     def probability(self, frame: Frame) -> tuple[np.ndarray, list[str | None]]:
         """(probability per row with NaN for invalid rows, error per row)."""
-        parsed = parse(frame)
+        parsed = self.parse(frame)
         if parsed.n == 0:
             return np.empty(0), []
         p = self.network.probability(build(parsed, self.spec))
         return np.where(parsed.valid, p, np.nan), parsed.errors
+
+    def parse(self, frame: Frame) -> Parsed:
+        """The checked fields of `frame`, a row missing a field this version cannot do without refused."""
+        return refuse_missing(parse(frame), (n for n in MAY_BE_MISSING if n not in self.spec.optional))
 
     @cached_property
     def explainer(self) -> Explainer:
@@ -79,7 +83,7 @@ class Scorer:
     def explain(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str | None], list[list[dict]]]:
         """(probability, decision, error, reasons) per row, in one pass: `outputs` plus each row's
         adverse-action reasons (`models.explain`)."""
-        parsed = parse(frame)
+        parsed = self.parse(frame)
         if parsed.n == 0:
             return np.empty(0), DECISIONS[:0], [], []
         p, effects = self.network.run(build(parsed, self.spec))

@@ -2,7 +2,6 @@
 
 One numpy array per column, its dtype fixed per field up front (float64, int64 or float64 with NaN
 where an optional count is missing, datetime64[ns] for dates, object for text), so nothing is inferred.
-A missing field the model can score without is given as its stand-in (`serving.schemas.STAND_INS`).
 `credit_columns` hands them to the scorer as they are (the API's path: no pandas); `credit_frame`
 wraps them in a DataFrame, a third of the cost of `pd.DataFrame([application.model_dump()])`.
 """
@@ -17,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from core.events import CreditFields
-from serving.schemas import STAND_INS
 
 
 def _kind(annotation: Any) -> str:
@@ -46,11 +44,7 @@ def _column(values: list[Any], kind: str) -> np.ndarray:
 def credit_columns(applications: Sequence[CreditFields]) -> dict[str, np.ndarray]:
     """One array per CreditFields field, one entry per application (pydantic's attribute dicts, no dump)."""
     rows = [a.__dict__ for a in applications]
-    columns = {c: _column([r[c] for r in rows], kind) for c, kind in KINDS.items()}
-    for name, stand_in in STAND_INS.items():
-        column = columns[name]
-        column[np.array([value is None for value in column], dtype=bool)] = stand_in
-    return columns
+    return {c: _column([r[c] for r in rows], kind) for c, kind in KINDS.items()}
 
 
 def credit_frame(applications: Sequence[CreditFields]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from serving.batcher import Busy, MicroBatcher
 from serving.champion import Champion, ChampionHolder
 from serving.frames import credit_columns
-from serving.schemas import STAND_INS, Application
+from serving.schemas import Application
 
 Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None], Sequence[list[dict[str, Any]]]]
 
@@ -63,19 +63,6 @@ def model_problems(error: str, application: Application) -> list[dict[str, Any]]
             }
         )
     return problems
-
-
-def shown_missing(reasons: list[dict[str, Any]], missing: list[str]) -> list[dict[str, Any]]:
-    """The reasons, those that show a stand-in (`STAND_INS`) showing it as missing, as the model's
-    reasons show a missing value."""
-    if not any(name in STAND_INS for name in missing):
-        return reasons
-    return [
-        {**r, "value": None, "text": r["text"].replace(str(r["value"]), "missing")}
-        if r["feature"] in missing and r["value"] == STAND_INS.get(r["feature"])
-        else r
-        for r in reasons
-    ]
 
 
 def answered(application: Application) -> dict[str, list[str]]:
@@ -149,7 +136,7 @@ class Predictor:
             "decision": scored.decision,
             "model_name": scored.champion.ref.name,
             "model_version": scored.champion.version,
-            "reasons": shown_missing(scored.reasons, fields["missing_fields"]),
+            "reasons": scored.reasons,
             **{name: names for name, names in fields.items() if names},  # left out when none
         }
 
@@ -161,14 +148,13 @@ class Predictor:
                 self.score_frame, applications
             )
         fields = [answered(a) for a in applications]
-        shown = [shown_missing(r, f["missing_fields"]) for r, f in zip(reasons, fields, strict=True)]
         result = pd.DataFrame(
             {
                 "application_id": [a.application_id for a in applications],
                 "probability": np.asarray(probability, dtype="float64"),
                 "decision": decision,
                 "error": np.array(error, dtype=object),
-                "reasons": pd.Series(shown, dtype=object),
+                "reasons": pd.Series(list(reasons), dtype=object),
                 "ignored_fields": pd.Series([f["ignored_fields"] for f in fields], dtype=object),
                 "missing_fields": pd.Series([f["missing_fields"] for f in fields], dtype=object),
             }

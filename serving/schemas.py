@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from core.events import APPLICATION_ID, CreditFields
 from core.raw_values import normalise
 from core.records import Reason
+from models.inputs import MAY_BE_MISSING
 
 Decision = Literal["approve", "review", "decline"]
 
@@ -51,16 +52,11 @@ EXAMPLE: dict[str, Any] = {
 """A valid application (also the OpenAPI example and the warm-up row scored before a model is swapped in)."""
 
 LENDING_CLUB_EXAMPLE: dict[str, Any] = {
-    **{k: v for k, v in EXAMPLE.items() if k not in ("addr_state", "zip_code")},
+    **{k: v for k, v in EXAMPLE.items() if k not in MAY_BE_MISSING},
     **{"term": " 36 months", "int_rate": 12.65, "earliest_cr_line": "Jun-2004", "revol_util": 52.0},
     **{"issue_d": "Dec-2015", "tot_cur_bal": 180_000, "mort_acc": 2, "bc_util": 60.2},
 }
-"""`EXAMPLE` as Lending Club writes it: its units, an issue date and bureau fields, no state or zip."""
-STAND_INS: dict[str, str] = {"addr_state": "ZZ", "zip_code": "000xx"}
-"""The fields the model can score without, each with what its scorer is given in place of a missing
-value: no state, no zip prefix in use. The model reads it as an unseen category, which its features
-treat exactly as a missing one (the prior default rate, and the "missing or unseen" category). A
-missing FICO has no such stand-in: the features would read it as 0, below any real score."""
+"""`EXAMPLE` as Lending Club writes it: its units, an issue date and bureau fields; no FICO, state or zip."""
 PERCENT_TEXT = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$", "examples": [" 11.44%"]}
 LENDING_CLUB_FORMS: dict[str, dict[str, Any]] = {
     "term": {"type": "string", "pattern": r"^\s*\d+\s*months?\s*$", "examples": [" 36 months"]},
@@ -81,7 +77,8 @@ INT_FIELDS = tuple(
 
 
 def _optional(name: str) -> Any:
-    """The contract's field `name` (its pattern), None when missing: scored as missing (`STAND_INS`)."""
+    """The contract's field `name` (its pattern), None when missing: scored as missing (by a model that
+    can do without it, `models.inputs.MAY_BE_MISSING`; an older one refuses it)."""
     info = CreditFields.model_fields[name]
     return FieldInfo.merge_field_infos(info, default=None, description="scored as missing when not given")
 
@@ -105,7 +102,9 @@ class Application(CreditFields):
     application_id: str | None = Field(
         None, pattern=APPLICATION_ID, description="echoed in the answer (the pipeline's id rule)"
     )
-    # optional here, required in the pipeline's contract
+    # optional here (MAY_BE_MISSING), required in the pipeline's contract
+    fico_range_low: int | None = _optional("fico_range_low")  # type: ignore[assignment]
+    fico_range_high: int | None = _optional("fico_range_high")  # type: ignore[assignment]
     addr_state: str | None = _optional("addr_state")  # type: ignore[assignment]
     zip_code: str | None = _optional("zip_code")  # type: ignore[assignment]
 

@@ -34,7 +34,6 @@ from pyspark.sql.classic.column import _to_java_column
 from core.records import ScoreRecord
 from models.explain import TOP, value_of
 from models.expr import Lookup
-from models.features import NUMERIC_FEATURES
 from models.inputs import CHECKS, RULES
 from models.registry import ModelRef
 from models.scoring import Scorer
@@ -113,7 +112,7 @@ def inputs(scorer: Scorer) -> Column:
     numbers = [column(v, spec) if v is not None and not isinstance(v, str) else F.lit(None) for v in values]
     texts = [text(v) if isinstance(v, str) else F.lit(None) for v in values]
     return F.struct(
-        F.array(*(_float(column(e, spec)) for _, e in NUMERIC_FEATURES)).alias("numeric"),
+        F.array(*(_float(column(e, spec)) for _, e in spec.numeric_features)).alias("numeric"),
         F.array(*(column(Lookup(n, "vocab"), spec).cast("long") for n in spec.categorical)).alias("codes"),
         F.array(*numbers).cast("array<double>").alias("numbers"),
         F.array(*texts).cast("array<string>").alias("texts"),

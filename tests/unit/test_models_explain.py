@@ -93,5 +93,5 @@ def test_every_decline_has_a_reason_and_an_invalid_row_has_none(
     np.testing.assert_allclose(p, scorer.score(frame)["probability"].to_numpy())  # the same pass
     first = reasons[int(np.flatnonzero(decision == "decline")[0])][0]
     assert set(first) == {"code", "text", "feature", "value", "contribution"} and first["contribution"] > 0
-    bad = pd.concat([frame.head(1).assign(fico_range_low=None)])
+    bad = pd.concat([frame.head(1).assign(dti=-3.0)])
     assert scorer.explain(bad)[3] == [[]]

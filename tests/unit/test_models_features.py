@@ -11,6 +11,7 @@ from generator.history import synthetic_history
 from models.data import terminal
 from models.features import (
     NUMERIC,
+    FeatureSpec,
     LeakageError,
     build,
     fit_spec,
@@ -116,3 +117,30 @@ def test_build_is_the_same_for_history_rows_and_live_shaped_rows(history: pd.Dat
 def test_employer_titles_are_normalised() -> None:
     assert normalise_title("  U.S. Army ") == "us army"
     assert normalise_title("Wal-Mart  Stores") == "walmart stores"
+
+
+def test_a_missing_fico_is_the_training_median_and_flagged(history: pd.DataFrame) -> None:
+    spec = fit_spec(parse(history), history["default"].to_numpy())
+    median = float(np.median((history["fico_range_low"] + history["fico_range_high"]) / 2))
+    assert spec.fills["fico"] == pytest.approx(median)
+    rows = history.head(2).assign(fico_range_low=[None, 700], fico_range_high=[None, 704])
+    features = build(parse(rows), spec)
+    fico, flag = (
+        features.numeric[:, NUMERIC.index("fico")],
+        features.numeric[:, NUMERIC.index("fico_missing")],
+    )
+    np.testing.assert_allclose(fico, [median, 702.0], rtol=1e-6)
+    assert flag.tolist() == [1.0, 0.0]
+    assert {"fico_range_low", "fico_range_high", "addr_state", "zip_code"} == set(spec.optional)
+
+
+def test_a_version_trained_before_the_fico_flag_builds_its_own_inputs(history: pd.DataFrame) -> None:
+    """An older version's spec (no fico_missing, no FICO fill, no optional fields) still builds the
+    inputs its network was exported with."""
+    data = fit_spec(parse(history), history["default"].to_numpy()).to_dict()
+    data["numeric"] = [n for n in data["numeric"] if n != "fico_missing"]
+    data["fills"].pop("fico")
+    del data["optional"]
+    older = FeatureSpec.from_dict(data)
+    features = build(parse(history.head(3)), older)
+    assert features.numeric.shape[1] == len(NUMERIC) - 1 and older.optional == ()

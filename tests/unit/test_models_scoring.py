@@ -55,7 +55,7 @@ def test_decisions_follow_the_thresholds(scorer: Scorer, trained: tuple[Scorer, 
 
 def test_bad_rows_get_a_clear_error_and_the_rest_are_scored(scorer: Scorer, rows: pd.DataFrame) -> None:
     frame = rows.astype({"loan_amnt": object, "earliest_cr_line": object})
-    frame.loc[0, "fico_range_low"] = np.nan
+    frame.loc[0, "purpose"] = None
     frame.loc[0, "dti"] = -3.0
     frame.loc[1, "loan_amnt"] = "lots"
     frame.loc[2, "sub_grade"] = "Z9"
@@ -63,7 +63,7 @@ def test_bad_rows_get_a_clear_error_and_the_rest_are_scored(scorer: Scorer, rows
     frame.loc[4, "earliest_cr_line"] = "not a date"
     out = scorer.score(frame)
     errors, p = out["error"].tolist(), out["probability"].to_numpy()
-    assert errors[0] == "dti: -3 is below 0; fico_range_low: missing"
+    assert errors[0] == "dti: -3 is below 0; purpose: missing"
     assert errors[1] == "loan_amnt: 'lots' is not a number"
     assert "sub_grade: 'Z9' does not match" in errors[2]
     assert errors[3] == "term: 48 is not 36 or 60 (months)"

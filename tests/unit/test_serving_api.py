@@ -36,8 +36,9 @@ class Ref:
 
 
 class FicoScorer:
-    """probability = (850 - fico_range_low) / 1000; dti above 35 cannot be scored (an error in the
-    models' `field: what; ...` form); optional delay."""
+    """probability = (850 - fico_range_low) / 1000; dti above 35 or no FICO cannot be scored (an
+    error in the models' `field: what; ...` form, as a model that cannot do without FICO words it);
+    optional delay."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s, self.calls = delay_s, 0
@@ -46,10 +47,18 @@ class FicoScorer:
         self.calls += 1
         time.sleep(self.delay_s)
         probability = (850 - columns["fico_range_low"].astype(float)) / 1000
-        bad = columns["dti"].astype(float) > 35
+        high, no_fico = columns["dti"].astype(float) > 35, np.isnan(probability)
+        bad = high | no_fico
         decision = np.where(probability < 0.15, "approve", "decline").astype(object)
         decision[bad] = None
-        error = ["dti: above the model's range; the row: unusual" if b else None for b in bad]
+        error = [
+            "dti: above the model's range; the row: unusual"
+            if h
+            else "fico_range_low: missing"
+            if f
+            else None
+            for h, f in zip(high, no_fico, strict=True)
+        ]
         return np.where(bad, np.nan, probability), decision, error
 
     def explain(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list, list]:
@@ -132,18 +141,18 @@ def test_an_application_the_model_cannot_score_is_a_422_with_the_models_reason(c
 
 def test_validation_names_every_bad_field(client: httpx.Client) -> None:
     bad = {**EXAMPLE, "loan_amnt": 10, "sub_grade": "Z9", "surprise": 1}
-    del bad["fico_range_low"]
+    del bad["purpose"]  # required; FICO may be missing (models.inputs.MAY_BE_MISSING)
     response = client.post("/predict", params={"strict": "true"}, json=bad)  # strict: refuses `surprise`
     assert response.status_code == 422
     problems = {p["field"]: p for p in response.json()["errors"]}
-    assert set(problems) == {"loan_amnt", "sub_grade", "surprise", "fico_range_low"}
+    assert set(problems) == {"loan_amnt", "sub_grade", "surprise", "purpose"}
     assert problems["loan_amnt"]["message"] == "Input should be greater than or equal to 500"
     assert problems["loan_amnt"]["input"] == 10
-    assert problems["fico_range_low"]["message"] == "Field required"
-    assert problems["fico_range_low"]["input"] is None  # not the whole body again
+    assert problems["purpose"]["message"] == "Field required"
+    assert problems["purpose"]["input"] is None  # not the whole body again
     assert response.json()["detail"].startswith("4 invalid fields:")
     lenient = {p["field"] for p in client.post("/predict", json=bad).json()["errors"]}
-    assert lenient == {"loan_amnt", "sub_grade", "fico_range_low"}  # `surprise` is ignored
+    assert lenient == {"loan_amnt", "sub_grade", "purpose"}  # `surprise` is ignored
 
     batch = {"applications": [EXAMPLE, {**EXAMPLE, "term": "long"}]}
     fields = {p["field"] for p in client.post("/predict/batch", json=batch).json()["errors"]}

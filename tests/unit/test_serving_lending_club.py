@@ -6,6 +6,7 @@ refuses the unused fields; the normalised contract (`EXAMPLE`) answers exactly a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,8 +20,7 @@ from models.inputs import parse
 from models.prepare import Prepared
 from models.scoring import Scorer
 from serving.champion import ChampionHolder, ModelRef
-from serving.predictor import shown_missing
-from serving.schemas import EXAMPLE, STAND_INS
+from serving.schemas import EXAMPLE
 from tests.unit.test_serving_api import SETTINGS, Ref, serve
 
 # An application as Lending Club's download spells it (LoanStats, 2015 on): its column names, a
@@ -87,19 +87,44 @@ def model_probability(scorer: Scorer, row: dict[str, Any]) -> float:
     return float(scorer.network.probability(build(parsed, scorer.spec))[0])
 
 
-def test_a_lending_club_application_is_refused_only_for_the_fico_the_model_cannot_do_without(
+def test_the_lending_club_example_without_fico_state_or_zip_answers_200(
     served: tuple[httpx.Client, Scorer],
 ) -> None:
-    """No stand-in exists for a missing FICO (no fill, no missing flag: it would be scored as 0, six
-    standard deviations below any real score), so the pair stays required, and are the only fields
-    refused: the term, the percent rate, the month-year dates and the 40 other fields all pass."""
-    client, _ = served
+    """The example request as Lending Club writes it, no FICO, state or zip: scored with the model's
+    own handling of missing values (a missing FICO: the training median and its missing flag; a
+    missing state or zip: the prior default rate), each named in `missing_fields`."""
+    client, scorer = served
     response = client.post("/predict", json=LENDING_CLUB)
-    assert response.status_code == 422, response.text
-    assert response.json()["errors"] == [
-        {"field": "fico_range_low", "message": "Field required", "input": None},
-        {"field": "fico_range_high", "message": "Field required", "input": None},
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["missing_fields"] == ["fico_range_low", "fico_range_high", "addr_state", "zip_code"]
+    assert body["ignored_fields"] == IGNORED
+    missing = {
+        **NORMALISED,
+        "fico_range_low": None,
+        "fico_range_high": None,
+        "addr_state": None,
+        "zip_code": None,
+    }
+    assert body["probability"] == pytest.approx(model_probability(scorer, missing), abs=1e-6)
+    with_fico = client.post("/predict", json={**LENDING_CLUB, **FICO}).json()["probability"]
+    assert body["probability"] != pytest.approx(with_fico, abs=1e-9)  # the flag reaches the network
+
+
+def test_a_model_trained_before_it_could_do_without_fico_still_refuses_it(
+    served: tuple[httpx.Client, Scorer],
+) -> None:
+    """A version whose features have no missing flag for FICO (trained by an earlier release) would
+    read a missing FICO as 0: its scorer refuses the row, naming the fields, as before."""
+    _, scorer = served
+    older = replace(scorer, spec=replace(scorer.spec, optional=()))
+    _, _, errors, _ = older.explain(
+        pd.DataFrame([{**NORMALISED, "fico_range_low": None, "fico_range_high": None}])
+    )
+    assert errors == [
+        "fico_range_low: missing; fico_range_high: missing; addr_state: missing; zip_code: missing"
     ]
+    assert older.explain(pd.DataFrame([EXAMPLE]))[2] == [None]
 
 
 def test_a_lending_club_application_is_scored_naming_what_was_ignored_and_missing(
@@ -112,7 +137,6 @@ def test_a_lending_club_application_is_scored_naming_what_was_ignored_and_missin
     assert body["application_id"] == "lc-1" and body["model_version"] == "3"
     assert body["ignored_fields"] == IGNORED and len(IGNORED) > 40
     assert body["missing_fields"] == ["addr_state", "zip_code"]
-    assert "ZZ" not in response.text and "000xx" not in response.text  # the stand-ins stay inside
     # scored with the model's own handling of a missing state and zip, as the normalised form is
     missing = {**NORMALISED, "addr_state": None, "zip_code": None}
     assert body["probability"] == pytest.approx(model_probability(scorer, missing), abs=1e-6)
@@ -195,15 +219,3 @@ def test_a_value_in_no_known_form_is_a_422_naming_the_field(served: tuple[httpx.
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["term", "int_rate", "earliest_cr_line"]
     assert np.isfinite(client.post("/predict", json={**LENDING_CLUB, **FICO}).json()["probability"])
-
-
-def test_a_reason_about_a_field_scored_as_missing_says_missing() -> None:
-    """The scorer saw the stand-in; the answer shows what the model's reasons show for a missing text."""
-    location = {"code": "LOCATION", "text": f"location {STAND_INS['addr_state']}", "feature": "addr_state",
-                "value": STAND_INS["addr_state"], "contribution": 0.04}  # fmt: skip
-    fico = {"code": "FICO_LOW", "text": "FICO 690 is low", "feature": "fico_range_low", "value": "690"}
-    assert shown_missing([location, fico], ["addr_state"]) == [
-        {**location, "text": "location missing", "value": None},
-        fico,
-    ]
-    assert shown_missing([location], ["zip_code"]) == [location]  # the state was given
