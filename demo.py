@@ -40,9 +40,9 @@ from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import Pace, Progress, publish_live
 from kafka_producer.topics import admin_client, ensure_topics, partitions
-from models.registry import promote, resolve
-from models.tracking import connect, quiet_mlflow
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.tracking import connect, quiet_mlflow
+from models.registry.versions import promote, resolve
+from models.training.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.queries import QUERIES
 from sparky.session import build_session, resolve_master, stop_session

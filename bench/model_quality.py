@@ -28,11 +28,11 @@ import torch
 from core.errors import DataError
 from core.logging import configure
 from core.settings import MlflowSettings, PathSettings
-from models.data import TrainingSource, load, temporal_split
 from models.metrics import auc, brier, ks
-from models.nets import NetConfig
-from models.tracking import quiet_mlflow
-from models.train import TrainOptions, TrainResult, train
+from models.registry.tracking import quiet_mlflow
+from models.training.data import TrainingSource, load, temporal_split
+from models.training.nets import NetConfig
+from models.training.train import TrainOptions, TrainResult, train
 
 TARGET_AUC = 0.71
 HEADER = (

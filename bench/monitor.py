@@ -38,8 +38,8 @@ from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
-from models.registry import load_scorer, promote, resolve
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import load_scorer, promote, resolve
+from models.training.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.session import build_session, stop_session
 from sparky.supervisor import Supervisor

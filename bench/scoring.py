@@ -1,5 +1,5 @@
 """Scoring speed in-process, one core: 10k-row batches (rows/s) and single-row calls (latency),
-without and with reasons (`models.explain`) in the same run.
+without and with reasons (`models.scoring.explain`) in the same run.
 
 The scorer has the default architecture (5 members, 16 hidden units); its weights come from a short
 training on synthetic history (speed does not depend on the weights). Inputs are live applications
@@ -23,14 +23,13 @@ import pandas as pd
 import torch
 
 from generator.applications import ApplicationGenerator
-from models.data import TrainingSource, load, temporal_split
-from models.features import build
-from models.fit import resolve_device
-from models.inputs import FIELDS, parse
-from models.nets import Ensemble, NetConfig
-from models.prepare import prepare
-from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
+from models.features.inputs import FIELDS, parse
+from models.features.spec import build
+from models.scoring.scorer import Scorer
+from models.training.data import TrainingSource, load, prepare, temporal_split
+from models.training.fit import resolve_device
+from models.training.nets import Ensemble, NetConfig
+from models.training.train import TrainOptions, fit_scorer
 
 TARGET_ROWS_S = 200_000
 REASONS_COST = 2.0  # scoring with reasons may cost at most this many times the plain score
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     explained = timings(lambda: scorer.explain(batch), args.repeat)  # same run, same batch
     ratio = np.median(explained) / np.median(t)
     print(
-        f"with reasons (models.explain): median {np.median(explained) * 1e3:.1f} ms -> "
+        f"with reasons (models.scoring.explain): median {np.median(explained) * 1e3:.1f} ms -> "
         f"{args.rows / np.median(explained):,.0f} rows/s, {ratio:.2f}x the plain score "
         f"(target <= {REASONS_COST:.0f}x: {'MET' if ratio <= REASONS_COST else 'NOT MET'})"
     )
@@ -159,7 +158,7 @@ def jvm_rate(scorer: Scorer, rows: int) -> float:
     from pyspark.sql import functions as F
 
     from core.settings import PathSettings, SparkJobSettings
-    from models.registry import ModelRef
+    from models.registry.versions import ModelRef
     from sparky.analyses import scores
     from sparky.session import build_session
 

@@ -2,7 +2,7 @@
 `loans-serve`, and in the same run against a baseline server that does what a first version would
 (FastAPI + pydantic, `pd.DataFrame([model_dump()])`, `mlflow.pyfunc` `predict` per request).
 
-Both serve the same registered champion (a quick model trained here by `models.train` into a private
+Both serve the same registered champion (a quick model trained here by `models.training.train` into a private
 MLflow server, unless --tracking-uri/--model-name name one that has a champion), each as its own
 process with one uvicorn worker, started afresh for every measurement so an overloaded run leaves no
 backlog behind. Figures: the in-process cost of one request (no HTTP); then per rate and server the
@@ -98,8 +98,8 @@ def serve_baseline(port: int) -> int:
 
 def train_champion(settings: MlflowSettings) -> str:
     """A quick model trained by the project's trainer, registered and promoted; returns its version."""
-    from models import registry
-    from models.train import TrainingSource, TrainOptions, train
+    from models.registry import versions as registry
+    from models.training.train import TrainingSource, TrainOptions, train
 
     train(settings, TrainingSource.synthetic(rows=4000, seed=1), TrainOptions.quick())
     registry.promote(settings, force=True)
@@ -205,7 +205,7 @@ def per_request_us(fn: Callable[[], Any], n: int) -> float:
 def in_process(settings: MlflowSettings, payloads: list[bytes], n: int) -> None:
     import mlflow
 
-    from models import registry
+    from models.registry import versions as registry
 
     limit_torch_threads(1)  # as both servers run
 

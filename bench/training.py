@@ -19,9 +19,9 @@ import torch
 from bench.model_quality import scratch_mlflow
 from core.logging import configure
 from core.settings import PathSettings
-from models.data import TrainingSource
-from models.tracking import quiet_mlflow
-from models.train import TrainOptions, TrainResult, train
+from models.registry.tracking import quiet_mlflow
+from models.training.data import TrainingSource
+from models.training.train import TrainOptions, TrainResult, train
 
 PHASES = ("data", "baselines", "network", "report", "total")
 

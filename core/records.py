@@ -133,8 +133,8 @@ class FeaturePsi(BaseModel):
 
 
 class MonitorRecord(OutputRecord):
-    """One event-time window and model version (`models.monitor`): what it scored, how far the scores
-    and its top fields have drifted from its training reference, and, for the applications whose
+    """One event-time window and model version (`models.monitoring.monitor`): what it scored, how far
+    the scores and its top fields have drifted from its training reference, and, for the applications whose
     outcome (`loan.truth`) arrived within the horizon, how right it was. `shadow`: a challenger."""
 
     window_start: datetime
@@ -160,7 +160,7 @@ class MonitorRecord(OutputRecord):
 
 
 class Reason(BaseModel):
-    """One factor that raised the default risk (`models.explain`): adverse-action code, readable text,
+    """One factor that raised the default risk (`models.scoring.explain`): adverse-action code, readable text,
     the application field and its value, and the factor's contribution to the logit."""
 
     code: str

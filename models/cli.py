@@ -23,12 +23,12 @@ from core.cli import run_main
 from core.errors import ConfigError
 from core.logging import configure
 from core.settings import LogSettings, MlflowSettings, PathSettings, SparkJobSettings, load
-from models.data import TrainingSource
-from models.fit import DEVICES
 from models.metrics import OBJECTIVES
-from models.registry import promote
-from models.tracking import quiet_mlflow
-from models.train import TrainOptions, TrainResult, train
+from models.registry.tracking import quiet_mlflow
+from models.registry.versions import promote
+from models.training.data import TrainingSource
+from models.training.fit import DEVICES
+from models.training.train import TrainOptions, TrainResult, train
 
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "lending-club", "lake", "synthetic")

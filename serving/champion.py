@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class ModelRef(Protocol):
-    """What serving reads of `models.registry.ModelRef`."""
+    """What serving reads of `models.registry.versions.ModelRef`."""
 
     @property
     def name(self) -> str: ...
@@ -44,9 +44,9 @@ class ModelRef(Protocol):
 
 
 class Scorer(Protocol):
-    """`models.registry.load_scorer(...)`: CreditFields columns in (name -> numpy array, as
+    """`models.registry.versions.load_scorer(...)`: CreditFields columns in (name -> numpy array, as
     `serving.frames.credit_columns` builds them); `probability`, `decision`, `error` (and, from
-    `explain`, the reasons: `models.explain`) out, one entry per input row, same order."""
+    `explain`, the reasons: `models.scoring.explain`) out, one entry per input row, same order."""
 
     def outputs(
         self, columns: Mapping[str, np.ndarray]
@@ -70,7 +70,7 @@ class State(StrEnum):
 
 
 @dataclass(frozen=True)
-class Champion:
+class LoadedVersion:
     """One loaded model version; never changes after it is built."""
 
     ref: ModelRef
@@ -91,8 +91,9 @@ class Status:
 
 
 def registry_functions() -> tuple[Resolve, Load]:
-    """`models.registry.resolve` and `load_scorer` (imported here, so serving imports without models)."""
-    from models import registry
+    """`models.registry.versions.resolve` and `load_scorer` (imported here, so serving imports
+    without models)."""
+    from models.registry import versions as registry
 
     # load_scorer takes registry.ModelRef; the holder only passes back what resolve() returned
     return registry.resolve, cast(Load, registry.load_scorer)
@@ -118,7 +119,7 @@ class ChampionHolder:
         self._example = (
             {k: np.array([v], dtype=object) for k, v in example.items()} if example is not None else None
         )
-        self._current: Champion | None = None
+        self._current: LoadedVersion | None = None
         self._status = Status(
             State.STARTING,
             f"looking up alias {alias!r} of model {settings.model_name!r} at {settings.tracking_uri}",
@@ -127,7 +128,7 @@ class ChampionHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def current(self) -> Champion | None:
+    def current(self) -> LoadedVersion | None:
         """The model to serve one request with, or None while none is loaded (read it once per request)."""
         return self._current
 
@@ -149,7 +150,7 @@ class ChampionHolder:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def wait_ready(self, timeout_s: float) -> Champion | None:
+    def wait_ready(self, timeout_s: float) -> LoadedVersion | None:
         """Block until a model is loaded or `timeout_s` passes (for scripts and tests, not requests)."""
         deadline = time.monotonic() + timeout_s
         while (champion := self._current) is None and time.monotonic() < deadline:
@@ -163,7 +164,7 @@ class ChampionHolder:
             self.refresh()
             self._stop.wait(self.poll_seconds)
 
-    def refresh(self) -> Champion | None:
+    def refresh(self) -> LoadedVersion | None:
         """One poll: look up the alias; load and swap in a version other than the one served."""
         with self._refresh_lock:
             where = f"model {self.settings.model_name!r} at {self.settings.tracking_uri}"
@@ -186,7 +187,7 @@ class ChampionHolder:
                 return self._set(State.READY, f"serving {ref.name} v{served.version}")
             return self._swap(ref)
 
-    def _swap(self, ref: ModelRef) -> Champion | None:
+    def _swap(self, ref: ModelRef) -> LoadedVersion | None:
         label = f"{ref.name} v{ref.version} (alias {self.alias!r})"
         self._set(State.LOADING, f"loading {label}")
         log.info("loading %s", label)
@@ -199,7 +200,7 @@ class ChampionHolder:
                     raise ValueError(f"it did not score the example application: {list(error)}")
         except Exception as exc:  # a broken version must not take the served one down
             return self._failed(f"loading {label} failed: {type(exc).__name__}: {exc}")
-        champion = Champion(ref, scorer, datetime.now(UTC), time.monotonic() - started)
+        champion = LoadedVersion(ref, scorer, datetime.now(UTC), time.monotonic() - started)
         previous, self._current = self._current, champion  # the swap: one reference assignment
         log.info(
             "serving %s (loaded in %.1f s; was %s)",
@@ -209,10 +210,10 @@ class ChampionHolder:
         )
         return self._set(State.READY, f"serving {label}")
 
-    def _failed(self, reason: str) -> Champion | None:
+    def _failed(self, reason: str) -> LoadedVersion | None:
         log.warning("%s", reason)
         return self._set(State.ERROR, reason)
 
-    def _set(self, state: State, reason: str) -> Champion | None:
+    def _set(self, state: State, reason: str) -> LoadedVersion | None:
         self._status = Status(state, reason, datetime.now(UTC))
         return self._current

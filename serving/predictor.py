@@ -16,7 +16,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from serving.batcher import Busy, MicroBatcher
-from serving.champion import Champion, ChampionHolder
+from serving.champion import ChampionHolder, LoadedVersion
 from serving.frames import credit_columns
 from serving.schemas import Application
 
@@ -27,7 +27,7 @@ Outputs = tuple[np.ndarray, np.ndarray, Sequence[str | None], Sequence[list[dict
 class Scored:
     """One application's answer and the model version that gave it."""
 
-    champion: Champion
+    champion: LoadedVersion
     probability: float
     decision: str | None
     error: str | None
@@ -101,7 +101,7 @@ class Predictor:
         if isinstance(rows, list) and len(rows) > self.max_batch:
             raise too_many(len(rows), self.max_batch)
 
-    def champion(self) -> Champion:
+    def champion(self) -> LoadedVersion:
         """The model to answer with; 503 with the holder's reason when none is loaded."""
         champion = self.holder.current()
         if champion is None:
@@ -109,7 +109,7 @@ class Predictor:
             raise HTTPException(503, detail=f"no model loaded: {status.reason}", headers={"Retry-After": "5"})
         return champion
 
-    def score_frame(self, applications: list[Application]) -> tuple[Champion, Outputs]:
+    def score_frame(self, applications: list[Application]) -> tuple[LoadedVersion, Outputs]:
         """(champion, its probability / decision / error / reasons per application, in order)."""
         champion = self.champion()
         out = champion.scorer.explain(credit_columns(applications))

@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 from core.events import APPLICATION_ID, CreditFields
 from core.raw_values import normalise
 from core.records import Reason
-from models.inputs import MAY_BE_MISSING
+from models.features.inputs import MAY_BE_MISSING
 
 Decision = Literal["approve", "review", "decline"]
 
@@ -78,7 +78,7 @@ INT_FIELDS = tuple(
 
 def _optional(name: str) -> Any:
     """The contract's field `name` (its pattern), None when missing: scored as missing (by a model that
-    can do without it, `models.inputs.MAY_BE_MISSING`; an older one refuses it)."""
+    can do without it, `models.features.inputs.MAY_BE_MISSING`; an older one refuses it)."""
     info = CreditFields.model_fields[name]
     return FieldInfo.merge_field_infos(info, default=None, description="scored as missing when not given")
 

@@ -26,7 +26,7 @@ from core.settings import (
     load,
 )
 from kafka_producer.topics import ensure_topics, partitions
-from models.tracking import quiet_mlflow
+from models.registry.tracking import quiet_mlflow
 from sparky import metrics
 from sparky.context import Context
 from sparky.queries import JOB, MONITORING, QUERIES

@@ -1,6 +1,6 @@
-"""`models.expr` expressions as Spark columns: what the Python scorer computes with numpy, the streaming
-scorer computes in the JVM, from the same declaration (tests/unit/test_expressions.py holds the two
-to the same values).
+"""`models.features.expr` expressions as Spark columns: what the Python scorer computes with numpy,
+the streaming scorer computes in the JVM, from the same declaration (tests/unit/test_expressions.py
+holds the two to the same values).
 
 Missing is null. Spark's `least`/`greatest` skip nulls, so bounds are `CASE WHEN`s, which keep them;
 lookup tables become map literals (one JSON string parsed once by the optimiser, not a call into the
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from models.expr import (
+from models.features.expr import (
     BLANK,
     Apply,
     Arith,
@@ -40,19 +40,19 @@ _BLANK = "^[" + "".join(f"\\x{ord(c):02x}" for c in BLANK) + "]*$"  # Java regex
 
 
 def text(field: str) -> Column:
-    """A text field, null where missing or blank (as `models.columns.to_text` reads it)."""
+    """A text field, null where missing or blank (as `models.features.columns.to_text` reads it)."""
     value = F.col(field).cast("string")
     return F.when(~value.rlike(_BLANK), value)
 
 
 def title(field: str) -> Column:
-    """`models.expr.normalise_title`: lower case, only a-z, 0-9 and single spaces, trimmed."""
+    """`models.features.expr.normalise_title`: lower case, only a-z, 0-9 and single spaces, trimmed."""
     kept = F.regexp_replace(F.lower(text(field)), "[^a-z0-9 ]+", "")
     return F.trim(F.regexp_replace(kept, " +", " "))
 
 
 def months(date: Column) -> Column:
-    """Months since 1970-01, the day as a fraction of 31 (`models.columns` does the same)."""
+    """Months since 1970-01, the day as a fraction of 31 (`models.features.columns` does the same)."""
     return (F.year(date) - 1970) * 12 + F.month(date) - 1 + (F.dayofmonth(date) - 1) / 31.0
 
 

@@ -14,7 +14,7 @@ the per-application outputs.
 - outcomes (dlq, and the lake): loan.truth the same way (retraining's labels).
 - monitor (monitor): the real-time query's scores (read from loan.scores, not scored again) with the
   applications' fields and the outcomes from loan.truth, per window; per window and version, drift
-  and accuracy (`models.monitor`).
+  and accuracy (`models.monitoring.monitor`).
 
 Each query runs as a Kafka principal (`Query.principal`, `stack.acl`): `spark` never reads
 loan.truth, so outcomes and monitor run as `outcomes`, in their own process on a secured broker
@@ -237,7 +237,7 @@ def monitored(ctx: Context) -> DataFrame:
 
 
 def monitor_rows(ctx: Context, writer_id: str) -> Rows:
-    """Per window and model version, `models.monitor` figures -> loan.monitor."""
+    """Per window and model version, `models.monitoring.monitor` figures -> loan.monitor."""
     mlflow, settings, spark = ctx.mlflow, ctx.settings, ctx.spark
     schema, topic = "key string, value string, topic string", BY_NAME["monitor"].topic(ctx.topics)
 

@@ -13,7 +13,7 @@ stop the job, with what to do.
 
 Models: the supervisor asks the registry for the `champion` and `challenger` aliases (at most every
 LOANS_SPARK_CHAMPION_POLL_S, on the driver, never inside a batch). A version is loaded and checked
-(`sparky.champion`: a version the loader refuses never scores), its ONNX file shipped to the
+(`sparky.watcher`: a version the loader refuses never scores), its ONNX file shipped to the
 executors, and the real-time query restarted with it: from the offsets its writer committed, so
 every application is scored exactly once, by the version its record names. With no champion the
 real-time query writes risk alone; when one appears, scores start where the job did.
@@ -35,13 +35,13 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core.errors import ConfigError, DataError
 from core.settings import CHALLENGER
-from models.registry import ModelRef, load_scorer
+from models.registry.versions import ModelRef, load_scorer
 from sparky.analyses.scores import Model
-from sparky.champion import Champion
 from sparky.context import Context, Models
 from sparky.metrics import late_rows, read_offsets
 from sparky.queries import BY_QUERY, QUERIES, Query
 from sparky.session import exists
+from sparky.watcher import AliasWatcher
 
 log = logging.getLogger(__name__)
 SCORING = "realtime"  # the query that runs the models
@@ -62,8 +62,8 @@ class Supervisor:
         self.failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, when the last)
         self.due: dict[str, float] = {}  # a failed query -> when it restarts (time.monotonic)
         mlflow, poll = ctx.mlflow, ctx.settings.champion_poll_s
-        self.champion = Champion(mlflow, poll) if mlflow else None
-        self.challenger = Champion(mlflow, poll, CHALLENGER) if mlflow else None
+        self.champion = AliasWatcher(mlflow, poll) if mlflow else None
+        self.challenger = AliasWatcher(mlflow, poll, CHALLENGER) if mlflow else None
         self.files = Path(tempfile.mkdtemp(prefix="loan-stream-models-"))  # ONNX files shipped to executors
 
     def start(self) -> list[StreamingQuery]:
@@ -101,7 +101,7 @@ class Supervisor:
 
     def _model(self, ref: ModelRef, shadow: bool = False) -> Model:
         assert self.ctx.mlflow is not None  # noqa: S101 (only with a registry)
-        scorer = load_scorer(self.ctx.mlflow, ref)  # checked by Champion already: cached
+        scorer = load_scorer(self.ctx.mlflow, ref)  # checked by AliasWatcher already: cached
         file = self.files / f"{ref.name}-v{ref.version}-{scorer.network.sha256[:12]}.onnx"
         if not file.exists():
             file.write_bytes(scorer.network.model)

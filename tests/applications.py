@@ -1,7 +1,7 @@
 """Applications with edge values, for the tests that hold the streaming scorer to the Python one:
 generated applications, then copies with optional fields missing, extremes at the contract's
 bounds, categories no training saw, employer titles that only normalise to a key, blank required
-texts, and the cross-field faults the contract lets through (`models.inputs.CHECKS`)."""
+texts, and the cross-field faults the contract lets through (`models.features.inputs.CHECKS`)."""
 
 from __future__ import annotations
 

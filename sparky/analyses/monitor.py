@@ -1,6 +1,6 @@
 """Live model monitoring -> loan.monitor: per event-time window and model version, what the model
 scored, how far its scores and the applications' fields drifted from its training reference, and, as
-outcomes arrive on loan.truth, how right it was (`models.monitor.summarize`, the figures training
+outcomes arrive on loan.truth, how right it was (`models.monitoring.monitor.summarize`, the figures training
 reports). Nothing is scored twice: the scores are the real-time query's own (loan.scores, read
 committed), so every figure is about exactly the answers the job gave.
 
@@ -29,9 +29,9 @@ from pyspark.sql import functions as F
 from core.records import FeaturePsi, MonitorRecord
 from core.settings import MlflowSettings, SparkJobSettings
 from core.streams import BY_NAME
-from models.inputs import NUMBER_FIELDS
-from models.monitor import summarize
-from models.registry import ModelRef, load_scorer
+from models.features.inputs import NUMBER_FIELDS
+from models.monitoring.monitor import summarize
+from models.registry.versions import ModelRef, load_scorer
 
 ROW = ("application_id", "model_name", "model_version", "model_alias", "shadow", "probability", "decision",
        "fields", "outcome")  # fmt: skip

@@ -1,8 +1,9 @@
 """Scores: a model version's default probability, decision and reasons per application, in the JVM.
 
-    application fields -> features and checks (`models.features`, `models.inputs.CHECKS`: declared
-    once, compiled to Spark columns by `sparky.expressions`) -> loanstream.ModelScorer (the version's
-    exported ONNX network under ONNX Runtime for Java, its thresholds and reasons, sparky/jvm)
+    application fields -> features and checks (`models.features.spec`,
+    `models.features.inputs.CHECKS`: declared once, compiled to Spark columns by `sparky.expressions`)
+    -> loanstream.ModelScorer (the version's exported ONNX network under ONNX Runtime for Java, its
+    thresholds and reasons, sparky/jvm)
     -> ScoreRecord columns
 
 No Python runs per application: the real-time query scores each application as it arrives. The
@@ -10,7 +11,7 @@ version is fixed when the query starts (`Model`): when the registry alias moves,
 the query with the new one (`sparky.supervisor`), so every record names the version that scored
 it. A row the model cannot score (a check fails: a term of 48 months, a grade that is not its
 sub-grade's letter ...) gets `error` and no probability, as from the Python scorer
-(`models.scoring`), which tests/integration/test_parity.py holds this to.
+(`models.scoring.scorer`), which tests/integration/test_parity.py holds this to.
 
 One output record per application, e.g.
 {"application_id": "app-1", "event_time": "2026-03-01T10:00:00Z", "default_probability": 0.1834,
@@ -32,11 +33,11 @@ from pyspark.sql.classic.column import Column as JvmColumn
 from pyspark.sql.classic.column import _to_java_column
 
 from core.records import ScoreRecord
-from models.explain import TOP, value_of
-from models.expr import Lookup
-from models.inputs import CHECKS, RULES
-from models.registry import ModelRef
-from models.scoring import Scorer
+from models.features.expr import Lookup
+from models.features.inputs import CHECKS, RULES
+from models.registry.versions import ModelRef
+from models.scoring.explain import TOP, value_of
+from models.scoring.scorer import Scorer
 from sparky.expressions import column, text
 
 OUTPUT_COLUMNS = tuple(ScoreRecord.model_fields)  # the contract: core/records.py
@@ -56,7 +57,7 @@ class Model:
 
 def config(model: Model, top: int = TOP) -> str:
     """What loanstream.ModelScorer is told, as JSON: the file and its digest, the thresholds, and per
-    factor how its reason reads (`models.explain`)."""
+    factor how its reason reads (`models.scoring.explain`)."""
     factors = [
         {
             "code": f.code, "field": f.field, "text": f.text,
@@ -86,7 +87,7 @@ def _float(value: Column) -> Column:
 
 
 def _shown(field: str) -> Column:
-    """A field's value as the Python scorer's messages write it (`models.inputs._fmt`)."""
+    """A field's value as the Python scorer's messages write it (`models.features.inputs._fmt`)."""
     rule = RULES.get(field)
     value = F.col(field).cast("string")
     return F.concat(F.lit("'"), value, F.lit("'")) if rule is not None and rule.kind == "text" else value

@@ -32,17 +32,17 @@ import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 
 /**
- * The champion's exported network (models/nets.py {@code to_onnx}) as a Spark UDF: one application's
+ * The champion's exported network (models/training/nets.py {@code to_onnx}) as a Spark UDF: one application's
  * features in, its probability, decision and adverse-action reasons out, in the JVM, so the real-time
  * query scores without Python. Everything it does is data from Python (sparky/analyses/scores.py):
  * the ONNX file and its SHA-256, the decision thresholds, and per factor its code, field, text and
- * how its value is written (models/explain.py); tests/integration/test_parity.py holds it to the
- * Python scorer (models/scoring.py) on the same rows.
+ * how its value is written (models/scoring/explain.py); tests/integration/test_parity.py holds it to the
+ * Python scorer (models/scoring/scorer.py) on the same rows.
  *
  * <p>Input: a struct of {@code numeric} (float features), {@code codes} (category codes),
  * {@code numbers} and {@code texts} (per factor, the value its reason shows; null where missing or
  * where the factor's field is of the other kind) and {@code valid}. ONNX Runtime runs the file with
- * the options the Python scorer uses (models/network.py); a file whose digest differs is refused.
+ * the options the Python scorer uses (models/scoring/network.py); a file whose digest differs is refused.
  */
 public class ModelScorer implements UDF1<Row, Row>, Serializable {
   private static final long serialVersionUID = 1L;
@@ -62,7 +62,7 @@ public class ModelScorer implements UDF1<Row, Row>, Serializable {
           .add("scored_at", DataTypes.TimestampType, false);
   private static final Map<String, OrtSession> SESSIONS = new ConcurrentHashMap<>();
 
-  /** One factor of models/explain.py: how its reason reads. */
+  /** One factor of models/scoring/explain.py: how its reason reads. */
   static final class Factor implements Serializable {
     private static final long serialVersionUID = 1L;
     final String code;
@@ -87,7 +87,7 @@ public class ModelScorer implements UDF1<Row, Row>, Serializable {
       suffix = f.get("suffix").asText();
     }
 
-    /** The reason's text and the value the record carries, as models/explain.py writes them. */
+    /** The reason's text and the value the record carries, as models/scoring/explain.py writes them. */
     String[] shown(Double number, String value) {
       if (kind.equals("none")) {
         return new String[] {text.replace("{value}", "-"), null};
@@ -212,7 +212,7 @@ public class ModelScorer implements UDF1<Row, Row>, Serializable {
             "refusing " + file + ": its SHA-256 " + actual + " is not the registered " + expected);
       }
       OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-      options.setIntraOpNumThreads(1); // as models/network.py OPTIONS
+      options.setIntraOpNumThreads(1); // as models/scoring/network.py OPTIONS
       options.setInterOpNumThreads(1);
       options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
       options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);

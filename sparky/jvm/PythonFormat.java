@@ -6,7 +6,7 @@ import java.math.RoundingMode;
 
 /**
  * Numbers written exactly as Python writes them, for the few format specs the reasons use
- * (models/explain.py declares them): {@code ".Nf"}, {@code ",.Nf"}, {@code "g"} and {@code "repr"}
+ * (models/scoring/explain.py declares them): {@code ".Nf"}, {@code ",.Nf"}, {@code "g"} and {@code "repr"}
  * (an integral value as an int, else Python's {@code repr}: the shortest decimal that reads back as
  * the same double). Python rounds the exact binary value half to even; so does {@link BigDecimal}
  * built from a double, where Java's own Formatter rounds a shortened decimal half up (38.25 -> 38.3,

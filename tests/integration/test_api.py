@@ -23,7 +23,7 @@ from core.ports import free_port
 from core.settings import MlflowSettings, ServingSettings
 from generator.applications import ApplicationGenerator
 from kafka_producer.encode import json_lines
-from models.explain import FACTORS
+from models.scoring.explain import FACTORS
 from serving.api import build_holder, create_app
 from serving.server import running
 from tests.integration.jobs import wait_until
@@ -42,9 +42,9 @@ class Registry:
 
 @pytest.fixture(scope="module")
 def registry(mlflow_settings: MlflowSettings) -> Registry:
-    """Two versions trained by models.train on different synthetic data; the first is champion."""
-    from models import registry as models_registry
-    from models.train import TrainingSource, TrainOptions, train
+    """Two versions trained by models.training.train on different synthetic data; the first is champion."""
+    from models.registry import versions as models_registry
+    from models.training.train import TrainingSource, TrainOptions, train
 
     settings = MlflowSettings(
         tracking_uri=mlflow_settings.tracking_uri, model_name=f"t-{uuid.uuid4().hex[:8]}"
@@ -119,7 +119,7 @@ def test_answers_are_the_registered_models_own_output(registry: Registry) -> Non
 
 
 def test_promoting_a_new_champion_changes_the_answers_without_a_restart(registry: Registry) -> None:
-    from models import registry as models_registry
+    from models.registry import versions as models_registry
 
     set_champion(registry.settings, registry.first)
     frame = applications(30, seed=22)

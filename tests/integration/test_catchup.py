@@ -22,8 +22,8 @@ from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
-from models.registry import promote
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import promote
+from models.training.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.supervisor import Supervisor
 

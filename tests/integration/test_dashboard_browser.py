@@ -44,9 +44,9 @@ NO_CHROMIUM = (
 
 @pytest.fixture
 def champion(mlflow_settings: MlflowSettings) -> tuple[MlflowSettings, str]:
-    """A quick model trained by models.train on synthetic loans and promoted: (settings, version)."""
-    from models.registry import promote, resolve
-    from models.train import TrainingSource, TrainOptions, train
+    """A quick model trained by models.training.train on synthetic loans and promoted: (settings, version)."""
+    from models.registry.versions import promote, resolve
+    from models.training.train import TrainingSource, TrainOptions, train
 
     settings = MlflowSettings(
         tracking_uri=mlflow_settings.tracking_uri, model_name=f"t-{uuid.uuid4().hex[:8]}"

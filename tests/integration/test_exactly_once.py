@@ -31,8 +31,8 @@ from generator.applications import ApplicationGenerator
 from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
-from models.registry import promote
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import promote
+from models.training.train import TrainingSource, TrainOptions, train
 
 pytestmark = pytest.mark.integration
 

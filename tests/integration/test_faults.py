@@ -28,8 +28,8 @@ from kafka_consumer.read import read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.producer import EventProducer
 from kafka_producer.topics import ensure_topics
-from models.registry import promote, resolve
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import promote, resolve
+from models.training.train import TrainingSource, TrainOptions, train
 from stack import jars
 from stack.kafka import KafkaBroker
 from stack.mlflow_server import MlflowServer

@@ -23,8 +23,8 @@ from confluent_kafka.admin import ConfigResource
 from core.ports import free_port, port_free
 from core.settings import KafkaSettings, MlflowSettings, PathSettings, TopicSettings
 from kafka_producer.topics import admin_client, ensure_topics
-from models.registry import promote
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import promote
+from models.training.train import TrainingSource, TrainOptions, train
 from stack import jars
 from stack.kafka import KafkaCluster
 from stack.mlflow_server import MlflowServer

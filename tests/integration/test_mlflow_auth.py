@@ -15,9 +15,9 @@ from mlflow.exceptions import MlflowException
 from core.ports import free_port
 from core.settings import MlflowSettings
 from demo import mlflow_round_trip
-from models.registry import load_scorer, promote, resolve
-from models.tracking import connect
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.tracking import connect
+from models.registry.versions import load_scorer, promote, resolve
+from models.training.train import TrainingSource, TrainOptions, train
 from stack.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration

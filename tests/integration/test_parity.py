@@ -1,6 +1,6 @@
 """The JVM scorer (loanstream.ModelScorer in a Spark query: features and checks compiled from
-`models.expr`, the exported ONNX network under ONNX Runtime for Java) against the Python scorer
-(`models.scoring.Scorer`: numpy and ONNX Runtime for Python) on 10,000 applications plus edge values:
+`models.features.expr`, the exported ONNX network under ONNX Runtime for Java) against the Python scorer
+(`models.scoring.scorer.Scorer`: numpy and ONNX Runtime for Python) on 10,000 applications plus edge values:
 the same probability (within 1e-6), decision, error, and the same reasons in the same order, with
 the same texts, values and contributions."""
 
@@ -19,13 +19,12 @@ from core.events import LoanApplication
 from core.records import ScoreRecord
 from core.settings import SparkJobSettings
 from generator.history import synthetic_history
-from models.data import temporal_split, terminal
-from models.fit import cpu_threads, resolve_device
-from models.nets import NetConfig
-from models.prepare import prepare
-from models.registry import ModelRef
-from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
+from models.registry.versions import ModelRef
+from models.scoring.scorer import Scorer
+from models.training.data import prepare, temporal_split, terminal
+from models.training.fit import cpu_threads, resolve_device
+from models.training.nets import NetConfig
+from models.training.train import TrainOptions, fit_scorer
 from sparky.analyses import scores
 from sparky.schema import to_struct_type
 from sparky.source import parse, valid_events

@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 
 from core.settings import MlflowSettings
-from models.data import TrainingSource
 from models.metrics import auc
-from models.nets import NetConfig
-from models.registry import RegistryError, load_scorer, promote, resolve
-from models.train import TrainOptions, train
+from models.registry.versions import RegistryError, load_scorer, promote, resolve
+from models.training.data import TrainingSource
+from models.training.nets import NetConfig
+from models.training.train import TrainOptions, train
 
 pytestmark = pytest.mark.integration
 SOURCE = TrainingSource.synthetic(rows=5_000, seed=3)

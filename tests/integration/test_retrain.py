@@ -23,7 +23,7 @@ from kafka_producer.producer import EventProducer
 from kafka_producer.publish import send_frame
 from kafka_producer.topics import ensure_topics
 from models.cli import retrain_main
-from models.data import TrainingSource, load
+from models.training.data import TrainingSource, load
 from sparky.context import Context
 from sparky.supervisor import Supervisor
 

@@ -19,12 +19,12 @@ from mlflow import MlflowClient
 from mlflow.pyfunc import PythonModel
 
 from core.settings import MlflowSettings
-from models.registry import RegistryError, load_scorer, promote, resolve
-from models.scoring import ARTIFACT
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import RegistryError, load_scorer, promote, resolve
+from models.scoring.scorer import ARTIFACT
+from models.training.train import TrainingSource, TrainOptions, train
 from serving.champion import ChampionHolder, State
 from serving.schemas import EXAMPLE
-from sparky.champion import Champion
+from sparky.watcher import AliasWatcher
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_a_version_that_would_run_code_when_unpickled_is_refused_everywhere(
 ) -> None:
     good = resolve(ml, "champion")
     assert good is not None
-    watcher = Champion(ml, poll_s=0.0)
+    watcher = AliasWatcher(ml, poll_s=0.0)
     assert watcher.current() == good
     holder = ChampionHolder(ml, "champion", poll_seconds=0.2, example=EXAMPLE)
     holder.start()
@@ -84,7 +84,7 @@ def test_a_version_that_would_run_code_when_unpickled_is_refused_everywhere(
 
         with pytest.raises(RegistryError, match=f"version {version}"):
             load_scorer(ml, evil)
-        with caplog.at_level(logging.ERROR, logger="sparky.champion"):
+        with caplog.at_level(logging.ERROR, logger="sparky.watcher"):
             assert watcher.current() == good  # the job stays on the version it had
         assert f"champion v{version} refused" in caplog.text
         deadline = time.monotonic() + 30

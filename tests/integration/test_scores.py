@@ -24,8 +24,8 @@ from generator.applications import ApplicationGenerator
 from kafka_consumer.read import keyed_json, read_topic
 from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
-from models.registry import load_scorer, promote, resolve
-from models.train import TrainingSource, TrainOptions, train
+from models.registry.versions import load_scorer, promote, resolve
+from models.training.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.supervisor import Supervisor
 

@@ -12,11 +12,11 @@ from mlflow import MlflowClient
 
 from core.settings import MlflowSettings
 from models.cli import promote_main, train_main
-from models.data import TrainingSource
-from models.inputs import FIELDS, RULES
-from models.registry import load_scorer, resolve
-from models.scoring import Scorer
-from models.train import TrainOptions, TrainResult, train
+from models.features.inputs import FIELDS, RULES
+from models.registry.versions import load_scorer, resolve
+from models.scoring.scorer import Scorer
+from models.training.data import TrainingSource
+from models.training.train import TrainOptions, TrainResult, train
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from generator.history import synthetic_history
-from models.data import temporal_split, terminal
-from models.fit import cpu_threads, resolve_device
-from models.nets import Ensemble, NetConfig
-from models.prepare import Prepared, prepare
-from models.scoring import Scorer
-from models.train import TrainOptions, fit_scorer
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared, prepare, temporal_split, terminal
+from models.training.fit import cpu_threads, resolve_device
+from models.training.nets import Ensemble, NetConfig
+from models.training.train import TrainOptions, fit_scorer
 
 
 @cache

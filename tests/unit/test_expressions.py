@@ -1,6 +1,6 @@
-"""The declared expressions (`models.expr`) give the same values with numpy (the Python scorer) and as
-Spark columns (`sparky.expressions`, the streaming scorer): every feature, every category code and
-every check, on generated applications and edge values, as the stream parses them."""
+"""The declared expressions (`models.features.expr`) give the same values with numpy (the Python
+scorer) and as Spark columns (`sparky.expressions`, the streaming scorer): every feature, every category
+code and every check, on generated applications and edge values, as the stream parses them."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pyspark.sql import DataFrame, SparkSession
 
 from core.events import LoanApplication
 from core.settings import SparkJobSettings
-from models.expr import Lookup, evaluate, normalise_title
-from models.features import NUMERIC_FEATURES, build
-from models.inputs import CHECKS, RULES, parse
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.features.expr import Lookup, evaluate, normalise_title
+from models.features.inputs import CHECKS, RULES, parse
+from models.features.spec import NUMERIC_FEATURES, build
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
 from sparky.expressions import column, title
 from sparky.source import parse as parse_kafka
 from sparky.source import valid_events

@@ -11,7 +11,7 @@ import torch
 
 from core.errors import ConfigError
 from models.cli import _train_parser, options_from, source_from
-from models.fit import resolve_device
+from models.training.fit import resolve_device
 
 
 def _args(*flags: str) -> argparse.Namespace:

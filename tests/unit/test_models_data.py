@@ -14,7 +14,7 @@ import pytest
 from core import lake
 from core.errors import DataError
 from generator.history import synthetic_history
-from models.data import DESIGN_SPLIT, TrainingSource, fingerprint, load, temporal_split, terminal
+from models.training.data import DESIGN_SPLIT, TrainingSource, fingerprint, load, temporal_split, terminal
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from models.explain import FACTORS, TOP
-from models.features import CATEGORICAL, NUMERIC, Features, build
-from models.inputs import parse
-from models.nets import Ensemble
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.features.inputs import parse
+from models.features.spec import CATEGORICAL, NUMERIC, Features, build
+from models.scoring.explain import FACTORS, TOP
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
+from models.training.nets import Ensemble
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 
 from core.events import CreditFields
 from generator.history import synthetic_history
-from models.data import terminal
-from models.features import (
+from models.features.inputs import FIELDS, parse
+from models.features.spec import (
     NUMERIC,
     FeatureSpec,
     LeakageError,
@@ -20,7 +20,7 @@ from models.features import (
     normalise_title,
     out_of_fold,
 )
-from models.inputs import FIELDS, parse
+from models.training.data import terminal
 
 OUTCOME_COLUMNS = [
     "total_pymnt",
@@ -123,7 +123,7 @@ def test_a_missing_fico_is_the_training_median_and_flagged(history: pd.DataFrame
     spec = fit_spec(parse(history), history["default"].to_numpy())
     median = float(np.median((history["fico_range_low"] + history["fico_range_high"]) / 2))
     assert spec.fills["fico"] == pytest.approx(median)
-    rows = history.head(2).assign(fico_range_low=[None, 700], fico_range_high=[None, 704])
+    rows = history.head(2).assign(fico_range_low=[np.nan, 700.0], fico_range_high=[np.nan, 704.0])
     features = build(parse(rows), spec)
     fico, flag = (
         features.numeric[:, NUMERIC.index("fico")],

@@ -11,9 +11,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from generator.applications import ApplicationGenerator
-from models import monitor
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.monitoring import monitor
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from generator.history import synthetic_history
-from models.data import temporal_split, terminal
-from models.fit import cpu_threads
-from models.nets import (
+from models.training.data import Prepared, prepare, temporal_split, terminal
+from models.training.fit import cpu_threads
+from models.training.nets import (
     Ensemble,
     NetConfig,
     TrainData,
@@ -20,7 +20,6 @@ from models.nets import (
     sample_weights,
     standardisation,
 )
-from models.prepare import Prepared, prepare
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.inputs import FIELDS
-from models.prepare import Prepared
-from models.scoring import MODEL_FILE, STATE_FILE, Scorer, digest
+from models.features.inputs import FIELDS
+from models.scoring.scorer import MODEL_FILE, STATE_FILE, Scorer, digest
+from models.training.data import Prepared
 
 
 @pytest.fixture(scope="module")

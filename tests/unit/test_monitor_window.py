@@ -1,6 +1,6 @@
 """The monitor query's last step (`sparky.analyses.monitor.records`): a window's score records,
 applications' fields and outcomes, as the aggregation hands them over, become one record per model
-version, with the figures of `models.monitor.summarize` on exactly that version's rows joined to
+version, with the figures of `models.monitoring.monitor.summarize` on exactly that version's rows joined to
 their fields and outcomes."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from core.records import MonitorRecord
 from generator.applications import ApplicationGenerator
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
 from sparky.analyses import monitor
 
 START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)

@@ -141,7 +141,7 @@ def test_an_application_the_model_cannot_score_is_a_422_with_the_models_reason(c
 
 def test_validation_names_every_bad_field(client: httpx.Client) -> None:
     bad = {**EXAMPLE, "loan_amnt": 10, "sub_grade": "Z9", "surprise": 1}
-    del bad["purpose"]  # required; FICO may be missing (models.inputs.MAY_BE_MISSING)
+    del bad["purpose"]  # required; FICO may be missing (models.features.inputs.MAY_BE_MISSING)
     response = client.post("/predict", params={"strict": "true"}, json=bad)  # strict: refuses `surprise`
     assert response.status_code == 422
     problems = {p["field"]: p for p in response.json()["errors"]}

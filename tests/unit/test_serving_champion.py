@@ -1,4 +1,4 @@
-"""ChampionHolder without a registry: a scripted resolve/load pair stands in for models.registry."""
+"""ChampionHolder without a registry: a scripted resolve/load pair stands in for models.registry.versions."""
 
 from __future__ import annotations
 

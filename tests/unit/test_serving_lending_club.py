@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from core.settings import ServingSettings
-from models.features import build
-from models.inputs import parse
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.features.inputs import parse
+from models.features.spec import build
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
 from serving.champion import ChampionHolder, ModelRef
 from serving.schemas import EXAMPLE
 from tests.unit.test_serving_api import SETTINGS, Ref, serve

@@ -2,13 +2,13 @@
 
     loaded = mlflow.pyfunc.load_model("models:/loan-default@champion")
     loaded.predict(frame)                         # DataFrame: probability, decision, error
-    loaded.unwrap_python_model().scorer           # the models.scoring.Scorer itself (fast path)
+    loaded.unwrap_python_model().scorer           # the models.scoring.scorer.Scorer itself (fast path)
 
 The scorer travels as an artifact (`scorer/`: JSON + the ONNX network, no pickle of our classes),
 so the preprocessing and the thresholds always come with the weights; its SHA-256
-(`models.scoring.digest`) is the training run's param `scorer_sha256`. The model is logged as code
-(MLflow models-from-code, `models/pyfunc_model.py`), so the registry holds no pickle either. The
-project itself never loads the pyfunc: `models.registry.load_scorer` downloads `scorer/`, checks the
+(`models.scoring.scorer.digest`) is the training run's param `scorer_sha256`. The model is logged as code
+(MLflow models-from-code, `models/scoring/pyfunc_model.py`), so the registry holds no pickle either. The
+project itself never loads the pyfunc: `models.registry.versions.load_scorer` downloads `scorer/`, checks the
 digest, and reads JSON + ONNX.
 
 The signature lists every CreditFields column with the contract's optionality, plus the optional
@@ -31,8 +31,8 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import AnyType
 
-from models.inputs import AS_OF_COLUMNS, FIELDS, RULES
-from models.scoring import ARTIFACT, DIGEST_PARAM, OUTPUT_COLUMNS, Scorer, digest
+from models.features.inputs import AS_OF_COLUMNS, FIELDS, RULES
+from models.scoring.scorer import ARTIFACT, DIGEST_PARAM, OUTPUT_COLUMNS, Scorer, digest
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -64,7 +64,7 @@ def signature() -> ModelSignature:
 
     Input columns are typed `Any` on purpose: MLflow's type enforcement raises for the whole batch on
     one unconvertible value (or on an int column given to a double one), while the scorer's contract is
-    a per-row error. The scorer checks types, bounds and patterns itself (models.inputs).
+    a per-row error. The scorer checks types, bounds and patterns itself (models.features.inputs).
     """
     columns: list[ColSpec | TensorSpec] = [
         ColSpec(AnyType(), name, required=RULES[name].required) for name in FIELDS

@@ -15,7 +15,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.features import Features
+from models.features.spec import Features
 
 BOOSTING_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05,

@@ -1,4 +1,4 @@
-"""The network as every scorer runs it: one ONNX file (`models.nets.to_onnx`), run by ONNX Runtime.
+"""The network as every scorer runs it: one ONNX file (`models.training.nets.to_onnx`), run by ONNX Runtime.
 
     network = Network(onnx_bytes)
     probability, effects = network.run(features)     # float64 [n], float64 [n, G]
@@ -17,7 +17,7 @@ import hashlib
 import numpy as np
 import onnxruntime as ort
 
-from models.features import Features
+from models.features.spec import Features
 
 INPUTS, OUTPUTS = ("numeric", "codes"), ("probability", "effects")
 CHUNK = 64  # rows per run: the graph's [rows, groups, layer] intermediates stay in cache (measured)

@@ -15,7 +15,7 @@ from typing import Any
 import mlflow
 import optuna
 
-from models.nets import NetConfig
+from models.training.nets import NetConfig
 
 log = logging.getLogger(__name__)
 

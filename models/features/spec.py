@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import LoanAnalyticsError
-from models.columns import Text
-from models.expr import (
+from models.features.columns import Text
+from models.features.expr import (
     Apply,
     Arith,
     Clip,
@@ -34,7 +34,7 @@ from models.expr import (
     evaluate,
     normalise_title,
 )
-from models.inputs import CREDIT_HISTORY, FIELDS, MAY_BE_MISSING, SUB_GRADES, Parsed
+from models.features.inputs import CREDIT_HISTORY, FIELDS, MAY_BE_MISSING, SUB_GRADES, Parsed
 
 LEAKAGE_EXACT = frozenset(
     {
@@ -248,7 +248,7 @@ def out_of_fold(
 
 def build(parsed: Parsed, spec: FeatureSpec, rates: dict[str, np.ndarray] | None = None) -> Features:
     """The features of every row (invalid rows get numbers too; the caller masks them): each of
-    NUMERIC_FEATURES and of the categories' codes, evaluated with numpy (`models.expr`).
+    NUMERIC_FEATURES and of the categories' codes, evaluated with numpy (`models.features.expr`).
 
     `rates` replaces the rate features (the out-of-fold ones while training); otherwise they are
     looked up in `spec.rates`.

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from core.events import CreditFields
-from models.columns import Column, Text, reader, to_months, to_numbers, to_text, today_months
-from models.expr import (
+from models.features.columns import Column, Text, reader, to_months, to_numbers, to_text, today_months
+from models.features.expr import (
     Below,
     Clip,
     Const,
@@ -116,7 +116,7 @@ class Parsed:
 
     def text(self, name: str, title: bool = False) -> tuple[np.ndarray, list[str]]:
         """A text field as (codes per row, -1 = missing; its distinct values), normalised as an
-        employer title with `title` (`models.expr`)."""
+        employer title with `title` (`models.features.expr`)."""
         text = self.texts[name].transform(normalise_title) if title else self.texts[name]
         return text.codes, text.values
 
@@ -228,7 +228,7 @@ def _history(frame: Frame, n: int, problems: list[Problem]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Check:
-    """A rule beyond the fields' own types, bounds and patterns: `broken` (a `models.expr`
+    """A rule beyond the fields' own types, bounds and patterns: `broken` (a `models.features.expr`
     expression, 1 where the row breaks it) and the message, `{v}` the field's value."""
 
     field: str

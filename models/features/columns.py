@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.expr import BLANK
+from models.features.expr import BLANK
 
 SMALL = 256  # below this many rows, plain Python beats pandas' per-call overhead
 Column = pd.Series | np.ndarray

@@ -1,8 +1,9 @@
 """Expressions over an application's fields, declared once and run two ways: `evaluate` here, with
 numpy (the Python scorer: the API, promotion, training), and `sparky.expressions.column`, as Spark
 SQL (the streaming scorer, in front of the JVM that runs the network). The features
-(`models.features.NUMERIC_FEATURES`), the checks beyond the contract (`models.inputs.CHECKS`) and
-the values the reasons show are written in it, so the two scorers cannot drift apart.
+(`models.features.spec.NUMERIC_FEATURES`), the checks beyond the contract
+(`models.features.inputs.CHECKS`) and the values the reasons show are written in it, so the two scorers
+cannot drift apart.
 
 Missing is NaN in numpy and null in Spark, and every node keeps it so: a missing input gives a
 missing output (no Spark `greatest`, which skips nulls), except `Fill`, `Flag` and `Lookup`, which
@@ -162,7 +163,7 @@ def normalise_title(value: str) -> str:
 
 
 class Fields(Protocol):
-    """What `evaluate` reads: the parsed columns of a batch (`models.inputs.Parsed`)."""
+    """What `evaluate` reads: the parsed columns of a batch (`models.features.inputs.Parsed`)."""
 
     numbers: dict[str, np.ndarray]
     history_months: np.ndarray

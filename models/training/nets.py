@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.features import Features
+from models.features.spec import Features
 from models.metrics import auc
-from models.network import INPUTS, OUTPUTS
+from models.scoring.network import INPUTS, OUTPUTS
 
 log = logging.getLogger(__name__)
 CLAMP = 6.0  # standardised inputs beyond 6 sigma carry no more information, only leverage
@@ -302,7 +302,7 @@ class Explaining(nn.Module):
     A group's effect is the logit minus the logit with the group's features at the reference (numbers
     at the training mean, i.e. 0 once standardised; each category at the mean of its known values'
     rows of the folded table). The first layer is linear in the inputs, so removing a group subtracts
-    its part of that layer (0/1 masks: `models.explain` defines the groups) and reruns only the head,
+    its part of that layer (0/1 masks: `models.scoring.explain` defines the groups) and reruns only the head,
     for the row and its G removals in ONE pass. The head is laid out for few operators (a JVM task
     scores one row per call, where each operator's fixed cost counts): every member's hidden units
     side by side, the second layers as one block-diagonal matrix, and the members' mean folded into
@@ -364,7 +364,7 @@ class Explaining(nn.Module):
 def to_onnx(ensemble: Ensemble, groups: list[tuple[list[int], list[int]]]) -> bytes:
     """`Explaining(ensemble, groups)` as an ONNX model (opset 17, batch size free): inputs `numeric`
     float32 [n, F] and `codes` int64 [n, C], outputs `probability` float64 [n] and `effects` float64
-    [n, G]. `models.network` runs it in Python, sparky/jvm/ModelScorer.java in Spark's JVM."""
+    [n, G]. `models.scoring.network` runs it in Python, sparky/jvm/ModelScorer.java in Spark's JVM."""
     module = Explaining(ensemble, groups).eval()
     example = (torch.zeros(2, len(ensemble.mean)), torch.zeros(2, len(ensemble.starts), dtype=torch.int64))
     batch = {name: {0: "n"} for name in (*INPUTS, *OUTPUTS)}

@@ -5,7 +5,7 @@ A factor is what an applicant recognises (their DTI, their FICO, their credit hi
 every model feature made from it (`FACTORS`: the credit grade is `sub_grade_rank` and the `sub_grade`
 category). Its contribution is exact for this network, not sampled: the logit minus the logit with
 the factor's features at the reference (numbers at the training mean, a category at the mean of its
-values), in logit units: the exported network's second output (`models.nets.Explaining`), so every
+values), in logit units: the exported network's second output (`models.training.nets.Explaining`), so every
 runtime that scores also explains, in the same pass. So the top factor is by definition the one whose
 removal lowers the probability most. No gradient, no sampling; `bench/scoring.py` states what it costs.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.expr import Expr, Number, evaluate
-from models.features import FeatureSpec
-from models.inputs import CREDIT_HISTORY, NUMBER_FIELDS, TEXT_FIELDS, Parsed
+from models.features.expr import Expr, Number, evaluate
+from models.features.inputs import CREDIT_HISTORY, NUMBER_FIELDS, TEXT_FIELDS, Parsed
+from models.features.spec import FeatureSpec
 
 TOP = 4
 

@@ -26,8 +26,8 @@ from mlflow.exceptions import MlflowException
 from core.errors import LoanAnalyticsError, ServiceError
 from core.settings import CANDIDATE, CHAMPION, MlflowSettings
 from models.metrics import auc
-from models.scoring import ARTIFACT, DIGEST_PARAM, Scorer, digest
-from models.tracking import check_server, connect
+from models.registry.tracking import check_server, connect
+from models.scoring.scorer import ARTIFACT, DIGEST_PARAM, Scorer, digest
 
 log = logging.getLogger(__name__)
 VALIDATION_ARTIFACT = "data/valid.parquet"

@@ -18,11 +18,11 @@ import optuna
 import torch
 
 from core.errors import ConfigError
-from models.baselines import Boosting, Logistic
 from models.metrics import auc
-from models.nets import Ensemble, NetConfig, TrainData, fit_member, offset_for, sample_weights
-from models.prepare import Prepared
-from models.search import Budget, boosting_space, net_space, search
+from models.training.baselines import Boosting, Logistic
+from models.training.data import Prepared
+from models.training.nets import Ensemble, NetConfig, TrainData, fit_member, offset_for, sample_weights
+from models.training.search import Budget, boosting_space, net_space, search
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")

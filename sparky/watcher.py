@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from core.errors import ServiceError
 from core.settings import CHALLENGER, CHAMPION, MlflowSettings
-from models.registry import ModelRef, RegistryError, load_scorer, resolve
+from models.registry.versions import ModelRef, RegistryError, load_scorer, resolve
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Champion:
+class AliasWatcher:
     """The version the alias names, asked of the registry at most every `poll_s` seconds. A registry
     that does not answer keeps the version already in use (and says so); none yet is None, and
     `why_not` says why (logged once per reason)."""

@@ -12,7 +12,7 @@ Output: same length, order and index; `probability` (float, NaN for an invalid r
 ("approve" | "review" | "decline", None for an invalid row), `error` (None, or e.g.
 "fico_range_low: missing; dti: -3 is below 0"). A bad row never raises for the batch.
 
-The path is numpy (`models.features`) and one ONNX Runtime call (`models.network`: the exported
+The path is numpy (`models.features.spec`) and one ONNX Runtime call (`models.scoring.network`: the exported
 network gives the probability and every factor's effect at once), no per-row Python, so it handles
 10k-row batches and single-row API calls alike. The scorer is saved as JSON plus the ONNX file,
 never a pickle; Spark's JVM scorer reads the same two files.
@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.explain import Explainer
-from models.features import FeatureSpec, build
-from models.inputs import MAY_BE_MISSING, Frame, Parsed, parse, refuse_missing
+from models.features.inputs import MAY_BE_MISSING, Frame, Parsed, parse, refuse_missing
+from models.features.spec import FeatureSpec, build
 from models.metrics import Thresholds
-from models.network import Network
+from models.scoring.explain import Explainer
+from models.scoring.network import Network
 
 DECISIONS = np.array(["approve", "review", "decline", None], dtype=object)
 OUTPUT_COLUMNS = ("probability", "decision", "error")
@@ -82,7 +82,7 @@ class Scorer:
 
     def explain(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str | None], list[list[dict]]]:
         """(probability, decision, error, reasons) per row, in one pass: `outputs` plus each row's
-        adverse-action reasons (`models.explain`)."""
+        adverse-action reasons (`models.scoring.explain`)."""
         parsed = self.parse(frame)
         if parsed.n == 0:
             return np.empty(0), DECISIONS[:0], [], []

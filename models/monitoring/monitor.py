@@ -3,7 +3,7 @@ outcomes arrive, is it still right?
 
 `reference(...)` is logged with the model (in `scorer.json`, `info["reference"]`): decile edges and
 shares of its validation scores, and of every numeric application field, those behind its most
-important factors first (largest mean |contribution| on validation, `models.explain`): a shift in
+important factors first (largest mean |contribution| on validation, `models.scoring.explain`): a shift in
 any input raises the alarm, even one the score hardly feels (FICO moves the scores of a model that
 leans on the interest rate only a little). `summarize(...)` turns one window of
 live scores (and the outcomes known for them) into a monitoring record: volume, mean score,
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from models.explain import Explainer
-from models.inputs import Parsed
+from models.features.inputs import Parsed
 from models.metrics import auc, ece
+from models.scoring.explain import Explainer
 
 BINS = 10
 ALARM_PSI = 0.25

@@ -25,10 +25,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from models.features import Features
+from models.features.spec import Features
 from models.metrics import Costs, Thresholds, auc, calibration_bins, tradeoff
-from models.prepare import Prepared
-from models.scoring import Scorer
+from models.scoring.scorer import Scorer
+from models.training.data import Prepared
 
 INCOME_BANDS = [0, 30_000, 50_000, 75_000, 100_000, 150_000, np.inf]
 INCOME_LABELS = ["<30k", "30-50k", "50-75k", "75-100k", "100-150k", "150k+"]

@@ -3,8 +3,8 @@
 The call `make demo` and the integration tests use (synthetic data, under a minute on 2 CPU cores):
 
     from core.settings import MlflowSettings
-    from models.data import TrainingSource
-    from models.train import TrainOptions, train
+    from models.training.data import TrainingSource
+    from models.training.train import TrainOptions, train
 
     result = train(MlflowSettings(), TrainingSource.synthetic(rows=4000, seed=1), TrainOptions.quick())
     result.version, result.metrics["test_auc"], result.device
@@ -39,20 +39,20 @@ import torch
 from mlflow.data.pandas_dataset import from_pandas
 
 from core.settings import CANDIDATE, MlflowSettings
-from models import fit, monitor
-from models import report as reports
-from models.baselines import BOOSTING_DEFAULTS
-from models.data import TrainingSource, fingerprint, load, temporal_split
-from models.explain import Explainer
-from models.features import Features
+from models.features.spec import Features
 from models.metrics import Costs, Thresholds, evaluate, tune_threshold
-from models.nets import Ensemble, NetConfig, to_onnx
-from models.network import Network
-from models.prepare import Prepared, prepare
-from models.pyfunc import input_example, log_model
-from models.scoring import Scorer
-from models.search import Budget
-from models.tracking import connect
+from models.monitoring import monitor
+from models.registry.tracking import connect
+from models.scoring.explain import Explainer
+from models.scoring.network import Network
+from models.scoring.pyfunc import input_example, log_model
+from models.scoring.scorer import Scorer
+from models.training import fit
+from models.training import report as reports
+from models.training.baselines import BOOSTING_DEFAULTS
+from models.training.data import Prepared, TrainingSource, fingerprint, load, prepare, temporal_split
+from models.training.nets import Ensemble, NetConfig, to_onnx
+from models.training.search import Budget
 
 log = logging.getLogger(__name__)
 NETWORK = reports.NETWORK
@@ -205,7 +205,7 @@ def fit_scorer(
 
 
 def export(ensemble: Ensemble, explainer: Explainer, check: Features) -> Network:
-    """The trained ensemble as the ONNX network every scorer runs (`models.nets.to_onnx`), checked
+    """The trained ensemble as the ONNX network every scorer runs (`models.training.nets.to_onnx`), checked
     against the torch ensemble on `check` (validation) rows: the export must not change a score."""
     exported = Network(to_onnx(ensemble, explainer.groups))
     gap = float(np.max(np.abs(exported.probability(check) - ensemble.probability(check)), initial=0.0))
