@@ -189,7 +189,8 @@ def test_bad_applications_are_422_naming_each_field(registry: Registry) -> None:
         response = client.post(
             "/predict", json={**payload, "fico_range_low": 200, "zip_code": "94105", "grade": None}
         )
-        batch = client.post("/predict/batch", json={"applications": [payload, {**payload, "int_rate": 7}]})
+        rate = {"int_rate": 70}  # 70 %: a bare rate above 1 is a percent (core.raw_values), over the 40 % cap
+        batch = client.post("/predict/batch", json={"applications": [payload, {**payload, **rate}]})
         clash = client.post(
             "/predict", json={**payload, "grade": "A", "sub_grade": "C2"}
         )  # only the model sees it

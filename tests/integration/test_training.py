@@ -99,12 +99,13 @@ def test_the_registered_pyfunc_takes_raw_fields_and_reports_bad_rows(
     )
     frame = valid[list(FIELDS)].head(5).copy()
     frame.loc[1, "dti"] = -3.0
-    frame.loc[2, "fico_range_low"] = np.nan
+    frame.loc[2, "purpose"] = None
+    frame.loc[3, "fico_range_low"] = np.nan  # a field the model does without (MAY_BE_MISSING)
     out = model.predict(frame)
     assert list(out.columns) == ["probability", "decision", "error"] and len(out) == 5
     assert out.loc[1, "error"] == "dti: -3 is below 0" and np.isnan(out.loc[1, "probability"])
-    assert out.loc[2, "error"] == "fico_range_low: missing"
-    assert out.loc[[0, 3, 4], "error"].isna().all()
+    assert out.loc[2, "error"] == "purpose: missing"
+    assert out.loc[[0, 3, 4], "error"].isna().all() and np.isfinite(out.loc[3, "probability"])
 
     scorer = model.unwrap_python_model().scorer
     assert isinstance(scorer, Scorer)
