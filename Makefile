@@ -9,7 +9,7 @@ export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install jars test-jvm test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets client-config topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
+.PHONY: help install jars test-jvm test-slow test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets client-config topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
 
 help: ## list the targets
@@ -37,8 +37,10 @@ test-tools: ## Chromium (dashboard browser test) and Prometheus (Grafana dashboa
 	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
 	  || (apt-get update -qq && apt-get install -y -qq chromium prometheus >/dev/null) \
 	  || echo "not installed: 'sudo apt-get install chromium prometheus' (the tests that need them skip, saying so)"
-test: install test-tools lint typecheck test-jvm ## the whole suite: lint, types, JUnit, unit and integration tests (starts its own Kafka + MLflow)
-	$(RUN) pytest $(PYTEST_ARGS)
+test: install test-tools lint typecheck test-jvm ## lint, types, JUnit, unit and integration tests but the slow ones (starts its own Kafka + MLflow)
+	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
+test-slow: install test-tools ## the slow integration tests (kills and restarts, outages, the demo); CI runs them after make test
+	$(RUN) pytest -m slow $(PYTEST_ARGS)
 test-jvm: jars ## JUnit tests of the job's Java classes (sparky/jvm/test; JUnit's launcher resolved once by Maven)
 	@$(RUN) loans-stack test-jvm
 test-unit: .venv/.installed ## unit tests only (no services)

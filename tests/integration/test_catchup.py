@@ -27,7 +27,7 @@ from models.training.train import TrainingSource, TrainOptions, train
 from sparky.context import Context
 from sparky.supervisor import Supervisor
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 BEFORE, WHILE_DOWN, MOST = 12_000, 6_000, 1_500  # applications; MOST: a micro-batch's bound
 

@@ -18,7 +18,7 @@ from core.streams import STREAMS
 from kafka_consumer.read import read_topic
 from kafka_producer.topics import admin_client
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 def test_demo_counts_are_the_offsets_written_and_it_stops_cleanly(

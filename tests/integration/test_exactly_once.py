@@ -34,7 +34,7 @@ from kafka_producer.topics import ensure_topics
 from models.registry.versions import promote
 from models.training.train import TrainingSource, TrainOptions, train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 KILLS = ("realtime:after-commit", "fraud:mid-write", "archive:mid-write")
 BAD = [b"{oops", b"", b'{"channel": "web"}', b"\xff\xfe not utf-8"]

@@ -35,7 +35,7 @@ from stack.kafka import KafkaBroker
 from stack.mlflow_server import MlflowServer
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 class Stack:

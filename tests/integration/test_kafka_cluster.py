@@ -31,7 +31,7 @@ from stack.mlflow_server import MlflowServer
 from stack.spark import SparkStandalone
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 def free_port_pairs(nodes: int) -> int:

@@ -20,7 +20,7 @@ from models.registry.versions import load_scorer, promote, resolve
 from models.training.train import TrainingSource, TrainOptions, train
 from stack.mlflow_server import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 @pytest.fixture(scope="module")

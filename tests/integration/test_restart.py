@@ -25,7 +25,7 @@ from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from tests.integration.jobs import descendants, listening, loopback
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 PER_ROUND = 150  # applications a second, until the kill and for AFTER_KILL seconds after it
 AFTER_KILL = 5

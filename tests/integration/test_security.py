@@ -48,7 +48,7 @@ from stack import acl, clients, jars, status
 from stack.kafka import ADMIN, KafkaBroker
 from tests.integration.jobs import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 TOPICS = TopicSettings(partitions=1)
 
 

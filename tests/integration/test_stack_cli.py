@@ -24,7 +24,7 @@ from stack import secrets
 from stack.kafka import KafkaBroker
 from stack.mlflow_server import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 def _stack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
