@@ -17,7 +17,7 @@ help: ## list the targets
 
 .venv/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --no-progress
+	$(UV) sync --frozen --no-progress --quiet
 	@touch $@
 
 install: .venv/.installed jars ## install uv (if missing), the Python deps and the JVM jars

@@ -77,3 +77,10 @@ def test_shared_modules_live_in_core() -> None:
     assert not (ROOT / "generator" / "lending_club.py").exists()
     assert not (ROOT / "kafka_producer" / "consume.py").exists()
     assert not (ROOT / "core" / "stack").exists(), "the local services live in stack/, above core"
+
+
+def test_installing_prints_no_package_list() -> None:
+    """A fresh clone's first target installs 166 packages: uv lists each unless told to be quiet (the
+    first `make demo` printed 173 lines of it before its own)."""
+    sync = [line for line in (ROOT / "Makefile").read_text().splitlines() if " sync " in line]
+    assert sync and all("--quiet" in line for line in sync), sync
