@@ -16,7 +16,10 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
 
 .venv/.installed: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet uv 2>/dev/null \
+	  || python3 -m pip install --quiet --user --break-system-packages uv \
+	  || { echo "could not install uv with pip: install uv (https://docs.astral.sh/uv/) or python3-pip, then run make again" >&2; exit 1; }
 	$(UV) sync --frozen --no-progress --quiet
 	@touch $@
 
