@@ -318,11 +318,14 @@ def refuse_missing(parsed: Parsed, names: Iterable[str]) -> Parsed:
     problems: list[Problem] = []
     for name in names:
         numbers = parsed.numbers.get(name)
-        missing = np.isnan(numbers) if numbers is not None else parsed.texts[name].codes < 0
+        if numbers is not None:
+            missing, read = np.isnan(numbers), _reader(numbers)
+        else:
+            missing, read = parsed.texts[name].codes < 0, parsed.texts[name].read
         if missing.any():
-            problems.append((missing, name, "missing", _reader(np.full(parsed.n, np.nan))))
+            problems.append((missing, name, "missing", read))
     if not problems:
         return parsed
-    more, _ = _messages(parsed.n, problems)
+    more, fine = _messages(parsed.n, problems)
     errors = [f"{a}; {b}" if a and b else a or b for a, b in zip(parsed.errors, more, strict=True)]
-    return replace(parsed, errors=errors, valid=parsed.valid & np.array([m is None for m in more]))
+    return replace(parsed, errors=errors, valid=parsed.valid & fine)

@@ -109,6 +109,7 @@ NUMERIC_FEATURES: tuple[tuple[str, Expr], ...] = (  # the model's numeric inputs
     ),
 )
 NUMERIC = tuple(name for name, _ in NUMERIC_FEATURES)
+BY_NAME: dict[str, Expr] = dict(NUMERIC_FEATURES)
 CATEGORY_CODES: tuple[tuple[str, Expr], ...] = tuple((name, Lookup(name, "vocab")) for name in CATEGORICAL)
 FILLED = ("annual_inc", "revol_util", "open_acc", "total_acc", "inq_last_6mths", "delinq_2yrs", "pub_rec")
 MIN_KEY_COUNT = 2  # keys seen fewer times carry no usable rate; dropping them keeps the tables small
@@ -161,8 +162,7 @@ class FeatureSpec:
     @property
     def numeric_features(self) -> tuple[tuple[str, Expr], ...]:
         """The expressions of this version's numeric inputs, in its order (an older version has fewer)."""
-        known = dict(NUMERIC_FEATURES)
-        return tuple((name, known[name]) for name in self.numeric)
+        return tuple((name, BY_NAME[name]) for name in self.numeric)
 
     @property
     def cardinalities(self) -> list[int]:
