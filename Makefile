@@ -8,6 +8,8 @@ ifdef KAFKA_BROKERS
 export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2  # pytest workers of make test and make test-slow (each starts its own broker, MLflow, Spark)
+PARALLEL = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: help install jars test-jvm test-slow test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets client-config topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \
         kafka-producer-single spark-app-single spark-app-cluster spark-cluster-down spark-monitor kafka-consumer-output-% train promote serve dashboard
@@ -41,9 +43,10 @@ test-tools: ## Chromium (dashboard browser test) and Prometheus (Grafana dashboa
 	  || (apt-get update -qq && apt-get install -y -qq chromium prometheus >/dev/null) \
 	  || echo "not installed: 'sudo apt-get install chromium prometheus' (the tests that need them skip, saying so)"
 test: install test-tools lint typecheck test-jvm ## lint, types, JUnit, unit and integration tests but the slow ones (starts its own Kafka + MLflow)
-	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
+	$(RUN) pytest -m "not slow" $(PARALLEL) $(PYTEST_ARGS)
 test-slow: install test-tools ## the slow integration tests (kills and restarts, outages, the demo); CI runs them after make test
-	$(RUN) pytest -m slow $(PYTEST_ARGS)
+	$(RUN) pytest -m "slow and not alone" $(PARALLEL) $(PYTEST_ARGS)
+	$(RUN) pytest -m "slow and alone" $(PYTEST_ARGS)
 test-jvm: jars ## JUnit tests of the job's Java classes (sparky/jvm/test; JUnit's launcher resolved once by Maven)
 	@$(RUN) loans-stack test-jvm
 test-unit: .venv/.installed ## unit tests only (no services)

@@ -7,7 +7,8 @@ flagged application once in loan.fraud, every malformed message once in loan.dlq
 missing, although the applications and malformed messages sent before the job's first start were
 there first (fresh checkpoints start from the earliest offset). The at-least-once designs this
 replaced are measured by bench/pipeline.py against a git revision, not kept in the code. The topics have
-the default three partitions."""
+the default three partitions. While the last start runs, the job's processes are read for the ports
+they listen on: every one (Spark UI, driver RPC, block manager, metrics) on loopback."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from kafka_producer.encode import json_lines
 from kafka_producer.topics import ensure_topics
 from models.registry.versions import promote
 from models.training.train import TrainingSource, TrainOptions, train
+from tests.integration.jobs import descendants, listening, loopback
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
@@ -152,6 +154,8 @@ def run_with_kills(
             and min(committed(chk, query, topics.applications) for query in ("fraud", "archive")) < end
         ):  # the micro-batch queries read in batches of 150: they finish after real time does
             time.sleep(2)
+        exposed = {(a, p) for a, p in listening(descendants(job.pid)) if not loopback(a)}
+        assert not exposed, f"the job listens beyond loopback: {sorted(exposed)}"
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)

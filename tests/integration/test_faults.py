@@ -35,7 +35,8 @@ from stack.kafka import KafkaBroker
 from stack.mlflow_server import MlflowServer
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
+# make test-slow, by itself: it times an outage, which a test sharing the cores would stretch
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.alone]
 
 
 class Stack:

@@ -31,7 +31,8 @@ from stack.mlflow_server import MlflowServer
 from stack.spark import SparkStandalone
 from tests.integration.jobs import RunningJob, assert_risked_and_scored_once, steady_applications
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
+# make test-slow, by itself: it times an outage, which a test sharing the cores would stretch
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.alone]
 
 
 def free_port_pairs(nodes: int) -> int:

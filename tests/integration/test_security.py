@@ -166,7 +166,11 @@ def test_a_neighbour_can_neither_fence_nor_mute_the_job(secured: Secured) -> Non
         assert refused(write_error(kafka, TOPICS.commits)), neighbour
     Producer(spark.producer_config("own", {"transactional.id": job_id})).init_transactions(30)
     for neighbour in ("outcomes", "bench"):  # the principals with group grants (they had the job's)
-        muter = Consumer(secured.as_(neighbour).consumer_config(group, {"enable.auto.commit": False}))
+        muter = Consumer(
+            secured.as_(neighbour).consumer_config(
+                group, {"enable.auto.commit": False, "session.timeout.ms": 6000}
+            )
+        )  # the commit waits for a coordinator at most the session timeout (45 s by default)
         try:  # refused: by the broker, or its coordinator never found for this principal
             with pytest.raises(KafkaException):
                 muter.commit(offsets=far, asynchronous=False)
