@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     broker.start()
     try:
-        run(KafkaSettings(bootstrap_servers=broker.bootstrap), args.events, args.baseline_events, args.repeat)
+        own = KafkaSettings(
+            bootstrap_servers=broker.bootstrap, security_protocol="PLAINTEXT"
+        )  # its own open broker
+        run(own, args.events, args.baseline_events, args.repeat)
     finally:
         broker.stop()
     return 0

@@ -45,7 +45,7 @@ class Setup:
 
     def as_(self, service: str) -> KafkaSettings:
         if not self.passwords:
-            return KafkaSettings(bootstrap_servers=self.broker.bootstrap)
+            return KafkaSettings(bootstrap_servers=self.broker.bootstrap, security_protocol="PLAINTEXT")
         return KafkaSettings(
             bootstrap_servers=self.broker.bootstrap, security_protocol="SASL_PLAINTEXT",
             username=service, password=self.passwords[service],

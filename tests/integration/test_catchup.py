@@ -29,7 +29,7 @@ from sparky.supervisor import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
-BEFORE, WHILE_DOWN, MOST = 12_000, 6_000, 1_500  # applications; MOST: a micro-batch's bound
+BEFORE, WHILE_DOWN, MOST = 6_000, 3_000, 750  # applications; MOST: a micro-batch's bound
 
 
 def produce(kafka: KafkaSettings, topic: str, gen: ApplicationGenerator, n: int) -> list[str]:
