@@ -134,8 +134,10 @@ class FeaturePsi(BaseModel):
 
 class MonitorRecord(OutputRecord):
     """One event-time window and model version (`models.monitoring.monitor`): what it scored, how far
-    the scores and its top fields have drifted from its training reference, and, for the applications whose
-    outcome (`loan.truth`) arrived within the horizon, how right it was. `shadow`: a challenger."""
+    the scores and its top fields have drifted from its training reference, what its calibrated scores
+    promise before any outcome (`mean_score` the expected default rate, `estimated_auc`), and, for the
+    applications whose outcome (`loan.truth`) arrived within the horizon, how right it was. `shadow`: a
+    challenger."""
 
     window_start: datetime
     window_end: datetime
@@ -153,6 +155,8 @@ class MonitorRecord(OutputRecord):
     feature_psi: list[FeaturePsi] = []
     drift_alarm: bool
     alarm_psi: float
+    estimated_auc: float | None = None
+    estimate_alarm: bool = False
     outcomes: int
     default_rate: float | None = None
     auc: float | None = None

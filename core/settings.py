@@ -390,6 +390,17 @@ class SparkJobSettings(BaseSettings):
         description="monitoring: how long after its window an outcome (loan.truth) still counts",
     )
     alarm_psi: float = Field(0.25, gt=0, description="monitoring: a PSI above this raises the drift alarm")
+    alarm_auc_drop: float = Field(
+        0.03,
+        gt=0,
+        description="monitoring: an expected AUC this far below training's raises the estimate alarm",
+    )
+    alarm_default_shift: float = Field(
+        0.25,
+        gt=0,
+        description="monitoring: an expected default rate off training's by this share of it raises the "
+        "estimate alarm",
+    )
     queries: str = Field(
         "realtime,windows,fraud,archive",
         pattern=r"^[a-z]+(,[a-z]+)*$",
@@ -500,6 +511,12 @@ class GeneratorSettings(BaseSettings):
     seed: int = 42
     events_per_second: float = Field(1000.0, ge=0)
     fraud_share: float = Field(0.02, ge=0, le=1)
+    outcome_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="each application's outcome (loan.truth) is sent this long after it, as a lender learns "
+        "it late; monitoring counts it while LOANS_SPARK_OUTCOME_HORIZON allows",
+    )
     ssn_key: SecretStr = Field(
         SecretStr(""),
         description="HMAC key of the SSN hashes (made by `make up` in .loans/secrets.env; '' = one per run)",

@@ -93,6 +93,7 @@ STREAMS: tuple[Stream, ...] = (
         "{window_start:hm}–{window_end:hm}  {model_name} {model_version:version} {shadow:shadow}"
         "apps {applications:int}  mean p {mean_score:f3}  decline {decline_rate:pct}  "
         "psi {score_psi:f2} {feature_psi:psi}  {drift_alarm:drift}  "
+        "est auc {estimated_auc:f3}{estimate_alarm:estimate}  "
         "outcomes {outcomes:int} auc {auc:f3} ece {calibration_error:f3} defaults {default_rate:pct}",
     ),
     Stream(

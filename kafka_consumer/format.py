@@ -59,7 +59,7 @@ def _compact(x: Any, limit: int = 40) -> str:
     return _truncate(text, limit)
 
 
-OPTIONAL = ("alert", "error", "codes", "shadow")  # kinds that show nothing (not "-") when missing
+OPTIONAL = ("alert", "error", "codes", "shadow", "estimate")  # kinds that show nothing (not "-") when missing
 
 
 def _largest_psi(x: Any, shown: int = 3) -> str:
@@ -91,6 +91,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "path": _joined("/"),
     "alert": lambda x: "[ALERT]" if x is True else "",
     "drift": lambda x: "[DRIFT]" if x is True else "no drift",
+    "estimate": lambda x: " [ESTIMATE]" if x is True else "",
     "psi": _largest_psi,
     "error": lambda x: f"error: {_compact(x, 120)}",
     "version": lambda x: f"v{x}",

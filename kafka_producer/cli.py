@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None, gen: GeneratorSettings) -> argparse.Names
         default=gen.fraud_share,
         help="share of live applications that come from fraud rings (0..1)",
     )
+    parser.add_argument(
+        "--outcome-delay",
+        type=_non_negative(float),
+        default=gen.outcome_delay_s,
+        help="seconds between an application and its outcome on loan.truth (a lender learns it late)",
+    )
     parser.add_argument("--no-create-topics", action="store_true", help="do not create missing topics")
     args = parser.parse_args(argv)
     if args.fraud_share > 1:
@@ -130,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.count != 0:
                 generator = ApplicationGenerator(args.seed, fraud_share=args.fraud_share, run_id=args.run_id)
                 live = publish_live(
-                    producer, topics, generator, Pace(args.rate, args.count, args.duration), progress
+                    producer,
+                    topics,
+                    generator,
+                    Pace(args.rate, args.count, args.duration, outcome_delay_s=args.outcome_delay),
+                    progress,
                 )
         except KeyboardInterrupt:
             print("\nstopping: Ctrl-C, flushing what was sent", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,12 +80,15 @@ def publish_history(
 
 @dataclass(frozen=True)
 class Pace:
-    """Live pacing: `rate` events/s (0 = as fast as possible), stop after `count` or `duration_s`."""
+    """Live pacing: `rate` events/s (0 = as fast as possible), stop after `count` or `duration_s`;
+    each application's outcome (loan.truth) `outcome_delay_s` after it, as a lender learns it
+    late (0: with it)."""
 
     rate: float
     count: int | None = None
     duration_s: float | None = None
     batch: int = 2_000
+    outcome_delay_s: float = 0.0
 
     def batch_size(self) -> int:
         """About 10 batches a second when paced: smooth enough, and each batch costs ~13 ms of CPU
@@ -100,8 +104,11 @@ def publish_live(
     progress: Progress,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Send applications (and their truth) until `count` or `duration_s`; return how many were sent."""
+    """Send applications (and their truth) until `count` or `duration_s`; return how many were sent.
+    Outcomes held back by `pace.outcome_delay_s` are sent as they fall due, the last ones after the
+    applications have stopped."""
     sent, started = 0, clock()
+    held: deque[tuple[float, pd.DataFrame]] = deque()  # (when it falls due, outcomes), in order
     spacing = 1.0 / pace.rate if pace.rate > 0 else 0.0
     while (pace.count is None or sent < pace.count) and (
         pace.duration_s is None or clock() - started < pace.duration_s
@@ -113,7 +120,17 @@ def publish_live(
             producer.poll(delay)
         batch = generator.batch(n, datetime.now(UTC), spacing)
         send_frame(producer, topics.applications, batch.applications, "application_id")
-        send_frame(producer, topics.truth, batch.truth, "application_id")
+        held.append((clock() + pace.outcome_delay_s, batch.truth))
+        while held and held[0][0] <= clock():
+            send_frame(producer, topics.truth, held.popleft()[1], "application_id")
         sent += n
+        progress.tick()
+    if held:
+        log.info("sending the last outcomes in %.0f s (outcome delay)", held[-1][0] - clock())
+    while held:
+        due, truth = held.popleft()
+        while (delay := due - clock()) > 0:
+            producer.poll(delay)
+        send_frame(producer, topics.truth, truth, "application_id")
         progress.tick()
     return sent

@@ -24,6 +24,26 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else 0.5
 
 
+def expected_auc(p: np.ndarray) -> float | None:
+    """The AUC that calibrated probabilities `p` promise before any outcome is known
+    (confidence-based performance estimation): each row counts as a default with its own
+    probability and as repaid with the rest, so every ordered pair (i, j) of two different rows
+    weighs p_i (1 - p_j), ties a half. It is the realised AUC's expectation (as a ratio of
+    expectations) when the model is calibrated, and drifts from it as calibration goes. None
+    without two finite probabilities."""
+    p = p[np.isfinite(p)].astype(np.float64)
+    if len(p) < 2:
+        return None
+    _, group = np.unique(p, return_inverse=True)  # ascending scores, ties in one group
+    positive = np.bincount(group, weights=p)
+    negative = np.bincount(group, weights=1 - p)
+    below = np.cumsum(negative) - negative  # repaid weight strictly below each group
+    self_pairs = float(np.sum(p * (1 - p)))  # a row paired with itself is no pair
+    ranked = float(np.sum(positive * (below + negative / 2))) - self_pairs / 2
+    pairs = float(positive.sum() * negative.sum()) - self_pairs
+    return ranked / pairs if pairs > 0 else None
+
+
 def ks(y: np.ndarray, score: np.ndarray) -> float:
     """Kolmogorov-Smirnov: the largest gap between the score CDFs of defaults and repaid loans."""
     order = np.argsort(score, kind="stable")

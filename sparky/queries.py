@@ -248,7 +248,7 @@ def monitor_rows(ctx: Context, writer_id: str) -> Rows:
         with warnings.catch_warnings():  # a collect interrupted by a stop warns with a Java stack trace
             warnings.filterwarnings("ignore", "toPandas attempted Arrow optimization", UserWarning)
             frame = batch.toPandas()  # ... and raises: a failure is still the query's, logged as such
-        found = monitor.records(frame, reference, settings.alarm_psi)
+        found = monitor.records(frame, reference, monitor.alarms(settings))
         return [spark.createDataFrame([(*monitor.message(r), topic) for r in found], schema)]
 
     return batch_rows

@@ -12,6 +12,12 @@ drift alarm (any PSI above the threshold: 0.25 is the usual "significant shift")
 outcomes the AUC, calibration error (ECE) and default rate (`models.metrics`, the same functions
 training reports).
 
+Outcomes come months after a decision. Before they do, the calibrated probabilities alone say what
+to expect (confidence-based performance estimation): the mean score is the expected default rate
+and `models.metrics.expected_auc` the expected AUC. The estimate alarm fires when either leaves the
+reference's own (the same figures on validation): the expected AUC lower by more than
+`Alarms.auc_drop`, or the expected default rate off by more than `Alarms.default_shift` of itself.
+
     PSI = sum over bins of (live share - reference share) * ln(live share / reference share)
 """
 
@@ -23,12 +29,23 @@ from typing import Any
 import numpy as np
 
 from models.features.inputs import Parsed
-from models.metrics import auc, ece
+from models.metrics import auc, ece, expected_auc
 from models.scoring.explain import Explainer
 
 BINS = 10
 ALARM_PSI = 0.25
 FLOOR = 1e-4  # a bin's share, so an empty bin does not make the PSI infinite
+
+
+@dataclass(frozen=True)
+class Alarms:
+    """When the alarms fire: drift, any PSI above `psi`; the estimate, an expected AUC more than
+    `auc_drop` below the reference's or an expected default rate more than `default_shift` (a share
+    of the reference's) away from it."""
+
+    psi: float = ALARM_PSI
+    auc_drop: float = 0.03
+    default_shift: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,8 @@ def reference(
     return {
         "score": Distribution.of(probability).__dict__,
         "features": {name: Distribution.of(parsed.numbers[name]).__dict__ for name in fields},
+        "estimated_auc": expected_auc(probability),
+        "mean_score": float(np.mean(probability)),
     }
 
 
@@ -76,10 +95,11 @@ def summarize(
     decision: np.ndarray,
     fields: dict[str, np.ndarray],
     outcome: np.ndarray,
-    alarm_psi: float = ALARM_PSI,
+    alarms: Alarms = Alarms(),
 ) -> dict[str, Any]:
     """One window's monitoring figures. `outcome`: 1 default, 0 repaid, NaN not known yet. Without a
-    reference (a model logged before monitoring existed) there is no PSI and no alarm."""
+    reference (a model logged before monitoring existed) there is no PSI and no alarm; without the
+    reference's estimates (a model logged before them), no estimate alarm."""
     reference = reference or {"score": None, "features": {}}
     scored = np.isfinite(probability)
     p = probability[scored]
@@ -93,19 +113,31 @@ def summarize(
     y, p_known = outcome[known].astype(np.int64), probability[known]
     both = len(y) > 0 and 0 < y.sum() < len(y)
     psis = [v for v in (score_psi, *feature_psi.values()) if v is not None]
+    mean_score, estimated = (float(p.mean()) if len(p) else None), expected_auc(p)
     return {
         "applications": int(len(probability)),
         "scored": int(scored.sum()),
-        "mean_score": float(p.mean()) if len(p) else None,
+        "mean_score": mean_score,
         **{f"{d}_rate": float(np.mean(decision == d)) if len(decision) else None for d in DECISIONS},
         "score_psi": score_psi,
         "feature_psi": feature_psi,
-        "drift_alarm": bool(psis) and max(psis) > alarm_psi,
+        "drift_alarm": bool(psis) and max(psis) > alarms.psi,
+        "estimated_auc": estimated,
+        "estimate_alarm": _estimate_alarm(reference, estimated, mean_score, alarms),
         "outcomes": int(known.sum()),
         "default_rate": float(y.mean()) if len(y) else None,
         "auc": auc(y, p_known) if both else None,
         "calibration_error": ece(y, p_known) if len(y) else None,
     }
+
+
+def _estimate_alarm(
+    reference: dict[str, Any], estimated: float | None, mean_score: float | None, alarms: Alarms
+) -> bool:
+    expected, usual = reference.get("estimated_auc"), reference.get("mean_score")
+    if expected is not None and estimated is not None and expected - estimated > alarms.auc_drop:
+        return True
+    return bool(usual and mean_score is not None and abs(mean_score / usual - 1) > alarms.default_shift)
 
 
 DECISIONS = ("approve", "review", "decline")

@@ -30,7 +30,7 @@ from core.records import FeaturePsi, MonitorRecord
 from core.settings import MlflowSettings, SparkJobSettings
 from core.streams import BY_NAME
 from models.features.inputs import NUMBER_FIELDS
-from models.monitoring.monitor import summarize
+from models.monitoring.monitor import Alarms, summarize
 from models.registry.versions import ModelRef, load_scorer
 
 ROW = ("application_id", "model_name", "model_version", "model_alias", "shadow", "probability", "decision",
@@ -70,8 +70,12 @@ def build(
     )
 
 
+def alarms(settings: SparkJobSettings) -> Alarms:
+    return Alarms(settings.alarm_psi, settings.alarm_auc_drop, settings.alarm_default_shift)
+
+
 def records(
-    windows: pd.DataFrame, reference_of: Callable[[str, str], dict[str, Any] | None], alarm_psi: float
+    windows: pd.DataFrame, reference_of: Callable[[str, str], dict[str, Any] | None], alarms: Alarms
 ) -> list[MonitorRecord]:
     """Monitoring records of the windows `build` emitted (a pandas frame of `window`, `rows`)."""
     out = []
@@ -95,7 +99,7 @@ def records(
                 group["decision"].to_numpy(object),
                 fields,
                 group["application_id"].map(outcome).to_numpy(np.float64),
-                alarm_psi,
+                alarms,
             )
             psi = [FeaturePsi(feature=k, psi=round(v, 6)) for k, v in figures.pop("feature_psi").items()]
             out.append(
@@ -107,7 +111,7 @@ def records(
                     model_alias=str(alias),
                     shadow=bool(shadow),
                     feature_psi=psi,
-                    alarm_psi=alarm_psi,
+                    alarm_psi=alarms.psi,
                     **figures,
                 )  # fmt: skip
             )

@@ -60,6 +60,22 @@ def test_paced_rate_is_accurate(kafka: KafkaSettings, topics: TopicSettings) -> 
     assert 2.7 < elapsed < 3.6  # 6,000 at 2,000/s: the last batch starts at ~2.95 s
 
 
+def test_outcomes_follow_their_applications_by_the_delay(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    """LOANS_GEN_OUTCOME_DELAY_S: a lender learns an outcome late; every outcome still arrives."""
+    ensure_topics(kafka, topics, [topics.applications, topics.truth])
+    producer = EventProducer(kafka)
+    pace = Pace(rate=1_000, count=3_000, outcome_delay_s=2.0)
+    publish_live(
+        producer, topics, ApplicationGenerator(seed=4, customers=1_000), pace, Progress(producer.stats)
+    )
+    assert producer.close().failed == 0
+    sent = {m.key(): m.timestamp()[1] for m in read_topic(kafka, topics.applications, 3_000, 60)}
+    known = {m.key(): m.timestamp()[1] for m in read_topic(kafka, topics.truth, 3_000, 60)}
+    assert known.keys() == sent.keys() and len(sent) == 3_000
+    lags = sorted(known[k] - sent[k] for k in sent)  # ms, the records' create times
+    assert lags[0] >= 1_900 and lags[-1] <= 4_000, (lags[0], lags[-1])
+
+
 def test_broker_down_stops_with_clear_error(tmp_path: Path) -> None:
     down = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", delivery_timeout_ms=2_000)
     producer = EventProducer(down)

@@ -82,6 +82,8 @@ RECORDS: dict[str, dict[str, Any]] = {
         "feature_psi": [{"feature": "fico_range_low", "psi": 2.38}, {"feature": "dti", "psi": 0.02}],
         "drift_alarm": True,
         "alarm_psi": 0.25,
+        "estimated_auc": 0.7204,
+        "estimate_alarm": True,
         "outcomes": 1100,
         "default_rate": 0.171,
         "auc": 0.7312,
@@ -108,7 +110,8 @@ EXPECTED = {
     "session 7.1 min  proc p95 1,900 ms",
     "scores": "10:42:03  app-1a2b…0042  p(default) 0.143  review  model loan-default v3",
     "monitor": "10:41–10:42  loan-default v3 apps 1,204  mean p 0.183  decline 11.2%  "
-    "psi 0.03 (fico_range_low 2.38 dti 0.02)  [DRIFT]  outcomes 1,100 auc 0.731 ece 0.018 defaults 17.1%",
+    "psi 0.03 (fico_range_low 2.38 dti 0.02)  [DRIFT]  est auc 0.720 [ESTIMATE]  "
+    "outcomes 1,100 auc 0.731 ece 0.018 defaults 17.1%",
     "dlq": '10:42:03  loan.applications[2]@1234  reason: missing required field loan_amnt  payload: {"applic'
     'ation_id": "app-1", "event_time": "2026-01-05T10:42:…(truncated)',
 }

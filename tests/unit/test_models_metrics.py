@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import Costs, at_threshold, auc, ece, evaluate, expected_loss, ks, tune_threshold
+from models.metrics import (
+    Costs,
+    at_threshold,
+    auc,
+    ece,
+    evaluate,
+    expected_auc,
+    expected_loss,
+    ks,
+    tune_threshold,
+)
 
 
 def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -20,6 +30,24 @@ def test_ranking_metrics_on_known_cases() -> None:
     assert ks(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
     assert auc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
     assert auc(np.zeros(4, dtype=int), np.arange(4.0)) == 0.5
+
+
+def test_expected_auc_on_known_cases() -> None:
+    # two rows: (high as default, low as repaid) weighs 0.8 * 0.8, (low as default, high as repaid) 0.2 * 0.2
+    assert expected_auc(np.array([0.2, 0.8])) == pytest.approx(0.64 / 0.68)
+    assert expected_auc(np.full(100, 0.3)) == pytest.approx(0.5)  # no ranking: every pair a tie
+    assert expected_auc(np.array([0.4, np.nan])) is None
+    assert expected_auc(np.array([0.0, 0.0, 1.0])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_expected_auc_of_calibrated_scores_is_the_auc_their_outcomes_give(seed: int) -> None:
+    y, p = _calibrated(200_000, seed)
+    assert expected_auc(p) == pytest.approx(auc(y, p), abs=0.004)
+    rounded = np.round(p, 2)  # ties
+    assert expected_auc(rounded) == pytest.approx(auc(y, rounded), abs=0.004)
+    # scores no longer calibrated: the estimate moves away from what the outcomes say
+    assert abs(expected_auc(p**3) - auc(y, p**3)) > 0.02  # type: ignore[operator]
 
 
 def test_calibrated_scores_have_small_ece_and_shifted_ones_do_not() -> None:

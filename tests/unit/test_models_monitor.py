@@ -66,3 +66,23 @@ def test_outcome_metrics_are_those_of_the_rows_whose_outcome_is_known(scorer: Sc
     assert out["default_rate"] == pytest.approx(y[known].mean())
     assert out["calibration_error"] < 0.05
     assert window(scorer, apps)["auc"] is None  # no outcome yet: no AUC
+
+
+def test_before_any_outcome_the_estimate_names_a_population_the_model_ranks_worse(scorer: Scorer) -> None:
+    """Applicants of two grades only (a channel that brings mid-grade customers): what the model
+    can tell apart shrinks, which its calibrated scores say before a single outcome is known."""
+    reference = scorer.info["reference"]
+    assert 0.5 < reference["estimated_auc"] < 1 and 0 < reference["mean_score"] < 1
+    calm = window(scorer, live(5_000, 43))
+    apps = live(15_000, 44)
+    narrow = window(scorer, apps[apps["grade"].isin(["B", "C"])].head(5_000).reset_index(drop=True))
+    assert calm["outcomes"] == narrow["outcomes"] == 0 and calm["auc"] is None
+    assert not calm["estimate_alarm"], calm
+    assert abs(calm["estimated_auc"] - reference["estimated_auc"]) < monitor.Alarms().auc_drop
+    assert narrow["estimate_alarm"], narrow
+    assert reference["estimated_auc"] - narrow["estimated_auc"] > monitor.Alarms().auc_drop
+    riskier = monitor.summarize(  # the same rows, each scored 40 % more likely to default
+        reference, np.clip(narrow_p := scorer.explain(apps.head(2_000))[0], 0, 1) * 1.4,
+        np.full(2_000, "review"), {}, np.full(2_000, np.nan),
+    )  # fmt: skip
+    assert riskier["estimate_alarm"] and riskier["mean_score"] == pytest.approx(narrow_p.mean() * 1.4)

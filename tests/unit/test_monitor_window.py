@@ -15,6 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from core.records import MonitorRecord
 from generator.applications import ApplicationGenerator
+from models.metrics import expected_auc
+from models.monitoring.monitor import Alarms
 from models.scoring.scorer import Scorer
 from models.training.data import Prepared
 from sparky.analyses import monitor
@@ -67,7 +69,7 @@ def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer
         }
     )
 
-    found = monitor.records(window, lambda _n, _v: scorer.info["reference"], 0.25)
+    found = monitor.records(window, lambda _n, _v: scorer.info["reference"], Alarms())
     assert [(r.model_version, r.model_alias, r.shadow) for r in found] == [
         ("1", "champion", False),
         ("2", "challenger", True),
@@ -78,6 +80,7 @@ def test_each_version_gets_its_own_figures_on_its_rows_and_their_outcomes(scorer
     y = truth["will_default"].to_numpy(float)
     assert first.auc == pytest.approx(roc_auc_score(y[::2], p[::2]), abs=1e-12)
     assert first.mean_score == pytest.approx(p.mean())
+    assert first.estimated_auc == pytest.approx(expected_auc(p), abs=1e-12)  # every row, known or not
     assert first.default_rate == pytest.approx(y[::2].mean())
     assert [f.feature for f in first.feature_psi] == list(scorer.info["reference"]["features"])
     assert first.window_start == START and first.alarm_psi == 0.25
@@ -94,7 +97,8 @@ def test_a_model_without_a_reference_has_figures_but_no_drift(scorer: Scorer) ->
             "rows": [rows(scorer, apps, "1", "champion") + fields(apps)],
         }
     )
-    (record,) = monitor.records(window, lambda _n, _v: None, 0.25)
+    (record,) = monitor.records(window, lambda _n, _v: None, Alarms())
     assert record.applications == 100 and record.score_psi is None and not record.drift_alarm
     assert record.auc is None and record.outcomes == 0
+    assert record.estimated_auc is not None and not record.estimate_alarm  # nothing to compare it with
     assert np.isclose(record.approve_rate + record.review_rate + record.decline_rate, 1.0)  # type: ignore[operator]
