@@ -2,7 +2,9 @@
 
 Split (DESIGN.md): train issued <= 2010, validation 2011-01..04, test 2011-05..08 of
 ../shared/data/lending-club. Validation serves early stopping, the searches and the threshold only;
-test is scored once. Targets: the network's test AUC >= 0.71 and >= the best baseline's.
+test is scored once. Targets: the network's test AUC >= 0.71 and >= the best baseline's. Each test
+AUC comes with its 95 % bootstrap interval, and the network's margin over each baseline with the
+interval of the difference on the same resampled test rows (is the margin more than noise?).
 
     uv run python -m bench.model_quality                  # the `make train` defaults, a few minutes on CPU
     uv run python -m bench.model_quality --trials 20 --minutes 10
@@ -36,8 +38,8 @@ from models.training.train import TrainOptions, TrainResult, train
 
 TARGET_AUC = 0.71
 HEADER = (
-    f"{'model':<22} {'val AUC':>8} {'test AUC':>9} {'PR-AUC':>7} {'KS':>6} {'Brier':>7} {'fit s':>6} "
-    f"{'search s':>8}"
+    f"{'model':<22} {'val AUC':>8} {'test AUC':>9} {'95 % bootstrap':>16} {'PR-AUC':>7} {'KS':>6} "
+    f"{'Brier':>7} {'fit s':>6} {'search s':>8}"
 )
 
 
@@ -56,10 +58,15 @@ def scratch_mlflow(uri: str | None, experiment: str = "bench") -> Iterator[Mlflo
 
 def row(name: str, m: dict[str, float]) -> str:
     return (
-        f"{name:<22} {m['valid_auc']:>8.4f} {m['test_auc']:>9.4f} {m['test_pr_auc']:>7.4f} "
+        f"{name:<22} {m['valid_auc']:>8.4f} {m['test_auc']:>9.4f} {interval(m):>16} {m['test_pr_auc']:>7.4f} "
         f"{m['test_ks']:>6.3f} {m['test_brier']:>7.4f} {m['train_seconds']:>6.1f} "
         f"{m.get('search_seconds', 0.0):>8.1f}"
     )
+
+
+def interval(m: dict[str, float], name: str = "test_auc") -> str:
+    low, high = m.get(f"{name}_low"), m.get(f"{name}_high")
+    return "" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]".replace("+0.", "0.")
 
 
 def sub_grade_alone(source: TrainingSource) -> dict[str, float]:
@@ -86,6 +93,12 @@ def report(result: TrainResult, reference: dict[str, float]) -> tuple[str, bool]
         f"precision {result.metrics['test_precision']:.3f}, recall {result.metrics['test_recall']:.3f}, "
         f"ECE {result.metrics['test_ece']:.4f}"
     )
+    for name, m in result.baselines.items():
+        margin = net - m["test_auc"]
+        lines.append(
+            f"network - {name}: {margin:+.4f}, 95 % bootstrap (paired, same test rows) "
+            f"{interval(result.metrics, f'test_auc_margin_{name}')}"
+        )
     ok = net >= TARGET_AUC and net >= best["test_auc"]
     lines.append(
         f"target: test AUC >= {TARGET_AUC} and >= best baseline ({best_name} {best['test_auc']:.4f}): "

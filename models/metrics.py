@@ -34,14 +34,48 @@ def expected_auc(p: np.ndarray) -> float | None:
     p = p[np.isfinite(p)].astype(np.float64)
     if len(p) < 2:
         return None
-    _, group = np.unique(p, return_inverse=True)  # ascending scores, ties in one group
-    positive = np.bincount(group, weights=p)
-    negative = np.bincount(group, weights=1 - p)
-    below = np.cumsum(negative) - negative  # repaid weight strictly below each group
+    _, group = np.unique(p, return_inverse=True)
+    ranked, pairs = _pairs(group, p, 1 - p)
     self_pairs = float(np.sum(p * (1 - p)))  # a row paired with itself is no pair
-    ranked = float(np.sum(positive * (below + negative / 2))) - self_pairs / 2
-    pairs = float(positive.sum() * negative.sum()) - self_pairs
-    return ranked / pairs if pairs > 0 else None
+    return (ranked - self_pairs / 2) / (pairs - self_pairs) if pairs > self_pairs else None
+
+
+def _pairs(group: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> tuple[float, float]:
+    """(weight of the correctly ordered positive-negative pairs, ties a half; weight of all of them)
+    for rows of score rank `group` (ascending, ties equal) weighing `positive` and `negative`."""
+    pos, neg = np.bincount(group, weights=positive), np.bincount(group, weights=negative)
+    below = np.cumsum(neg) - neg  # negative weight strictly below each score
+    return float(np.sum(pos * (below + neg / 2))), float(pos.sum() * neg.sum())
+
+
+def bootstrap_auc(
+    y: np.ndarray, scores: dict[str, np.ndarray], draws: int = 1_000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Each model's AUC interval (percentile bootstrap, `level`), and for each pair `a - b` the
+    interval of their difference, from the same resampled rows for every model (paired: a margin
+    is judged on the rows both were scored on). A resample is a weight per row (how often it was
+    drawn), so each model's scores are ranked once."""
+    rng = np.random.default_rng(seed)
+    y = y.astype(np.float64)
+    groups = {name: np.unique(score, return_inverse=True)[1] for name, score in scores.items()}
+    samples: dict[str, list[float]] = {name: [] for name in scores}
+    for _ in range(draws):
+        w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
+        for name, group in groups.items():
+            ranked, pairs = _pairs(group, w * y, w * (1 - y))
+            samples[name].append(ranked / pairs if pairs > 0 else 0.5)
+    tails = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    out = {name: _interval(np.asarray(samples[name]), tails) for name in scores}
+    names = list(scores)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            out[f"{a} - {b}"] = _interval(np.asarray(samples[a]) - np.asarray(samples[b]), tails)
+    return out
+
+
+def _interval(values: np.ndarray, tails: tuple[float, float]) -> tuple[float, float]:
+    low, high = np.percentile(values, tails)
+    return float(low), float(high)
 
 
 def ks(y: np.ndarray, score: np.ndarray) -> float:

@@ -40,7 +40,7 @@ from mlflow.data.pandas_dataset import from_pandas
 
 from core.settings import CANDIDATE, MlflowSettings
 from models.features.spec import Features
-from models.metrics import Costs, Thresholds, evaluate, tune_threshold
+from models.metrics import Costs, Thresholds, bootstrap_auc, evaluate, tune_threshold
 from models.monitoring import monitor
 from models.registry.tracking import connect
 from models.scoring.explain import Explainer
@@ -162,6 +162,24 @@ def _baselines(
     return summary, scored
 
 
+def _intervals(
+    prepared: Prepared, scored: list[reports.Scored], baselines: dict[str, dict[str, float]], seed: int
+) -> dict[str, float]:
+    """The test AUC's 95 % bootstrap interval of the network and of each baseline (added to its
+    metrics), and of the network's margin over each baseline, on the same resampled test rows."""
+    test = {s.model: s.p for s in scored if s.part == "test"}
+    test = {name: test[name] for name in (NETWORK, *baselines)}  # the network first: margins are its
+    found = bootstrap_auc(prepared.test.y, test, seed=seed)
+    for name, metrics in baselines.items():
+        metrics |= {"test_auc_low": found[name][0], "test_auc_high": found[name][1]}
+        mlflow.log_metrics({f"{name}_test_auc_low": found[name][0], f"{name}_test_auc_high": found[name][1]})
+    out = {"test_auc_low": found[NETWORK][0], "test_auc_high": found[NETWORK][1]}
+    for name in baselines:
+        low, high = found[f"{NETWORK} - {name}"]
+        out |= {f"test_auc_margin_{name}_low": low, f"test_auc_margin_{name}_high": high}
+    return out
+
+
 def _report(
     prepared: Prepared,
     scorer: Scorer,
@@ -261,8 +279,9 @@ def train(settings: MlflowSettings, source: TrainingSource, options: TrainOption
             scorer, network, metrics, p = fit_scorer(prepared, options, device, run.info.run_id)
         seconds["network"] = time.monotonic() - mark
         mlflow.log_params({f"net_{k}": v for k, v in network.config.to_dict().items()})
-        mlflow.log_metrics(metrics)
         scored += [reports.Scored(NETWORK, part, getattr(prepared, part).y, p[part]) for part in p]
+        metrics |= _intervals(prepared, scored, baselines, options.seed)
+        mlflow.log_metrics(metrics)
         if options.report:
             mark = time.monotonic()
             table = pd.DataFrame({NETWORK: metrics} | baselines).T[

@@ -58,6 +58,15 @@ def test_quick_training_registers_a_candidate_and_logs_the_run(
     } <= set(ref.metrics)
     assert quick.metrics["test_auc"] > 0.55  # it learnt something (random ranking: 0.5)
     assert set(quick.baselines) == {"logistic", "boosting"}
+    for m in (ref.metrics, *quick.baselines.values()):  # the test AUC's bootstrap interval holds it
+        assert m["test_auc_low"] < m["test_auc"] < m["test_auc_high"], m
+    for name in quick.baselines:  # the margin's interval holds the margin
+        margin = quick.metrics["test_auc"] - quick.baselines[name]["test_auc"]
+        assert (
+            ref.metrics[f"test_auc_margin_{name}_low"]
+            <= margin
+            <= ref.metrics[f"test_auc_margin_{name}_high"]
+        )
 
     client = MlflowClient(settings.tracking_uri)
     run = client.get_run(quick.run_id)

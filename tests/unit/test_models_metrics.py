@@ -9,6 +9,7 @@ from models.metrics import (
     Costs,
     at_threshold,
     auc,
+    bootstrap_auc,
     ece,
     evaluate,
     expected_auc,
@@ -48,6 +49,23 @@ def test_expected_auc_of_calibrated_scores_is_the_auc_their_outcomes_give(seed: 
     assert expected_auc(rounded) == pytest.approx(auc(y, rounded), abs=0.004)
     # scores no longer calibrated: the estimate moves away from what the outcomes say
     assert abs(expected_auc(p**3) - auc(y, p**3)) > 0.02  # type: ignore[operator]
+
+
+def test_bootstrap_intervals_hold_the_auc_and_a_real_margin_excludes_zero() -> None:
+    y, p = _calibrated(5_000, 4)
+    noisy = p + np.random.default_rng(5).normal(0, 0.2, len(p))  # the same signal, much noise
+    out = bootstrap_auc(y, {"good": p, "noisy": noisy}, draws=300)
+    for name, scores in (("good", p), ("noisy", noisy)):
+        low, high = out[name]
+        assert low < auc(y, scores) < high and 0.01 < high - low < 0.06, (name, low, high)
+    low, high = out["good - noisy"]
+    assert low > 0, out  # the better model's margin, judged on the same rows
+    same = bootstrap_auc(y, {"a": p, "b": p.copy()}, draws=100)["a - b"]
+    assert same == (0.0, 0.0)
+    rounded = np.round(p, 2)  # ties: one draw's AUC is scikit-learn's on the drawn rows
+    rows = np.random.default_rng(9).integers(0, len(y), len(y))
+    low, high = bootstrap_auc(y, {"r": rounded}, draws=1, seed=9)["r"]
+    assert low == pytest.approx(auc(y[rows], rounded[rows]), abs=1e-12) and low == high
 
 
 def test_calibrated_scores_have_small_ece_and_shifted_ones_do_not() -> None:
