@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="synthetic history the champion learns from")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
+    if args.windows < 3:
+        parser.error("--windows must be at least 3: calm ones, then the two shifted")
     configure("WARNING")
     work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
     broker = KafkaBroker(

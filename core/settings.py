@@ -393,13 +393,18 @@ class SparkJobSettings(BaseSettings):
     alarm_auc_drop: float = Field(
         0.03,
         gt=0,
-        description="monitoring: an expected AUC this far below training's raises the estimate alarm",
+        description="monitoring: an expected AUC this far below validation's raises the estimate alarm",
     )
     alarm_default_shift: float = Field(
         0.25,
         gt=0,
-        description="monitoring: an expected default rate off training's by this share of it raises the "
+        description="monitoring: an expected default rate off validation's by this share of it raises the "
         "estimate alarm",
+    )
+    alarm_min_scored: int = Field(
+        1000,
+        ge=1,
+        description="monitoring: the fewest scores in a window for the estimate alarm (fewer: noise)",
     )
     queries: str = Field(
         "realtime,windows,fraud,archive",
@@ -514,8 +519,8 @@ class GeneratorSettings(BaseSettings):
     outcome_delay_s: float = Field(
         0.0,
         ge=0,
-        description="each application's outcome (loan.truth) is sent this long after it, as a lender learns "
-        "it late; monitoring counts it while LOANS_SPARK_OUTCOME_HORIZON allows",
+        description="loans-produce sends each application's outcome (loan.truth) this long after it, as a "
+        "lender learns it late; monitoring counts it while LOANS_SPARK_OUTCOME_HORIZON allows",
     )
     ssn_key: SecretStr = Field(
         SecretStr(""),

@@ -105,32 +105,36 @@ def publish_live(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Send applications (and their truth) until `count` or `duration_s`; return how many were sent.
-    Outcomes held back by `pace.outcome_delay_s` are sent as they fall due, the last ones after the
-    applications have stopped."""
+    Outcomes held back by `pace.outcome_delay_s` (rate x delay of them, in memory) are sent as they
+    fall due, the last ones after the applications have stopped, and at once if the wait for them
+    is interrupted."""
     sent, started = 0, clock()
     held: deque[tuple[float, pd.DataFrame]] = deque()  # (when it falls due, outcomes), in order
     spacing = 1.0 / pace.rate if pace.rate > 0 else 0.0
-    while (pace.count is None or sent < pace.count) and (
-        pace.duration_s is None or clock() - started < pace.duration_s
-    ):
-        n = pace.batch_size() if pace.count is None else min(pace.batch_size(), pace.count - sent)
-        # wait for the pace while serving delivery reports; a poll returns early once it has served
-        # one, so wait until the time has really come
-        while pace.rate > 0 and (delay := started + sent / pace.rate - clock()) > 0:
-            producer.poll(delay)
-        batch = generator.batch(n, datetime.now(UTC), spacing)
-        send_frame(producer, topics.applications, batch.applications, "application_id")
-        held.append((clock() + pace.outcome_delay_s, batch.truth))
-        while held and held[0][0] <= clock():
+    try:
+        while (pace.count is None or sent < pace.count) and (
+            pace.duration_s is None or clock() - started < pace.duration_s
+        ):
+            n = pace.batch_size() if pace.count is None else min(pace.batch_size(), pace.count - sent)
+            # wait for the pace while serving delivery reports; a poll returns early once it has
+            # served one, so wait until the time has really come
+            while pace.rate > 0 and (delay := started + sent / pace.rate - clock()) > 0:
+                producer.poll(delay)
+            batch = generator.batch(n, datetime.now(UTC), spacing)
+            send_frame(producer, topics.applications, batch.applications, "application_id")
+            held.append((clock() + pace.outcome_delay_s, batch.truth))
+            while held and held[0][0] <= clock():
+                send_frame(producer, topics.truth, held.popleft()[1], "application_id")
+            sent += n
+            progress.tick()
+        if held:
+            log.info("sending the last outcomes in %.0f s (outcome delay)", held[-1][0] - clock())
+        while held:
+            while (delay := held[0][0] - clock()) > 0:
+                producer.poll(delay)
             send_frame(producer, topics.truth, held.popleft()[1], "application_id")
-        sent += n
-        progress.tick()
-    if held:
-        log.info("sending the last outcomes in %.0f s (outcome delay)", held[-1][0] - clock())
-    while held:
-        due, truth = held.popleft()
-        while (delay := due - clock()) > 0:
-            producer.poll(delay)
-        send_frame(producer, topics.truth, truth, "application_id")
-        progress.tick()
+            progress.tick()
+    finally:  # interrupted (Ctrl-C): the outcomes of every application sent go now, none is lost
+        for _, truth in held:
+            send_frame(producer, topics.truth, truth, "application_id")
     return sent

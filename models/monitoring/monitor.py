@@ -41,11 +41,12 @@ FLOOR = 1e-4  # a bin's share, so an empty bin does not make the PSI infinite
 class Alarms:
     """When the alarms fire: drift, any PSI above `psi`; the estimate, an expected AUC more than
     `auc_drop` below the reference's or an expected default rate more than `default_shift` (a share
-    of the reference's) away from it."""
+    of the reference's) away from it, in a window of at least `min_scored` scores."""
 
     psi: float = ALARM_PSI
     auc_drop: float = 0.03
     default_shift: float = 0.25
+    min_scored: int = 1_000  # fewer scores in a window: the estimate is noise, no estimate alarm
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def reference(
         "score": Distribution.of(probability).__dict__,
         "features": {name: Distribution.of(parsed.numbers[name]).__dict__ for name in fields},
         "estimated_auc": expected_auc(probability),
-        "mean_score": float(np.mean(probability)),
+        "mean_score": float(np.mean(probability[np.isfinite(probability)])),
     }
 
 
@@ -123,7 +124,8 @@ def summarize(
         "feature_psi": feature_psi,
         "drift_alarm": bool(psis) and max(psis) > alarms.psi,
         "estimated_auc": estimated,
-        "estimate_alarm": _estimate_alarm(reference, estimated, mean_score, alarms),
+        "estimate_alarm": len(p) >= alarms.min_scored
+        and _estimate_alarm(reference, estimated, mean_score, alarms),
         "outcomes": int(known.sum()),
         "default_rate": float(y.mean()) if len(y) else None,
         "auc": auc(y, p_known) if both else None,

@@ -71,7 +71,9 @@ def build(
 
 
 def alarms(settings: SparkJobSettings) -> Alarms:
-    return Alarms(settings.alarm_psi, settings.alarm_auc_drop, settings.alarm_default_shift)
+    return Alarms(
+        settings.alarm_psi, settings.alarm_auc_drop, settings.alarm_default_shift, settings.alarm_min_scored
+    )
 
 
 def records(

@@ -81,8 +81,11 @@ def test_before_any_outcome_the_estimate_names_a_population_the_model_ranks_wors
     assert abs(calm["estimated_auc"] - reference["estimated_auc"]) < monitor.Alarms().auc_drop
     assert narrow["estimate_alarm"], narrow
     assert reference["estimated_auc"] - narrow["estimated_auc"] > monitor.Alarms().auc_drop
-    riskier = monitor.summarize(  # the same rows, each scored 40 % more likely to default
-        reference, np.clip(narrow_p := scorer.explain(apps.head(2_000))[0], 0, 1) * 1.4,
-        np.full(2_000, "review"), {}, np.full(2_000, np.nan),
+    p = scorer.explain(apps.head(2_000))[0]
+    riskier = monitor.summarize(  # each scored 40 % more likely to default; the AUC part set aside
+        {**reference, "estimated_auc": None}, np.minimum(p * 1.4, 1), np.full(2_000, "review"), {},
+        np.full(2_000, np.nan),
     )  # fmt: skip
-    assert riskier["estimate_alarm"] and riskier["mean_score"] == pytest.approx(narrow_p.mean() * 1.4)
+    assert riskier["estimate_alarm"] and riskier["mean_score"] > reference["mean_score"] * 1.25
+    small = window(scorer, apps[apps["grade"].isin(["B", "C"])].head(500).reset_index(drop=True))
+    assert not small["estimate_alarm"], "500 scores: below Alarms.min_scored, no estimate alarm"
