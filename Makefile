@@ -8,7 +8,8 @@ ifdef KAFKA_BROKERS
 export LOANS_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 PYTEST_ARGS ?=
-TEST_WORKERS ?= 2  # pytest workers of make test and make test-slow (each starts its own broker, MLflow, Spark)
+# pytest workers of make test and make test-slow (each starts its own broker, MLflow, Spark)
+TEST_WORKERS ?= 2
 PARALLEL = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: help install jars test-jvm test-slow test-tools bench-generator bench-produce soak fmt lint typecheck test test-unit up down status secrets client-config topics kafka-list kafka-delete-all kafka-recreate clean demo retrain rotate-ssn-key \

@@ -66,7 +66,7 @@ def row(name: str, m: dict[str, float]) -> str:
 
 def interval(m: dict[str, float], name: str = "test_auc") -> str:
     low, high = m.get(f"{name}_low"), m.get(f"{name}_high")
-    return "" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]".replace("+0.", "0.")
+    return "" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
 
 
 def sub_grade_alone(source: TrainingSource) -> dict[str, float]:

@@ -4,6 +4,7 @@ at an accurate pace, each application's ground truth on the truth topic."""
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections import deque
@@ -123,8 +124,7 @@ def publish_live(
             batch = generator.batch(n, datetime.now(UTC), spacing)
             send_frame(producer, topics.applications, batch.applications, "application_id")
             held.append((clock() + pace.outcome_delay_s, batch.truth))
-            while held and held[0][0] <= clock():
-                send_frame(producer, topics.truth, held.popleft()[1], "application_id")
+            _release(producer, topics.truth, held, clock())
             sent += n
             progress.tick()
         if held:
@@ -132,9 +132,16 @@ def publish_live(
         while held:
             while (delay := held[0][0] - clock()) > 0:
                 producer.poll(delay)
-            send_frame(producer, topics.truth, held.popleft()[1], "application_id")
+            _release(producer, topics.truth, held, clock())
             progress.tick()
     finally:  # interrupted (Ctrl-C): the outcomes of every application sent go now, none is lost
-        for _, truth in held:
-            send_frame(producer, topics.truth, truth, "application_id")
+        _release(producer, topics.truth, held, math.inf)
     return sent
+
+
+def _release(
+    producer: EventProducer, topic: str, held: deque[tuple[float, pd.DataFrame]], due: float
+) -> None:
+    """Send the held outcomes that fall due by `due`, in order."""
+    while held and held[0][0] <= due:
+        send_frame(producer, topic, held.popleft()[1], "application_id")

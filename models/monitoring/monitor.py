@@ -124,8 +124,7 @@ def summarize(
         "feature_psi": feature_psi,
         "drift_alarm": bool(psis) and max(psis) > alarms.psi,
         "estimated_auc": estimated,
-        "estimate_alarm": len(p) >= alarms.min_scored
-        and _estimate_alarm(reference, estimated, mean_score, alarms),
+        "estimate_alarm": _estimate_alarm(reference, len(p), estimated, mean_score, alarms),
         "outcomes": int(known.sum()),
         "default_rate": float(y.mean()) if len(y) else None,
         "auc": auc(y, p_known) if both else None,
@@ -134,8 +133,10 @@ def summarize(
 
 
 def _estimate_alarm(
-    reference: dict[str, Any], estimated: float | None, mean_score: float | None, alarms: Alarms
+    reference: dict[str, Any], scored: int, estimated: float | None, mean_score: float | None, alarms: Alarms
 ) -> bool:
+    if scored < alarms.min_scored:
+        return False
     expected, usual = reference.get("estimated_auc"), reference.get("mean_score")
     if expected is not None and estimated is not None and expected - estimated > alarms.auc_drop:
         return True

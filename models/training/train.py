@@ -168,8 +168,8 @@ def _intervals(
     """The test AUC's 95 % bootstrap interval of the network and of each baseline (added to its
     metrics), and of the network's margin over each baseline, on the same resampled test rows."""
     test = {s.model: s.p for s in scored if s.part == "test"}
-    test = {name: test[name] for name in (NETWORK, *baselines)}  # the network first: margins are its
-    found = bootstrap_auc(prepared.test.y, test, seed=seed)
+    models = (NETWORK, *baselines)  # the network first: the margins are its own
+    found = bootstrap_auc(prepared.test.y, {name: test[name] for name in models}, seed=seed)
     for name, metrics in baselines.items():
         metrics |= {"test_auc_low": found[name][0], "test_auc_high": found[name][1]}
         mlflow.log_metrics({f"{name}_test_auc_low": found[name][0], f"{name}_test_auc_high": found[name][1]})
